@@ -1,0 +1,62 @@
+// HTTPS GET with bearer auth over pooled keep-alive connections (Beast).
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "rootcertd/config.hpp"
+#include "rootcertd/outcome.hpp"
+
+namespace rootcertd {
+
+struct HttpResponse {
+    unsigned status = 0;
+    std::string body;
+    std::string location;                 // of a redirect, which is never followed
+    std::optional<Duration> retry_after;  // from a 429 or 503
+};
+
+struct ClientOptions {
+    std::optional<std::filesystem::path> ca_file;  // trusted besides the system store
+    Duration timeout{std::chrono::seconds(10)};    // whole request, connect included
+    Duration connect_timeout{std::chrono::seconds(5)};
+    Duration idle_timeout{std::chrono::seconds(30)};  // idle keep-alive connections close after
+    std::size_t body_limit = 1 << 20;
+    std::size_t header_limit = 16 << 10;
+};
+
+// The seam between the refresh pipeline and the network.
+class HttpClient {
+public:
+    virtual ~HttpClient() = default;
+
+    // GET https://ENDPOINT/TARGET with "Authorization: Bearer TOKEN". Any HTTP
+    // status is a response; transport and protocol errors (timeout, TLS
+    // verification, oversize body) fail with a message naming the step.
+    // Messages never contain the token.
+    virtual boost::asio::awaitable<Outcome<HttpResponse>> get(Endpoint endpoint,
+                                                               std::string target,
+                                                               std::string token) = 0;
+
+    // Aborts requests in flight and closes every connection; later calls fail.
+    virtual void close() = 0;
+
+    // Connections open now, idle or busy.
+    virtual std::size_t open_connections() const = 0;
+};
+
+// TLS >= 1.2, peer and host-name verification, SNI, system trust store plus
+// options.ca_file. Throws std::runtime_error when the trust store cannot load.
+std::shared_ptr<HttpClient> make_https_client(boost::asio::any_io_executor executor,
+                                              const ClientOptions& options);
+
+// Seconds or an HTTP-date, as in a Retry-After header; nullopt if neither.
+std::optional<Duration> parse_retry_after(std::string_view value,
+                                          std::chrono::system_clock::time_point now);
+
+}  // namespace rootcertd

@@ -1,0 +1,25 @@
+// Wires config, refresh and scheduler together: the daemon and --once.
+#pragma once
+
+#include <string>
+
+namespace rootcertd {
+
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_failed = 1;  // --once: some instance failed; daemon: start-up failed
+inline constexpr int exit_usage = 2;   // bad command line or configuration
+
+struct RunOptions {
+    std::string config_path;
+    bool once = false;
+};
+
+// Runs until SIGTERM/SIGINT (exit_ok) or, with `once`, one pass over every
+// instance. SIGHUP reloads the configuration; a bad one keeps the old.
+int run(const RunOptions& options);
+
+// Loads the configuration and reads the token as the daemon would; prints
+// the verdict. Returns exit_ok or exit_usage.
+int check_config(const std::string& path);
+
+}  // namespace rootcertd

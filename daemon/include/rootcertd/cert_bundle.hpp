@@ -1,0 +1,43 @@
+// Validates a PEM bundle of CA certificates with OpenSSL and describes it.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rootcertd/outcome.hpp"
+
+namespace rootcertd {
+
+using SysTime = std::chrono::system_clock::time_point;
+
+struct CertInfo {
+    std::string subject;  // RFC 2253
+    std::string sha256;   // lowercase hex of the DER encoding
+    SysTime not_before;
+    SysTime not_after;
+};
+
+struct CertBundle {
+    std::vector<CertInfo> certs;  // file order, duplicates removed
+    std::string pem;              // every certificate re-encoded, nothing else
+
+    // The certificate that expires last.
+    const CertInfo& newest() const;
+    // Comma-separated SHA-256 fingerprints in file order.
+    std::string fingerprints() const;
+};
+
+// Accepts PEM text holding only CERTIFICATE blocks (at least one), each a CA
+// (basicConstraints CA:TRUE), at least one valid at NOW. Text between blocks
+// is dropped from the normalized `pem`.
+Outcome<CertBundle> validate_bundle(std::string_view pem, SysTime now);
+
+// Parses without the CA and validity checks: describes a file already on disk.
+Outcome<CertBundle> parse_bundle(std::string_view pem);
+
+// "2026-11-28T12:00:00Z"
+std::string format_time(SysTime t);
+
+}  // namespace rootcertd

@@ -1,0 +1,51 @@
+// Installs bundles under the cert directory atomically and durably.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "rootcertd/config.hpp"
+#include "rootcertd/outcome.hpp"
+
+namespace rootcertd {
+
+enum class Change { unchanged, created, replaced };
+
+struct Installed {
+    Change change = Change::unchanged;
+    std::optional<std::string> previous;  // the bytes replaced, when there were any
+};
+
+// All calls block (they fsync): run them off the event loop. Safe to call
+// from several threads at once for different file names.
+class CertStore {
+public:
+    explicit CertStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+    const std::filesystem::path& dir() const { return dir_; }
+
+    // Creates the directory (0755) if missing and removes temp files a crash
+    // left behind. Returns how many it removed.
+    Outcome<int> prepare() const;
+
+    // The current bytes of FILE_NAME, or nullopt when there is no such file.
+    Outcome<std::optional<std::string>> read(const std::string& file_name) const;
+
+    // Makes FILE_NAME hold exactly BYTES. Equal bytes: nothing is written.
+    // Otherwise: temp file in the same directory, write, chmod/chown, fsync,
+    // rename over the target, fsync the directory. On any failure the old
+    // file stays byte-for-byte and no temp file remains. A symlink at the
+    // target is replaced, never written through.
+    Outcome<Installed> install(const std::string& file_name, std::string_view bytes,
+                               const FileOwnership& ownership) const;
+
+    // True for names install() uses for its temp files.
+    static bool is_temp_name(std::string_view name);
+
+private:
+    std::filesystem::path dir_;
+};
+
+}  // namespace rootcertd

@@ -1,0 +1,97 @@
+// Loads rootcertd's YAML configuration strictly into an immutable Config.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rootcertd/outcome.hpp"
+
+namespace rootcertd {
+
+using Duration = std::chrono::milliseconds;
+
+// An HTTPS origin requests are sent to; no path, query or credentials.
+struct Endpoint {
+    std::string host;  // name or address; IPv6 without brackets
+    std::uint16_t port = 443;
+    std::string origin() const;  // "https://host[:port]", for logs and pool keys
+    bool operator==(const Endpoint&) const = default;
+};
+
+// How an installed file is owned; unset uid/gid leave the daemon's own.
+struct FileOwnership {
+    mode_t mode = 0644;
+    std::optional<uid_t> uid;
+    std::optional<gid_t> gid;
+    bool operator==(const FileOwnership&) const = default;
+};
+
+struct Instance {
+    std::string org;
+    std::string id;
+    std::string name;  // file stem: the file is <cert_dir>/<name>.crt
+    Endpoint api;
+    Duration refresh_interval{};
+    FileOwnership file;
+
+    std::string url_path() const;  // /api/v1/orgs/{org}/instances/{id}/secrets/certificate
+    bool operator==(const Instance&) const = default;
+};
+
+struct Config {
+    std::string source;  // the file it was loaded from, for messages
+
+    // api:
+    std::optional<Endpoint> api;  // default for instances without api_url
+    std::optional<std::filesystem::path> token_file;
+    std::optional<std::string> token_env;
+    std::optional<std::filesystem::path> ca_file;
+    Duration timeout{std::chrono::seconds(10)};
+    Duration connect_timeout{std::chrono::seconds(5)};
+
+    std::filesystem::path cert_dir{"/var/lib/rootcertd/certs"};
+    Duration refresh_interval{std::chrono::hours(1)};
+    double jitter = 0.1;  // fraction of the interval, each way
+    Duration retry_min{std::chrono::seconds(5)};
+    Duration retry_max{std::chrono::minutes(5)};
+    unsigned concurrency = 16;
+    Duration expiry_warning{std::chrono::hours(24 * 14)};
+    FileOwnership file;
+
+    std::vector<Instance> instances;
+
+    std::filesystem::path cert_path(const Instance& instance) const {
+        return cert_dir / (instance.name + ".crt");
+    }
+    bool operator==(const Config&) const = default;
+};
+
+// A configuration mistake; what() reads "FILE:LINE:COL: KEY: problem".
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+inline constexpr const char* default_config_path = "/etc/rootcertd/rootcertd.yaml";
+
+// Reads and validates FILE. Throws ConfigError naming the file, line and key.
+Config load_config(const std::string& path);
+
+// Validates YAML text; `source` names it in errors. Throws ConfigError.
+Config parse_config(const std::string& yaml, const std::string& source);
+
+// "500ms", "30s", "5m", "1h", "1d" (and "0"). Fails on anything else.
+Outcome<Duration> parse_duration(std::string_view text);
+
+// Parses "https://host[:port][/]". Fails on other schemes, paths, userinfo.
+Outcome<Endpoint> parse_https_url(std::string_view text);
+
+}  // namespace rootcertd

@@ -1,0 +1,20 @@
+// Sets up the process-wide spdlog logger: text or one JSON object per line.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <spdlog/common.h>
+
+namespace rootcertd {
+
+enum class LogFormat { text, json };
+
+std::optional<LogFormat> parse_log_format(std::string_view name);
+std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name);
+
+// Logs go to stderr. JSON lines carry "ts", "level" and "msg".
+void setup_logging(spdlog::level::level_enum level, LogFormat format);
+
+}  // namespace rootcertd

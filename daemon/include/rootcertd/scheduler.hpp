@@ -1,0 +1,80 @@
+// Runs each instance's refresh loop: jittered cadence, capped backoff.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+
+#include "rootcertd/config.hpp"
+#include "rootcertd/refresh.hpp"
+
+namespace rootcertd {
+
+struct RetryPolicy {
+    Duration interval{};
+    double jitter = 0.1;
+    Duration retry_min{};
+    Duration retry_max{};
+};
+
+// When to refresh next. After a success (FAILURES == 0): the interval, moved
+// by up to ±jitter. After the Nth consecutive failure: retry_min·2^(N-1)
+// capped at retry_max and at the interval, then drawn from [half, all] of
+// that ("equal jitter"). A Retry-After is honoured when longer, up to a day.
+// UNIFORM is a random number in [0, 1): tests pass fixed values.
+Duration next_delay(const RetryPolicy& policy, unsigned failures,
+                    std::optional<Duration> retry_after, double uniform);
+
+// Decides which failures reach the log so a persistent one does not flood it:
+// a new or changed reason always, the same reason again once an hour.
+class FailureLog {
+public:
+    enum class Verdict { log, repeat, quiet };
+    Verdict on_failure(const std::string& reason, std::chrono::steady_clock::time_point now);
+    // Failures since the last success; resets to 0.
+    unsigned on_success();
+
+private:
+    std::string last_;
+    std::chrono::steady_clock::time_point last_logged_{};
+    unsigned count_ = 0;
+};
+
+// Owns one loop per instance name on one executor.
+class Scheduler {
+public:
+    using Job = std::function<boost::asio::awaitable<RefreshResult>()>;
+
+    explicit Scheduler(boost::asio::any_io_executor executor);
+
+    // Starts NAME's loop: refresh at once, then again after next_delay().
+    // A loop already running under NAME is stopped first.
+    void start(const std::string& name, RetryPolicy policy, Job job);
+    // Ends NAME's loop at its next wait; a refresh in flight completes.
+    void stop(const std::string& name);
+    void stop_all();
+    // Loops still running, stopped ones that have not yet ended included.
+    std::size_t alive() const { return alive_; }
+
+    // Called whenever a loop has ended and none are left.
+    std::function<void()> on_empty;
+
+private:
+    struct Loop {
+        boost::asio::cancellation_signal cancel;
+    };
+    boost::asio::awaitable<void> run(std::string name, RetryPolicy policy, Job job);
+
+    boost::asio::any_io_executor executor_;
+    std::map<std::string, std::shared_ptr<Loop>> loops_;
+    std::size_t alive_ = 0;
+    std::mt19937_64 rng_{std::random_device{}()};
+};
+
+}  // namespace rootcertd

@@ -1,0 +1,292 @@
+#include "rootcertd/api_client.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <ctime>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace rootcertd {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+std::optional<Duration> parse_retry_after(std::string_view value,
+                                          std::chrono::system_clock::time_point now) {
+    if (value.empty()) return std::nullopt;
+    if (value.find_first_not_of("0123456789") == std::string_view::npos && value.size() <= 9) {
+        return std::chrono::seconds(std::stol(std::string(value)));
+    }
+    std::tm tm{};
+    const std::string text(value);
+    const char* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (end == nullptr || *end != '\0') return std::nullopt;
+    const auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
+    return std::max(Duration{0}, std::chrono::duration_cast<Duration>(at - now));
+}
+
+namespace {
+
+auto awaitable_tuple() { return asio::as_tuple(asio::use_awaitable); }
+
+bool is_ip_literal(const std::string& host) {
+    boost::system::error_code ec;
+    asio::ip::make_address(host, ec);
+    return !ec;
+}
+
+class Client;
+
+// One TLS connection to one origin, registered with its client while it lives
+// so that close() can abort it mid-request.
+struct Conn {
+    Conn(asio::any_io_executor ex, ssl::context& ctx, std::unordered_set<Conn*>& registry)
+        : stream(ex, ctx), resolver(ex), registry_(registry) {
+        registry_.insert(this);
+    }
+    Conn(const Conn&) = delete;
+    Conn& operator=(const Conn&) = delete;
+    ~Conn() { registry_.erase(this); }
+
+    void abort() {
+        resolver.cancel();
+        beast::get_lowest_layer(stream).close();
+    }
+
+    beast::ssl_stream<beast::tcp_stream> stream;
+    tcp::resolver resolver;
+    beast::flat_buffer buffer;
+    Clock::time_point idle_since{};
+
+private:
+    std::unordered_set<Conn*>& registry_;
+};
+
+// What went wrong in one exchange, and whether a fresh connection may help.
+struct ExchangeError {
+    std::string message;
+    bool stale = false;  // a reused connection the server had already closed
+};
+
+std::string describe(const boost::system::error_code& ec, Duration budget) {
+    if (ec == beast::error::timeout) {
+        return "timed out (budget " + std::to_string(budget.count()) + " ms)";
+    }
+    return ec.message();
+}
+
+class Client final : public HttpClient, public std::enable_shared_from_this<Client> {
+public:
+    Client(asio::any_io_executor ex, const ClientOptions& options)
+        : ex_(std::move(ex)), options_(options), tls_(ssl::context::tls_client), prune_(ex_) {
+        SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
+        tls_.set_default_verify_paths();
+        if (options.ca_file) {
+            boost::system::error_code ec;
+            tls_.load_verify_file(options.ca_file->string(), ec);
+            if (ec) {
+                throw std::runtime_error("api.ca_file " + options.ca_file->string() + ": " +
+                                         ec.message());
+            }
+        }
+        tls_.set_verify_mode(ssl::verify_peer);
+    }
+
+    asio::awaitable<Outcome<HttpResponse>> get(Endpoint endpoint, std::string target,
+                                               std::string token) override {
+        auto self = shared_from_this();  // outlive every connection this call holds
+        const auto deadline = Clock::now() + options_.timeout;
+        const auto origin = endpoint.origin();
+        for (int attempt = 0;; ++attempt) {
+            if (closed_) co_return fail("shutting down");
+            auto conn = take_idle(origin);
+            const bool reused = conn != nullptr;
+            if (!conn) {
+                conn = std::make_unique<Conn>(ex_, tls_, live_);
+                if (auto err = co_await connect(*conn, endpoint, deadline)) {
+                    co_return fail(*err);
+                }
+            }
+            HttpResponse response;
+            bool keep_alive = false;
+            auto err = co_await exchange(*conn, endpoint, target, token, deadline, response,
+                                         keep_alive);
+            if (!err) {
+                if (keep_alive && !closed_) put_idle(origin, std::move(conn));
+                co_return response;
+            }
+            if (!(reused && err->stale && attempt == 0 && Clock::now() < deadline)) {
+                co_return fail(err->message);
+            }
+        }
+    }
+
+    void close() override {
+        closed_ = true;
+        prune_.cancel();
+        for (Conn* c : live_) c->abort();
+        idle_.clear();
+    }
+
+    std::size_t open_connections() const override { return live_.size(); }
+
+private:
+    asio::awaitable<std::optional<std::string>> connect(Conn& conn, const Endpoint& ep,
+                                                        Clock::time_point deadline) {
+        const auto origin = ep.origin();
+        // 1. Resolve, bounded by the connect deadline (getaddrinfo has none).
+        const auto connect_deadline = std::min(deadline, Clock::now() + options_.connect_timeout);
+        asio::steady_timer guard(ex_);
+        guard.expires_at(connect_deadline);
+        guard.async_wait([&resolver = conn.resolver](boost::system::error_code ec) {
+            if (!ec) resolver.cancel();
+        });
+        auto [rec, results] = co_await conn.resolver.async_resolve(
+            ep.host, std::to_string(ep.port), awaitable_tuple());
+        const bool resolve_timed_out = Clock::now() >= connect_deadline;
+        guard.cancel();
+        if (rec) {
+            co_return "resolve " + ep.host + ": " +
+                (resolve_timed_out ? std::string("timed out") : rec.message());
+        }
+        // 2. TCP connect under the connect deadline.
+        auto& tcp_layer = beast::get_lowest_layer(conn.stream);
+        tcp_layer.expires_at(connect_deadline);
+        auto [cec, _] = co_await tcp_layer.async_connect(results, awaitable_tuple());
+        if (cec) co_return "connect to " + origin + ": " + describe(cec, options_.connect_timeout);
+        tcp_layer.socket().set_option(tcp::no_delay(true));
+        // 3. SNI and host-name verification: the name we asked for, exactly.
+        if (!is_ip_literal(ep.host) &&
+            !SSL_set_tlsext_host_name(conn.stream.native_handle(), ep.host.c_str())) {
+            co_return "TLS setup for " + origin + ": cannot set SNI";
+        }
+        conn.stream.set_verify_callback(ssl::host_name_verification(ep.host));
+        // 4. Handshake under the whole-request deadline.
+        tcp_layer.expires_at(deadline);
+        auto [hec] = co_await conn.stream.async_handshake(ssl::stream_base::client,
+                                                          awaitable_tuple());
+        if (hec) {
+            std::string why = describe(hec, options_.timeout);
+            const long verify = SSL_get_verify_result(conn.stream.native_handle());
+            if (verify != X509_V_OK) why += ": " + std::string(X509_verify_cert_error_string(verify));
+            co_return "TLS handshake with " + origin + ": " + why;
+        }
+        co_return std::nullopt;
+    }
+
+    asio::awaitable<std::optional<ExchangeError>> exchange(Conn& conn, const Endpoint& ep,
+                                                           const std::string& target,
+                                                           const std::string& token,
+                                                           Clock::time_point deadline,
+                                                           HttpResponse& out, bool& keep_alive) {
+        auto& tcp_layer = beast::get_lowest_layer(conn.stream);
+        const bool v6 = ep.host.find(':') != std::string::npos;
+        http::request<http::empty_body> req{http::verb::get, target, 11};
+        req.set(http::field::host, (v6 ? "[" + ep.host + "]" : ep.host) +
+                                       (ep.port == 443 ? "" : ":" + std::to_string(ep.port)));
+        req.set(http::field::user_agent, "rootcertd/" ROOTCERTD_VERSION);
+        req.set(http::field::accept, "application/json");
+        req.set(http::field::authorization, "Bearer " + token);
+        // 5. Send the request.
+        tcp_layer.expires_at(deadline);
+        auto [wec, w] = co_await http::async_write(conn.stream, req, awaitable_tuple());
+        if (wec) co_return ExchangeError{"send request: " + describe(wec, options_.timeout), true};
+        // 6. Read the response; the parser refuses oversize parts before buffering them.
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(options_.body_limit);
+        parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
+        auto [rec, r] = co_await http::async_read(conn.stream, conn.buffer, parser,
+                                                  awaitable_tuple());
+        if (rec) {
+            std::string why;
+            if (rec == http::error::body_limit) {
+                why = "response body exceeds " + std::to_string(options_.body_limit) + " bytes";
+            } else if (rec == http::error::header_limit) {
+                why = "response header exceeds " + std::to_string(options_.header_limit) + " bytes";
+            } else {
+                why = "read response: " + describe(rec, options_.timeout);
+            }
+            co_return ExchangeError{why, !parser.got_some()};
+        }
+        auto& res = parser.get();
+        out.status = res.result_int();
+        out.location = std::string(res[http::field::location]);
+        if (out.status == 429 || out.status == 503) {
+            out.retry_after =
+                parse_retry_after(res[http::field::retry_after], std::chrono::system_clock::now());
+        }
+        keep_alive = res.keep_alive();
+        out.body = std::move(res.body());
+        co_return std::nullopt;
+    }
+
+    std::unique_ptr<Conn> take_idle(const std::string& origin) {
+        auto it = idle_.find(origin);
+        if (it == idle_.end()) return nullptr;
+        auto& pool = it->second;
+        while (!pool.empty()) {
+            auto conn = std::move(pool.back());
+            pool.pop_back();
+            if (Clock::now() - conn->idle_since < options_.idle_timeout) return conn;
+        }
+        return nullptr;
+    }
+
+    void put_idle(const std::string& origin, std::unique_ptr<Conn> conn) {
+        conn->idle_since = Clock::now();
+        idle_[origin].push_back(std::move(conn));
+        if (!prune_pending_) schedule_prune();
+    }
+
+    // Idle connections close on their own so a daemon at rest holds no sockets.
+    void schedule_prune() {
+        prune_pending_ = true;
+        prune_.expires_after(options_.idle_timeout);
+        prune_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+            auto self = std::static_pointer_cast<Client>(weak.lock());
+            if (!self) return;
+            self->prune_pending_ = false;
+            if (ec) return;
+            bool left = false;
+            for (auto& [origin, pool] : self->idle_) {
+                std::erase_if(pool, [&](const auto& c) {
+                    return Clock::now() - c->idle_since >= self->options_.idle_timeout;
+                });
+                left = left || !pool.empty();
+            }
+            if (left) self->schedule_prune();
+        });
+    }
+
+    asio::any_io_executor ex_;
+    ClientOptions options_;
+    ssl::context tls_;
+    std::unordered_set<Conn*> live_;  // declared before idle_: outlives the connections
+    std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>> idle_;
+    asio::steady_timer prune_;
+    bool prune_pending_ = false;
+    bool closed_ = false;
+};
+
+}  // namespace
+
+std::shared_ptr<HttpClient> make_https_client(asio::any_io_executor executor,
+                                              const ClientOptions& options) {
+    return std::make_shared<Client>(std::move(executor), options);
+}
+
+}  // namespace rootcertd

@@ -1,0 +1,247 @@
+#include "rootcertd/app.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <cstdio>
+#include <set>
+#include <spdlog/spdlog.h>
+
+#include "rootcertd/config.hpp"
+#include "rootcertd/refresh.hpp"
+#include "rootcertd/scheduler.hpp"
+
+namespace rootcertd {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// SIGTERM must end the process within 2 s: anything still running after
+// this is abandoned (files are never half-written: installs are atomic).
+constexpr auto shutdown_grace = std::chrono::milliseconds(1500);
+
+bool same_globals(Config a, Config b) {
+    a.instances.clear();
+    b.instances.clear();
+    return a == b;
+}
+
+class App {
+public:
+    explicit App(RunOptions options)
+        : options_(std::move(options)), signals_(ioc_), grace_(ioc_), scheduler_(ioc_.get_executor()) {}
+
+    int run() {
+        std::optional<Config> cfg = load(false);
+        if (!cfg) return exit_usage;
+        services_ = make_services(std::move(*cfg));
+        if (!services_) return exit_failed;
+        const int code = options_.once ? run_once() : run_daemon();
+        pool_.join();
+        return code;
+    }
+
+private:
+    std::optional<Config> load(bool reloading) {
+        try {
+            return load_config(options_.config_path);
+        } catch (const ConfigError& e) {
+            if (reloading) {
+                spdlog::error("reload failed, still running the previous configuration: {}", e.what());
+            } else {
+                spdlog::error("{}", e.what());
+            }
+            return std::nullopt;
+        }
+    }
+
+    std::shared_ptr<Services> make_services(Config cfg) {
+        try {
+            auto s = std::make_shared<Services>(ioc_.get_executor(), std::move(cfg), pool_);
+            auto removed = s->store.prepare();
+            if (!removed) {
+                spdlog::error("cert_dir: {}", removed.error());
+                return nullptr;
+            }
+            if (removed.value() > 0) {
+                spdlog::info("removed {} temp file(s) left in {} by an earlier crash", removed.value(),
+                             s->store.dir().string());
+            }
+            return s;
+        } catch (const std::exception& e) {
+            spdlog::error("{}", e.what());
+            return nullptr;
+        }
+    }
+
+    int run_once() {
+        auto s = services_;
+        std::size_t pending = s->config.instances.size();
+        std::size_t failed = 0;
+        signals_.add(SIGTERM);
+        signals_.add(SIGINT);
+        signals_.async_wait([s](boost::system::error_code ec, int) {
+            if (!ec) s->client->close();
+        });
+        for (const auto& inst : s->config.instances) {
+            asio::co_spawn(ioc_, refresh(s, inst),
+                           [&, s, name = inst.name](std::exception_ptr e, RefreshResult r) {
+                               if (e) r.error = "aborted";
+                               if (e || !r.ok) {
+                                   ++failed;
+                                   spdlog::error("{}: refresh failed: {}", name, r.error);
+                               }
+                               if (--pending == 0) {
+                                   s->client->close();
+                                   signals_.cancel();
+                               }
+                           });
+        }
+        ioc_.run();
+        const auto total = s->config.instances.size();
+        spdlog::info("refreshed {}/{} instance(s)", total - failed, total);
+        return failed == 0 ? exit_ok : exit_failed;
+    }
+
+    int run_daemon() {
+        signals_.add(SIGTERM);
+        signals_.add(SIGINT);
+        signals_.add(SIGHUP);
+        wait_for_signal();
+        scheduler_.on_empty = [this] {
+            if (stopping_) ioc_.stop();
+        };
+        spdlog::info("rootcertd {} started: {} instance(s), certs in {}", ROOTCERTD_VERSION,
+                     services_->config.instances.size(), services_->config.cert_dir.string());
+        for (const auto& inst : services_->config.instances) start(services_, inst);
+        ioc_.run();
+        spdlog::info("stopped");
+        return exit_ok;
+    }
+
+    void wait_for_signal() {
+        signals_.async_wait([this](boost::system::error_code ec, int sig) {
+            if (ec) return;
+            if (sig == SIGHUP) {
+                reload();
+                wait_for_signal();
+            } else {
+                shutdown(sig);
+            }
+        });
+    }
+
+    void start(const std::shared_ptr<Services>& s, const Instance& inst) {
+        const RetryPolicy policy{inst.refresh_interval, s->config.jitter, s->config.retry_min,
+                                 s->config.retry_max};
+        scheduler_.start(inst.name, policy, [s, inst] { return refresh(s, inst); });
+    }
+
+    void reload() {
+        spdlog::info("SIGHUP: reloading {}", options_.config_path);
+        auto cfg = load(true);
+        if (!cfg) return;
+        if (!same_globals(*cfg, services_->config)) {
+            auto fresh = make_services(*cfg);
+            if (!fresh) {
+                spdlog::error("reload failed, still running the previous configuration");
+                return;
+            }
+            scheduler_.stop_all();
+            services_->client->close();
+            services_ = fresh;
+            for (const auto& inst : services_->config.instances) start(services_, inst);
+            spdlog::info("reloaded: global settings changed; restarted all {} instance(s)",
+                         cfg->instances.size());
+            return;
+        }
+        std::map<std::string, const Instance*> old;
+        for (const auto& inst : services_->config.instances) old[inst.name] = &inst;
+        std::vector<std::string> added, changed, removed;
+        for (const auto& inst : cfg->instances) {
+            auto it = old.find(inst.name);
+            if (it == old.end()) {
+                added.push_back(inst.name);
+            } else if (!(*it->second == inst)) {
+                changed.push_back(inst.name);
+            }
+            if (it != old.end()) old.erase(it);
+        }
+        for (const auto& [name, _] : old) {
+            removed.push_back(name);
+            scheduler_.stop(name);
+        }
+        services_->config.instances = cfg->instances;
+        for (const auto& inst : services_->config.instances) {
+            if (std::find(added.begin(), added.end(), inst.name) != added.end() ||
+                std::find(changed.begin(), changed.end(), inst.name) != changed.end()) {
+                start(services_, inst);
+            }
+        }
+        const auto join = [](const std::vector<std::string>& v) {
+            std::string out;
+            for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+            return out.empty() ? "-" : out;
+        };
+        spdlog::info("reloaded: {} instance(s); added {}; changed {}; removed {} (files kept)",
+                     cfg->instances.size(), join(added), join(changed), join(removed));
+    }
+
+    void shutdown(int sig) {
+        spdlog::info("{}: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        stopping_ = true;
+        signals_.cancel();
+        scheduler_.stop_all();
+        services_->client->close();
+        if (scheduler_.alive() == 0) {
+            ioc_.stop();
+            return;
+        }
+        // on_empty stops the loop when the last refresh ends; this bounds the wait.
+        grace_.expires_after(shutdown_grace);
+        grace_.async_wait([this](boost::system::error_code ec) {
+            if (!ec) {
+                spdlog::warn("work still running after {} ms; exiting anyway", shutdown_grace.count());
+                ioc_.stop();
+            }
+        });
+    }
+
+    RunOptions options_;
+    asio::io_context ioc_{1};
+    asio::thread_pool pool_{2};
+    asio::signal_set signals_;
+    asio::steady_timer grace_;
+    Scheduler scheduler_;
+    std::shared_ptr<Services> services_;
+    bool stopping_ = false;
+};
+
+}  // namespace
+
+int run(const RunOptions& options) {
+    App app(options);
+    return app.run();
+}
+
+int check_config(const std::string& path) {
+    try {
+        const auto cfg = load_config(path);
+        auto token = cfg.token_file ? TokenSource::from_file(*cfg.token_file)
+                                    : TokenSource::from_env(*cfg.token_env);
+        if (auto t = token.get(); !t) {
+            std::fprintf(stderr, "%s: api: %s\n", path.c_str(), t.error().c_str());
+            return exit_usage;
+        }
+        std::printf("%s: OK, %zu instance(s)\n", path.c_str(), cfg.instances.size());
+        return exit_ok;
+    } catch (const ConfigError& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return exit_usage;
+    }
+}
+
+}  // namespace rootcertd

@@ -1,0 +1,379 @@
+#include "rootcertd/config.hpp"
+
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
+#include <boost/url/parse.hpp>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <yaml-cpp/yaml.h>
+
+namespace rootcertd {
+
+std::string Endpoint::origin() const {
+    const bool v6 = host.find(':') != std::string::npos;
+    std::string out = "https://" + (v6 ? "[" + host + "]" : host);
+    if (port != 443) out += ":" + std::to_string(port);
+    return out;
+}
+
+std::string Instance::url_path() const {
+    return "/api/v1/orgs/" + org + "/instances/" + id + "/secrets/certificate";
+}
+
+Outcome<Duration> parse_duration(std::string_view text) {
+    if (text == "0") return Duration{0};
+    std::size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+    const auto unit = text.substr(digits);
+    std::uint64_t n = 0;
+    if (digits == 0 || digits > 9 ||
+        std::from_chars(text.data(), text.data() + digits, n).ec != std::errc{}) {
+        return fail("'" + std::string(text) + "' is not a duration like 500ms, 30s, 5m, 1h or 1d");
+    }
+    static const std::map<std::string_view, std::uint64_t> ms_per{
+        {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
+    const auto it = ms_per.find(unit);
+    if (it == ms_per.end()) {
+        return fail("'" + std::string(text) + "' has no unit; use ms, s, m, h or d");
+    }
+    return Duration{static_cast<Duration::rep>(n * it->second)};
+}
+
+Outcome<Endpoint> parse_https_url(std::string_view text) {
+    const auto bad = [&](const std::string& why) {
+        return fail("'" + std::string(text) + "' " + why);
+    };
+    auto parsed = boost::urls::parse_absolute_uri(text);
+    if (!parsed) return bad("is not a URL");
+    const auto& u = *parsed;
+    if (u.scheme_id() != boost::urls::scheme::https) {
+        return bad("must use https:// (the token must never travel in clear text)");
+    }
+    if (u.has_userinfo()) return bad("must not carry credentials");
+    if (!(u.path().empty() || u.path() == "/") || u.has_query() || u.has_fragment()) {
+        return bad("must be an origin only, like https://api.data-1.use1.tembo.io");
+    }
+    Endpoint e;
+    e.host = std::string(u.host_address());
+    if (e.host.empty()) return bad("has no host");
+    if (u.has_port()) {
+        if (u.port().empty() || u.port_number() == 0) return bad("has an invalid port");
+        e.port = u.port_number();
+    }
+    return e;
+}
+
+namespace {
+
+// Where a value came from, so every error can name file, line, column and key.
+struct Site {
+    const std::string& source;
+    YAML::Mark mark;
+    std::string key;
+};
+
+[[noreturn]] void raise(const Site& s, const std::string& what) {
+    std::ostringstream out;
+    out << s.source;
+    if (!s.mark.is_null()) out << ':' << s.mark.line + 1 << ':' << s.mark.column + 1;
+    out << ": ";
+    if (!s.key.empty()) out << s.key << ": ";
+    out << what;
+    throw ConfigError(out.str());
+}
+
+// Expands ${NAME} from the environment; an unset variable is an error.
+std::string expand_env(const Site& site, const std::string& in) {
+    std::string out;
+    for (std::size_t i = 0; i < in.size();) {
+        if (in.compare(i, 2, "${") == 0) {
+            const auto end = in.find('}', i + 2);
+            if (end == std::string::npos) raise(site, "unterminated '${' in value");
+            const std::string name = in.substr(i + 2, end - i - 2);
+            const char* value = std::getenv(name.c_str());
+            if (name.empty() || value == nullptr) {
+                raise(site, "environment variable '" + name + "' is not set");
+            }
+            out += value;
+            i = end + 1;
+        } else {
+            out += in[i++];
+        }
+    }
+    return out;
+}
+
+// A YAML mapping read strictly: each key once, every key known.
+class MapReader {
+public:
+    MapReader(const std::string& source, const YAML::Node& node, std::string path)
+        : source_(source), node_(node), path_(std::move(path)) {
+        if (!node.IsMap()) raise({source_, node.Mark(), path_}, "must be a mapping of keys");
+        for (const auto& kv : node) {
+            const auto key = kv.first.Scalar();
+            if (!entries_.emplace(key, Entry{kv.first, kv.second}).second) {
+                raise({source_, kv.first.Mark(), key_path(key)}, "duplicate key");
+            }
+        }
+    }
+
+    // The value at KEY, or nothing when absent; an explicit null counts as absent.
+    std::optional<YAML::Node> take(const std::string& key) {
+        known_.push_back(key);
+        const auto it = entries_.find(key);
+        if (it == entries_.end()) return std::nullopt;
+        it->second.used = true;
+        if (it->second.value.IsNull()) return std::nullopt;
+        return it->second.value;
+    }
+
+    std::optional<std::string> text(const std::string& key) {
+        auto node = take(key);
+        if (!node) return std::nullopt;
+        if (!node->IsScalar()) raise(site(*node, key), "must be a single value");
+        return expand_env(site(*node, key), node->Scalar());
+    }
+
+    template <class T, class Parse>
+    std::optional<T> parsed(const std::string& key, Parse parse) {
+        auto node = take(key);
+        if (!node) return std::nullopt;
+        if (!node->IsScalar()) raise(site(*node, key), "must be a single value");
+        auto result = parse(expand_env(site(*node, key), node->Scalar()));
+        if (!result) raise(site(*node, key), result.error());
+        return std::move(result.value());
+    }
+
+    std::string required(const std::string& key) {
+        auto value = text(key);
+        if (!value || value->empty()) raise({source_, node_.Mark(), key_path(key)}, "is required");
+        return *value;
+    }
+
+    Site site(const YAML::Node& node, const std::string& key) const {
+        return {source_, node.Mark(), key_path(key)};
+    }
+    Site site() const { return {source_, node_.Mark(), path_}; }
+
+    // Rejects keys nobody asked for: a typo must never be silently ignored.
+    void finish() const {
+        for (const auto& [key, entry] : entries_) {
+            if (entry.used) continue;
+            std::string known;
+            for (const auto& k : known_) known += (known.empty() ? "" : ", ") + k;
+            raise({source_, entry.key.Mark(), key_path(key)},
+                  "unknown key (expected one of: " + known + ")");
+        }
+    }
+
+private:
+    struct Entry {
+        YAML::Node key, value;
+        bool used = false;
+    };
+    std::string key_path(const std::string& key) const {
+        return path_.empty() ? key : path_ + "." + key;
+    }
+
+    const std::string& source_;
+    YAML::Node node_;
+    std::string path_;
+    std::map<std::string, Entry> entries_;
+    std::vector<std::string> known_;
+};
+
+Outcome<Duration> positive_duration(const std::string& text) {
+    auto d = parse_duration(text);
+    if (d && d.value().count() <= 0) return fail("must be greater than zero");
+    return d;
+}
+
+Outcome<mode_t> parse_mode(const std::string& text) {
+    unsigned long v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v, 8);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || v > 0777) {
+        return fail("'" + text + "' is not an octal file mode like 0644");
+    }
+    if ((v & 0400) == 0) return fail("'" + text + "' does not let the owner read the file");
+    return static_cast<mode_t>(v);
+}
+
+template <class Id, class Lookup>
+Outcome<Id> parse_principal(const std::string& text, const char* what, Lookup lookup) {
+    Id id{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+    if (!text.empty() && ec == std::errc{} && end == text.data() + text.size()) return id;
+    if (auto found = lookup(text)) return *found;
+    return fail(std::string("no ") + what + " named '" + text + "'");
+}
+
+std::optional<uid_t> user_id(const std::string& name) {
+    std::vector<char> buf(16384);
+    passwd pw{}, *out = nullptr;
+    if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &out) != 0 || !out) return {};
+    return out->pw_uid;
+}
+
+std::optional<gid_t> group_id(const std::string& name) {
+    std::vector<char> buf(16384);
+    group gr{}, *out = nullptr;
+    if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &out) != 0 || !out) return {};
+    return out->gr_gid;
+}
+
+void read_ownership(MapReader& map, FileOwnership& file) {
+    if (auto m = map.parsed<mode_t>("file_mode", parse_mode)) file.mode = *m;
+    if (auto u = map.parsed<uid_t>("owner", [](const std::string& t) {
+            return parse_principal<uid_t>(t, "user", user_id);
+        })) {
+        file.uid = *u;
+    }
+    if (auto g = map.parsed<gid_t>("group", [](const std::string& t) {
+            return parse_principal<gid_t>(t, "group", group_id);
+        })) {
+        file.gid = *g;
+    }
+}
+
+bool matches(const std::string& s, const std::regex& re) { return std::regex_match(s, re); }
+
+std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::string& p) {
+    const std::filesystem::path path(p);
+    return path.is_absolute() ? path : base_dir / path;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& yaml, const std::string& source) {
+    YAML::Node root;
+    try {
+        root = YAML::Load(yaml);
+    } catch (const YAML::ParserException& e) {
+        raise({source, e.mark, ""}, "YAML syntax error: " + e.msg);
+    }
+    if (!root || root.IsNull()) raise({source, YAML::Mark::null_mark(), ""}, "the file is empty");
+
+    const auto base_dir = std::filesystem::path(source).parent_path();
+    Config cfg;
+    cfg.source = source;
+    MapReader top(source, root, "");
+
+    auto api_node = top.take("api");
+    if (!api_node) raise(top.site(), "'api' section is required (token_file or token_env)");
+    MapReader api(source, *api_node, "api");
+    cfg.api = api.parsed<Endpoint>("url", parse_https_url);
+    if (auto f = api.text("token_file")) cfg.token_file = resolve(base_dir, *f);
+    cfg.token_env = api.text("token_env");
+    if (cfg.token_file.has_value() == cfg.token_env.has_value()) {
+        raise(api.site(), "set exactly one of token_file and token_env");
+    }
+    if (auto ca = api.text("ca_file")) {
+        cfg.ca_file = resolve(base_dir, *ca);
+        if (::access(cfg.ca_file->c_str(), R_OK) != 0) {
+            raise(api.site(*api_node, "ca_file"),
+                  "cannot read '" + cfg.ca_file->string() + "': " + std::strerror(errno));
+        }
+    }
+    if (auto d = api.parsed<Duration>("timeout", positive_duration)) cfg.timeout = *d;
+    if (auto d = api.parsed<Duration>("connect_timeout", positive_duration)) {
+        cfg.connect_timeout = *d;
+    }
+    api.finish();
+
+    if (auto dir = top.text("cert_dir")) cfg.cert_dir = resolve(base_dir, *dir);
+    if (auto d = top.parsed<Duration>("refresh_interval", positive_duration)) {
+        cfg.refresh_interval = *d;
+    }
+    if (auto j = top.parsed<double>("jitter", [](const std::string& t) -> Outcome<double> {
+            char* end = nullptr;
+            const double v = std::strtod(t.c_str(), &end);
+            if (t.empty() || *end != '\0' || !(v >= 0.0 && v <= 0.5)) {
+                return fail("'" + t + "' must be a fraction between 0 and 0.5");
+            }
+            return v;
+        })) {
+        cfg.jitter = *j;
+    }
+    if (auto retry_node = top.take("retry")) {
+        MapReader retry(source, *retry_node, "retry");
+        if (auto d = retry.parsed<Duration>("min", positive_duration)) cfg.retry_min = *d;
+        if (auto d = retry.parsed<Duration>("max", positive_duration)) cfg.retry_max = *d;
+        retry.finish();
+        if (cfg.retry_max < cfg.retry_min) raise(retry.site(), "max must not be less than min");
+    }
+    if (auto c = top.parsed<unsigned>("concurrency", [](const std::string& t) -> Outcome<unsigned> {
+            unsigned v = 0;
+            const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+            if (ec != std::errc{} || end != t.data() + t.size() || v < 1 || v > 1024) {
+                return fail("'" + t + "' must be a whole number from 1 to 1024");
+            }
+            return v;
+        })) {
+        cfg.concurrency = *c;
+    }
+    if (auto d = top.parsed<Duration>("expiry_warning", parse_duration)) cfg.expiry_warning = *d;
+    read_ownership(top, cfg.file);
+
+    auto list = top.take("instances");
+    if (!list || !list->IsSequence() || list->size() == 0) {
+        raise(list ? top.site(*list, "instances") : top.site(),
+              "'instances' must list at least one instance");
+    }
+    top.finish();
+
+    static const std::regex id_re("^[A-Za-z0-9_]+$");
+    static const std::regex name_re("^[A-Za-z0-9_][A-Za-z0-9._-]*$");
+    std::map<std::string, int> seen_names;
+    for (std::size_t i = 0; i < list->size(); ++i) {
+        const auto node = (*list)[i];
+        const std::string path = "instances[" + std::to_string(i) + "]";
+        MapReader m(source, node, path);
+        Instance inst;
+        for (auto [field, dest] : {std::pair{"org", &inst.org}, std::pair{"id", &inst.id}}) {
+            *dest = m.required(field);
+            if (!matches(*dest, id_re)) {
+                raise(m.site(node[field], field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
+            }
+        }
+        inst.name = m.text("name").value_or(inst.id);
+        if (!matches(inst.name, name_re) || inst.name.find("..") != std::string::npos ||
+            inst.name.size() > 200) {
+            raise(m.site(node["name"] ? node["name"] : node, "name"),
+                  "'" + inst.name + "' is not a safe file name (letters, digits, '_', '.', '-')");
+        }
+        const int line = node.Mark().line + 1;
+        if (auto [it, fresh] = seen_names.emplace(inst.name, line); !fresh) {
+            raise(m.site(node["name"] ? node["name"] : node, "name"),
+                  "'" + inst.name + "' is already used by the instance at line " +
+                      std::to_string(it->second));
+        }
+        auto endpoint = m.parsed<Endpoint>("api_url", parse_https_url);
+        if (!endpoint && !cfg.api) raise(m.site(), "no api_url here and no api.url to inherit");
+        inst.api = endpoint ? *endpoint : *cfg.api;
+        inst.refresh_interval = m.parsed<Duration>("refresh_interval", positive_duration)
+                                    .value_or(cfg.refresh_interval);
+        inst.file = cfg.file;
+        read_ownership(m, inst.file);
+        m.finish();
+        cfg.instances.push_back(std::move(inst));
+    }
+    return cfg;
+}
+
+Config load_config(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+    std::ostringstream text;
+    text << in.rdbuf();
+    return parse_config(text.str(), path);
+}
+
+}  // namespace rootcertd

@@ -1,0 +1,70 @@
+#include "rootcertd/logging.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <spdlog/formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace rootcertd {
+
+namespace {
+
+class JsonFormatter final : public spdlog::formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+        const auto t = std::chrono::system_clock::to_time_t(msg.time);
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            msg.time.time_since_epoch()).count() % 1000;
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        char ts[40];
+        const auto n = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+        std::snprintf(ts + n, sizeof ts - n, ".%03lldZ", static_cast<long long>(ms));
+        const auto level = spdlog::level::to_string_view(msg.level);
+        boost::json::object line{{"ts", ts},
+                                 {"level", std::string_view(level.data(), level.size())},
+                                 {"msg", std::string_view(msg.payload.data(), msg.payload.size())}};
+        const auto text = boost::json::serialize(line);
+        dest.append(text.data(), text.data() + text.size());
+        dest.push_back('\n');
+    }
+    std::unique_ptr<spdlog::formatter> clone() const override {
+        return std::make_unique<JsonFormatter>();
+    }
+};
+
+}  // namespace
+
+std::optional<LogFormat> parse_log_format(std::string_view name) {
+    if (name == "text") return LogFormat::text;
+    if (name == "json") return LogFormat::json;
+    return std::nullopt;
+}
+
+std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name) {
+    for (auto l : {spdlog::level::trace, spdlog::level::debug, spdlog::level::info,
+                   spdlog::level::warn, spdlog::level::err, spdlog::level::critical,
+                   spdlog::level::off}) {
+        const auto s = spdlog::level::to_string_view(l);
+        if (name == std::string_view(s.data(), s.size())) return l;
+    }
+    if (name == "warning") return spdlog::level::warn;
+    if (name == "error") return spdlog::level::err;
+    return std::nullopt;
+}
+
+void setup_logging(spdlog::level::level_enum level, LogFormat format) {
+    auto logger = std::make_shared<spdlog::logger>(
+        "rootcertd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    if (format == LogFormat::json) {
+        logger->set_formatter(std::make_unique<JsonFormatter>());
+    } else {
+        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+    }
+    logger->set_level(level);
+    logger->flush_on(spdlog::level::trace);
+    spdlog::set_default_logger(std::move(logger));
+}
+
+}  // namespace rootcertd

@@ -1,0 +1,89 @@
+// rootcertd: keeps managed PostgreSQL root CA files fresh on disk.
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "rootcertd/app.hpp"
+#include "rootcertd/config.hpp"
+#include "rootcertd/logging.hpp"
+
+namespace {
+
+constexpr const char* usage_text =
+    "Usage: rootcertd [--config FILE] [--once | --check-config]\n"
+    "                 [--log-level LEVEL] [--log-format text|json]\n"
+    "\n"
+    "Fetches the root CA of every configured Tembo instance, validates it and\n"
+    "keeps <cert_dir>/<name>.crt whole and current.\n"
+    "\n"
+    "  --config FILE       configuration (default /etc/rootcertd/rootcertd.yaml)\n"
+    "  --once              refresh every instance once and exit:\n"
+    "                      0 all fresh, 1 some failed, 2 usage or config error\n"
+    "  --check-config      validate the configuration and token, exit 0 or 2\n"
+    "  --log-level LEVEL   trace, debug, info (default), warning, error, off\n"
+    "  --log-format FMT    text (default) or json (one object per line)\n"
+    "  --version           print the version\n"
+    "  --help              print this help\n"
+    "\n"
+    "Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop (exit 0).\n";
+
+int usage_error(const std::string& message) {
+    std::fprintf(stderr, "rootcertd: %s\n%s", message.c_str(), usage_text);
+    return rootcertd::exit_usage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    rootcertd::RunOptions options{rootcertd::default_config_path, false};
+    bool check = false;
+    auto level = spdlog::level::info;
+    auto format = rootcertd::LogFormat::text;
+
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        std::optional<std::string> inline_value;
+        if (const auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+            inline_value = std::string(arg.substr(eq + 1));
+            arg = arg.substr(0, eq);
+        }
+        const auto value = [&]() -> std::optional<std::string> {
+            if (inline_value) return inline_value;
+            if (i + 1 < argc) return std::string(argv[++i]);
+            return std::nullopt;
+        };
+        if (arg == "--help" || arg == "-h") {
+            std::fputs(usage_text, stdout);
+            return rootcertd::exit_ok;
+        } else if (arg == "--version") {
+            std::printf("rootcertd %s\n", ROOTCERTD_VERSION);
+            return rootcertd::exit_ok;
+        } else if (arg == "--once") {
+            options.once = true;
+        } else if (arg == "--check-config") {
+            check = true;
+        } else if (arg == "--config" || arg == "-c") {
+            auto v = value();
+            if (!v || v->empty()) return usage_error("--config needs a file");
+            options.config_path = *v;
+        } else if (arg == "--log-level") {
+            auto v = value();
+            auto parsed = v ? rootcertd::parse_log_level(*v) : std::nullopt;
+            if (!parsed) return usage_error("--log-level takes trace, debug, info, warning, error or off");
+            level = *parsed;
+        } else if (arg == "--log-format") {
+            auto v = value();
+            auto parsed = v ? rootcertd::parse_log_format(*v) : std::nullopt;
+            if (!parsed) return usage_error("--log-format takes text or json");
+            format = *parsed;
+        } else {
+            return usage_error("unknown argument '" + std::string(arg) + "'");
+        }
+    }
+    if (check && options.once) return usage_error("--once and --check-config exclude each other");
+    if (check) return rootcertd::check_config(options.config_path);
+    rootcertd::setup_logging(level, format);
+    return rootcertd::run(options);
+}

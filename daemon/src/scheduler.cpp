@@ -1,0 +1,140 @@
+#include "rootcertd/scheduler.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cmath>
+#include <spdlog/spdlog.h>
+
+namespace rootcertd {
+
+namespace asio = boost::asio;
+using std::chrono::duration_cast;
+using Steady = std::chrono::steady_clock;
+
+Duration next_delay(const RetryPolicy& p, unsigned failures, std::optional<Duration> retry_after,
+                    double uniform) {
+    if (failures == 0) {
+        const double factor = 1.0 + p.jitter * (2.0 * uniform - 1.0);
+        return Duration{static_cast<Duration::rep>(static_cast<double>(p.interval.count()) * factor)};
+    }
+    const double doubled = static_cast<double>(p.retry_min.count()) *
+                           std::pow(2.0, static_cast<double>(std::min(failures - 1, 40U)));
+    const double cap = static_cast<double>(std::min(p.retry_max, p.interval).count());
+    const double base = std::min(doubled, cap);
+    Duration delay{static_cast<Duration::rep>(base / 2.0 + base / 2.0 * uniform)};
+    if (retry_after) delay = std::max(delay, std::min(*retry_after, Duration{std::chrono::hours(24)}));
+    return delay;
+}
+
+FailureLog::Verdict FailureLog::on_failure(const std::string& reason, Steady::time_point now) {
+    ++count_;
+    if (reason != last_) {
+        last_ = reason;
+        last_logged_ = now;
+        return Verdict::log;
+    }
+    if (now - last_logged_ >= std::chrono::hours(1)) {
+        last_logged_ = now;
+        return Verdict::repeat;
+    }
+    return Verdict::quiet;
+}
+
+unsigned FailureLog::on_success() {
+    last_.clear();
+    return std::exchange(count_, 0);
+}
+
+namespace {
+
+std::string human(Duration d) {
+    const auto ms = d.count();
+    if (ms < 10'000) return std::to_string(ms) + "ms";
+    if (ms < 600'000) return std::to_string(ms / 1000) + "s";
+    if (ms < 36'000'000) return std::to_string(ms / 60'000) + "m";
+    return std::to_string(ms / 3'600'000) + "h";
+}
+
+}  // namespace
+
+Scheduler::Scheduler(asio::any_io_executor executor) : executor_(std::move(executor)) {}
+
+void Scheduler::start(const std::string& name, RetryPolicy policy, Job job) {
+    stop(name);
+    auto loop = std::make_shared<Loop>();
+    loops_[name] = loop;
+    ++alive_;
+    asio::co_spawn(executor_, run(name, policy, std::move(job)),
+                   asio::bind_cancellation_slot(
+                       loop->cancel.slot(), [this, name, loop](std::exception_ptr e) {
+                           try {
+                               if (e) std::rethrow_exception(e);
+                           } catch (const boost::system::system_error& err) {
+                               if (err.code() != asio::error::operation_aborted) {
+                                   spdlog::error("{}: refresh loop ended: {}", name, err.what());
+                               }
+                           } catch (const std::exception& err) {
+                               spdlog::error("{}: refresh loop ended: {}", name, err.what());
+                           }
+                           auto it = loops_.find(name);
+                           if (it != loops_.end() && it->second == loop) loops_.erase(it);
+                           if (--alive_ == 0 && on_empty) on_empty();
+                       }));
+}
+
+void Scheduler::stop(const std::string& name) {
+    auto it = loops_.find(name);
+    if (it == loops_.end()) return;
+    auto loop = it->second;
+    loops_.erase(it);
+    loop->cancel.emit(asio::cancellation_type::terminal);
+}
+
+void Scheduler::stop_all() {
+    while (!loops_.empty()) stop(loops_.begin()->first);
+}
+
+asio::awaitable<void> Scheduler::run(std::string name, RetryPolicy policy, Job job) {
+    asio::steady_timer timer(executor_);
+    FailureLog failures;
+    unsigned consecutive = 0;
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    for (;;) {
+        RefreshResult r;
+        try {
+            r = co_await job();
+        } catch (const boost::system::system_error& e) {
+            if (e.code() == asio::error::operation_aborted) throw;
+            r.error = e.what();
+        } catch (const std::exception& e) {
+            r.error = std::string("unexpected error: ") + e.what();
+        }
+        consecutive = r.ok ? 0 : consecutive + 1;
+        const auto delay = next_delay(policy, consecutive, r.retry_after, uniform(rng_));
+        if (r.ok) {
+            if (const auto n = failures.on_success(); n > 0) {
+                spdlog::info("{}: recovered after {} failed attempt(s)", name, n);
+            }
+            spdlog::debug("{}: refreshed; next in {}", name, human(delay));
+        } else {
+            switch (failures.on_failure(r.error, Steady::now())) {
+                case FailureLog::Verdict::log:
+                    spdlog::warn("{}: refresh failed: {}; retrying in {}", name, r.error, human(delay));
+                    break;
+                case FailureLog::Verdict::repeat:
+                    spdlog::warn("{}: still failing after {} attempts: {}; retrying in {}", name,
+                                 consecutive, r.error, human(delay));
+                    break;
+                case FailureLog::Verdict::quiet:
+                    spdlog::debug("{}: refresh failed again: {}", name, r.error);
+                    break;
+            }
+        }
+        timer.expires_after(delay);
+        co_await timer.async_wait(asio::use_awaitable);
+    }
+}
+
+}  // namespace rootcertd

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything rootcertd needs to build, test and run its demo on a
+# fresh Debian 12 machine. Idempotent: a second run installs nothing.
+set -euo pipefail
+
+packages=(
+  # build
+  g++ cmake ninja-build pkg-config
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libspdlog-dev libyaml-cpp-dev libssl-dev libgtest-dev
+  # real peers for the integration tests and the demo
+  nginx-light postgresql postgresql-client openssl curl jq ca-certificates
+  python3 python3-pytest procps util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: not root and no sudo; install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The packages start nginx and a PostgreSQL cluster on default ports; the
+# tests start their own instances on free ports, so the stock ones stay off.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  "${sudo[@]}" systemctl disable --now nginx postgresql >/dev/null 2>&1 || true
+fi
