@@ -2,7 +2,7 @@
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
-#include <spdlog/formatter.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -54,14 +54,15 @@ std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name) 
     return std::nullopt;
 }
 
+std::unique_ptr<spdlog::formatter> make_formatter(LogFormat format) {
+    if (format == LogFormat::json) return std::make_unique<JsonFormatter>();
+    return std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%e %l %v");
+}
+
 void setup_logging(spdlog::level::level_enum level, LogFormat format) {
     auto logger = std::make_shared<spdlog::logger>(
         "rootcertd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-    if (format == LogFormat::json) {
-        logger->set_formatter(std::make_unique<JsonFormatter>());
-    } else {
-        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
-    }
+    logger->set_formatter(make_formatter(format));
     logger->set_level(level);
     logger->flush_on(spdlog::level::trace);
     spdlog::set_default_logger(std::move(logger));

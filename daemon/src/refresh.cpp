@@ -1,6 +1,7 @@
 #include "rootcertd/refresh.hpp"
 
-#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
@@ -31,14 +32,26 @@ std::string redact(std::string message, const std::string& secret) {
 
 namespace {
 
-// Runs F on the blocking pool and resumes on the caller's executor.
+// Runs F on the blocking pool and resumes on the caller's executor. Plain
+// handlers, not a lambda coroutine: GCC 12 mishandles captures in those.
 template <class F>
 asio::awaitable<std::invoke_result_t<F&>> run_blocking(asio::thread_pool& pool, F f) {
     using R = std::invoke_result_t<F&>;
-    auto result = co_await asio::co_spawn(
-        pool,
-        [f = std::move(f)]() mutable -> asio::awaitable<std::optional<R>> { co_return f(); },
-        asio::use_awaitable);
+    auto result = co_await asio::async_initiate<const asio::use_awaitable_t<>&,
+                                                void(std::optional<R>)>(
+        [&pool](auto handler, F fn) {
+            auto work = asio::make_work_guard(asio::get_associated_executor(handler));
+            asio::post(pool, [handler = std::move(handler), fn = std::move(fn),
+                              work = std::move(work)]() mutable {
+                std::optional<R> r(fn());
+                auto ex = work.get_executor();
+                asio::post(ex, [handler = std::move(handler), r = std::move(r),
+                                work = std::move(work)]() mutable {
+                    std::move(handler)(std::move(r));
+                });
+            });
+        },
+        asio::use_awaitable, std::move(f));
     co_return std::move(*result);
 }
 
@@ -110,9 +123,11 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     }
 
     const auto file_name = inst.name + ".crt";
-    auto installed = co_await run_blocking(s->blocking, [s, file_name, inst, pem = bundle->pem] {
-        return s->store.install(file_name, pem, inst.file);
-    });
+    // A named local, not a temporary inside co_await: GCC 12 corrupts those.
+    auto install = [s, file_name, ownership = inst.file, pem = bundle->pem] {
+        return s->store.install(file_name, pem, ownership);
+    };
+    auto installed = co_await run_blocking(s->blocking, std::move(install));
     if (!installed) {
         result.error = "install " + inst.name + ": " + installed.error();
         co_return result;

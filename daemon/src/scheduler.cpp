@@ -1,6 +1,8 @@
 #include "rootcertd/scheduler.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -57,6 +59,12 @@ std::string human(Duration d) {
     return std::to_string(ms / 3'600'000) + "h";
 }
 
+// Whether the calling coroutine's loop has been asked to stop.
+asio::awaitable<bool> stopped() {
+    const auto state = co_await asio::this_coro::cancellation_state;
+    co_return state.cancelled() != asio::cancellation_type::none;
+}
+
 }  // namespace
 
 Scheduler::Scheduler(asio::any_io_executor executor) : executor_(std::move(executor)) {}
@@ -97,20 +105,24 @@ void Scheduler::stop_all() {
 }
 
 asio::awaitable<void> Scheduler::run(std::string name, RetryPolicy policy, Job job) {
+    // A stopped loop ends by returning, never by throwing: in Asio 1.81 a
+    // cancelled co_spawn that throws loses its completion handler.
+    co_await asio::this_coro::throw_if_cancelled(false);
     asio::steady_timer timer(executor_);
     FailureLog failures;
     unsigned consecutive = 0;
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
-    for (;;) {
+    while (!co_await stopped()) {
         RefreshResult r;
         try {
             r = co_await job();
         } catch (const boost::system::system_error& e) {
-            if (e.code() == asio::error::operation_aborted) throw;
+            if (e.code() == asio::error::operation_aborted) break;
             r.error = e.what();
         } catch (const std::exception& e) {
             r.error = std::string("unexpected error: ") + e.what();
         }
+        if (co_await stopped()) break;
         consecutive = r.ok ? 0 : consecutive + 1;
         const auto delay = next_delay(policy, consecutive, r.retry_after, uniform(rng_));
         if (r.ok) {
@@ -133,8 +145,10 @@ asio::awaitable<void> Scheduler::run(std::string name, RetryPolicy policy, Job j
             }
         }
         timer.expires_after(delay);
-        co_await timer.async_wait(asio::use_awaitable);
+        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (ec) break;
     }
+    co_await asio::this_coro::reset_cancellation_state();
 }
 
 }  // namespace rootcertd

@@ -5,7 +5,10 @@
 #include <string>
 #include <string_view>
 
+#include <memory>
+
 #include <spdlog/common.h>
+#include <spdlog/formatter.h>
 
 namespace rootcertd {
 
@@ -13,6 +16,9 @@ enum class LogFormat { text, json };
 
 std::optional<LogFormat> parse_log_format(std::string_view name);
 std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name);
+
+// Text: "<ISO time> <level> <message>"; JSON: one object per line.
+std::unique_ptr<spdlog::formatter> make_formatter(LogFormat format);
 
 // Logs go to stderr. JSON lines carry "ts", "level" and "msg".
 void setup_logging(spdlog::level::level_enum level, LogFormat format);

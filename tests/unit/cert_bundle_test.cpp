@@ -1,0 +1,90 @@
+#include "rootcertd/cert_bundle.hpp"
+
+#include <gtest/gtest.h>
+
+#include "pki.hpp"
+
+using namespace rootcertd;
+using test::CertSpec;
+using test::make_cert_pem;
+
+namespace {
+const auto now = std::chrono::system_clock::now();
+std::string error_of(const std::string& pem) {
+    auto r = validate_bundle(pem, now);
+    return r ? "" : r.error();
+}
+}  // namespace
+
+TEST(CertBundle, AcceptsAValidCa) {
+    const auto pem = make_cert_pem({.cn = "Tembo Data Plane CA"});
+    auto b = validate_bundle(pem, now);
+    ASSERT_TRUE(b.ok()) << b.error();
+    ASSERT_EQ(b->certs.size(), 1u);
+    EXPECT_EQ(b->certs[0].subject, "CN=Tembo Data Plane CA");
+    EXPECT_EQ(b->certs[0].sha256.size(), 64u);
+    EXPECT_EQ(b->pem, pem) << "a clean PEM is kept byte for byte";
+    EXPECT_GT(b->newest().not_after, now);
+}
+
+TEST(CertBundle, NormalizesAwayTextAroundBlocks) {
+    const auto pem = make_cert_pem();
+    auto b = validate_bundle("subject=CN = x\nissuer=...\n" + pem + "\n\ntrailing junk\n", now);
+    ASSERT_TRUE(b.ok()) << b.error();
+    EXPECT_EQ(b->pem, pem);
+}
+
+TEST(CertBundle, KeepsOrderAndDropsDuplicates) {
+    const auto a = make_cert_pem({.cn = "A"});
+    const auto c = make_cert_pem({.cn = "C", .not_after_offset = 800 * 86400L});
+    auto b = validate_bundle(a + c + a, now);
+    ASSERT_TRUE(b.ok()) << b.error();
+    ASSERT_EQ(b->certs.size(), 2u);
+    EXPECT_EQ(b->certs[0].subject, "CN=A");
+    EXPECT_EQ(b->newest().subject, "CN=C");
+    EXPECT_EQ(b->pem, a + c);
+    EXPECT_EQ(b->fingerprints(), b->certs[0].sha256 + "," + b->certs[1].sha256);
+}
+
+TEST(CertBundle, RejectsALeaf) {
+    EXPECT_EQ(error_of(make_cert_pem({.cn = "db.example", .ca = false})),
+              "certificate 'CN=db.example' is not a CA (basicConstraints CA:TRUE missing)");
+    EXPECT_NE(error_of(make_cert_pem() + make_cert_pem({.cn = "leaf", .ca = false})).find("not a CA"),
+              std::string::npos)
+        << "one leaf in a mixed bundle spoils it";
+}
+
+TEST(CertBundle, NeedsOneCertificateValidNow) {
+    const auto expired = make_cert_pem({.cn = "Old", .not_before_offset = -900 * 86400L,
+                                        .not_after_offset = -86400});
+    EXPECT_NE(error_of(expired).find("no certificate is valid now (newest 'CN=Old' expired"),
+              std::string::npos);
+    const auto future = make_cert_pem({.cn = "Next", .not_before_offset = 86400});
+    EXPECT_NE(error_of(future).find("starts"), std::string::npos);
+    EXPECT_TRUE(validate_bundle(expired + make_cert_pem(), now).ok())
+        << "an expired CA beside a valid one is still a usable bundle";
+}
+
+TEST(CertBundle, RejectsGarbageAndTruncation) {
+    EXPECT_EQ(error_of(""), "no PEM CERTIFICATE block found");
+    EXPECT_EQ(error_of("hello world"), "no PEM CERTIFICATE block found");
+    const auto pem = make_cert_pem();
+    EXPECT_EQ(error_of(pem.substr(0, pem.size() / 2)), "PEM block 1 is malformed or truncated");
+    EXPECT_EQ(error_of("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+              "certificate 1 does not parse as X.509");
+}
+
+TEST(CertBundle, NeverEchoesAPrivateKey) {
+    const auto key = test::make_key_pem();
+    const auto e = error_of(make_cert_pem() + key);
+    EXPECT_EQ(e, "PEM block 2 is a 'PRIVATE KEY', not a CERTIFICATE");
+    const auto body = key.substr(key.find('\n') + 1, 40);
+    EXPECT_EQ(e.find(body), std::string::npos);
+}
+
+TEST(CertBundle, ParseDescribesWithoutJudging) {
+    auto b = parse_bundle(make_cert_pem({.cn = "leaf", .ca = false}));
+    ASSERT_TRUE(b.ok());
+    EXPECT_EQ(b->certs[0].subject, "CN=leaf");
+    EXPECT_EQ(format_time(std::chrono::system_clock::from_time_t(0)), "1970-01-01T00:00:00Z");
+}

@@ -1,0 +1,158 @@
+#include "rootcertd/cert_store.hpp"
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <csignal>
+
+#include "tempdir.hpp"
+
+using namespace rootcertd;
+using test::read_file;
+using test::TempDir;
+
+namespace {
+
+std::vector<std::string> entries(const std::filesystem::path& dir) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        out.push_back(e.path().filename().string());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+struct stat stat_of(const std::filesystem::path& p) {
+    struct stat st{};
+    EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+    return st;
+}
+
+const FileOwnership default_owner{};
+
+}  // namespace
+
+TEST(CertStore, CreatesThenReplacesThenLeavesAlone) {
+    TempDir dir;
+    CertStore store(dir.path());
+    auto first = store.install("prod.crt", "one", default_owner);
+    ASSERT_TRUE(first.ok()) << first.error();
+    EXPECT_EQ(first->change, Change::created);
+    EXPECT_EQ(read_file(dir / "prod.crt"), "one");
+
+    auto second = store.install("prod.crt", "two", default_owner);
+    ASSERT_TRUE(second.ok()) << second.error();
+    EXPECT_EQ(second->change, Change::replaced);
+    EXPECT_EQ(second->previous, "one");
+    EXPECT_EQ(read_file(dir / "prod.crt"), "two");
+    EXPECT_EQ(entries(dir.path()), std::vector<std::string>{"prod.crt"}) << "no temp file remains";
+}
+
+TEST(CertStore, UnchangedBytesAreNotRewritten) {
+    TempDir dir;
+    CertStore store(dir.path());
+    ASSERT_TRUE(store.install("prod.crt", "same", default_owner).ok());
+    const timespec old_times[2] = {{1000000000, 0}, {1000000000, 0}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, (dir / "prod.crt").c_str(), old_times, 0), 0);
+    const auto before = stat_of(dir / "prod.crt");
+
+    auto again = store.install("prod.crt", "same", default_owner);
+    ASSERT_TRUE(again.ok()) << again.error();
+    EXPECT_EQ(again->change, Change::unchanged);
+    const auto after = stat_of(dir / "prod.crt");
+    EXPECT_EQ(after.st_ino, before.st_ino);
+    EXPECT_EQ(after.st_mtim.tv_sec, 1000000000);
+}
+
+TEST(CertStore, AppliesTheModeWhateverTheUmask) {
+    TempDir dir;
+    CertStore store(dir.path());
+    const mode_t old = ::umask(077);
+    ASSERT_TRUE(store.install("a.crt", "x", FileOwnership{.mode = 0644}).ok());
+    ASSERT_TRUE(store.install("b.crt", "x", FileOwnership{.mode = 0640}).ok());
+    ::umask(old);
+    EXPECT_EQ(stat_of(dir / "a.crt").st_mode & 07777, 0644u);
+    EXPECT_EQ(stat_of(dir / "b.crt").st_mode & 07777, 0640u);
+}
+
+TEST(CertStore, ReplacesASymlinkWithoutWritingThroughIt) {
+    TempDir dir, elsewhere;
+    const auto victim = elsewhere.write("victim", "precious");
+    std::filesystem::create_symlink(victim, dir / "prod.crt");
+    CertStore store(dir.path());
+    auto r = store.install("prod.crt", "new CA", default_owner);
+    ASSERT_TRUE(r.ok()) << r.error();
+    EXPECT_EQ(read_file(victim), "precious");
+    EXPECT_TRUE(S_ISREG(stat_of(dir / "prod.crt").st_mode));
+    EXPECT_EQ(read_file(dir / "prod.crt"), "new CA");
+}
+
+TEST(CertStore, AFailedWriteKeepsTheOldFileAndNoTemp) {
+    TempDir dir;
+    CertStore store(dir.path());
+    ASSERT_TRUE(store.install("prod.crt", "old good CA", default_owner).ok());
+
+    // A file-size limit makes write(2) fail with EFBIG, as a full disk fails with ENOSPC.
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit saved{};
+    ::getrlimit(RLIMIT_FSIZE, &saved);
+    rlimit tiny{16, saved.rlim_max};
+    ::setrlimit(RLIMIT_FSIZE, &tiny);
+    auto r = store.install("prod.crt", std::string(4096, 'x'), default_owner);
+    ::setrlimit(RLIMIT_FSIZE, &saved);
+
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().find("write " + (dir / "prod.crt").string() + ": File too large"),
+              std::string::npos)
+        << r.error();
+    EXPECT_EQ(read_file(dir / "prod.crt"), "old good CA");
+    EXPECT_EQ(entries(dir.path()), std::vector<std::string>{"prod.crt"});
+}
+
+TEST(CertStore, ADirectoryAtTheTargetIsAnError) {
+    TempDir dir;
+    std::filesystem::create_directory(dir / "prod.crt");
+    CertStore store(dir.path());
+    auto r = store.install("prod.crt", "x", default_owner);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().find("is a directory"), std::string::npos) << r.error();
+    EXPECT_EQ(entries(dir.path()), std::vector<std::string>{"prod.crt"});
+}
+
+TEST(CertStore, PrepareCreatesTheDirectoryAndRemovesOnlyStaleTemps) {
+    TempDir dir;
+    const auto certs = dir / "a/b/certs";
+    CertStore store(certs);
+    auto created = store.prepare();
+    ASSERT_TRUE(created.ok()) << created.error();
+    EXPECT_EQ(created.value(), 0);
+    EXPECT_EQ(stat_of(certs).st_mode & 0755, 0755u);
+
+    std::ofstream(certs / ".prod.crt.tmp-123-0-42") << "half";
+    std::ofstream(certs / "prod.crt") << "whole";
+    std::ofstream(certs / ".keep") << "mine";
+    auto removed = store.prepare();
+    ASSERT_TRUE(removed.ok());
+    EXPECT_EQ(removed.value(), 1);
+    EXPECT_EQ(entries(certs), (std::vector<std::string>{".keep", "prod.crt"}));
+}
+
+TEST(CertStore, PrepareFailsWhenTheDirectoryIsAFile) {
+    TempDir dir;
+    dir.write("certs", "not a dir");
+    auto r = CertStore(dir / "certs").prepare();
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().find("certs"), std::string::npos) << r.error();
+}
+
+TEST(CertStore, ReadReportsMissingAsEmpty) {
+    TempDir dir;
+    CertStore store(dir.path());
+    auto missing = store.read("none.crt");
+    ASSERT_TRUE(missing.ok());
+    EXPECT_FALSE(missing.value().has_value());
+    dir.write("x.crt", "bytes");
+    EXPECT_EQ(store.read("x.crt").value(), "bytes");
+}

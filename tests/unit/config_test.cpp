@@ -1,0 +1,231 @@
+#include "rootcertd/config.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "tempdir.hpp"
+
+using namespace rootcertd;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string minimal = R"(api:
+  url: https://api.data-1.use1.tembo.io
+  token_env: TEMBO_TOKEN
+cert_dir: /tmp/certs
+instances:
+  - org: org_a
+    id: inst_1
+)";
+
+// The ConfigError message for YAML, or "" when it parses.
+std::string error_of(const std::string& yaml) {
+    try {
+        parse_config(yaml, "/etc/rootcertd/test.yaml");
+        return "";
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+}
+
+// MINIMAL with LINE appended to its instance (instances are last).
+std::string with_instance_line(const std::string& line) { return minimal + "    " + line + "\n"; }
+
+}  // namespace
+
+TEST(Duration, ParsesEveryUnit) {
+    EXPECT_EQ(parse_duration("500ms").value(), 500ms);
+    EXPECT_EQ(parse_duration("30s").value(), 30s);
+    EXPECT_EQ(parse_duration("5m").value(), 5min);
+    EXPECT_EQ(parse_duration("1h").value(), 1h);
+    EXPECT_EQ(parse_duration("1d").value(), 24h);
+    EXPECT_EQ(parse_duration("0").value(), 0ms);
+}
+
+TEST(Duration, RejectsWhatIsNotADuration) {
+    for (const char* bad : {"", "10", "s", "1w", "1.5h", "-1s", "1 h", "1h30m", "99999999999s"}) {
+        EXPECT_FALSE(parse_duration(bad).ok()) << bad;
+    }
+    EXPECT_NE(parse_duration("10").error().find("no unit"), std::string::npos);
+}
+
+TEST(HttpsUrl, AcceptsOriginsOnly) {
+    auto e = parse_https_url("https://api.data-1.euc1.tembo.io");
+    ASSERT_TRUE(e.ok());
+    EXPECT_EQ(e->host, "api.data-1.euc1.tembo.io");
+    EXPECT_EQ(e->port, 443);
+    EXPECT_EQ(parse_https_url("https://127.0.0.1:8443/")->port, 8443);
+    EXPECT_EQ(parse_https_url("https://[::1]:9443")->host, "::1");
+    EXPECT_EQ(parse_https_url("https://[::1]:9443")->origin(), "https://[::1]:9443");
+    for (const char* bad : {"http://api.tembo.io", "api.tembo.io", "https://u:p@h", "https://h/api",
+                            "https://h?x=1", "https://:443", "ftp://h"}) {
+        EXPECT_FALSE(parse_https_url(bad).ok()) << bad;
+    }
+    EXPECT_NE(parse_https_url("http://h").error().find("https"), std::string::npos);
+}
+
+TEST(Config, MinimalGetsDocumentedDefaults) {
+    const auto cfg = parse_config(minimal, "/etc/rootcertd/test.yaml");
+    ASSERT_EQ(cfg.instances.size(), 1u);
+    const auto& inst = cfg.instances[0];
+    EXPECT_EQ(inst.name, "inst_1");
+    EXPECT_EQ(inst.api.host, "api.data-1.use1.tembo.io");
+    EXPECT_EQ(inst.refresh_interval, 1h);
+    EXPECT_EQ(inst.file.mode, 0644u);
+    EXPECT_EQ(inst.url_path(), "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
+    EXPECT_EQ(cfg.cert_path(inst), "/tmp/certs/inst_1.crt");
+    EXPECT_EQ(cfg.timeout, 10s);
+    EXPECT_EQ(cfg.concurrency, 16u);
+    EXPECT_EQ(cfg.expiry_warning, 14 * 24h);
+    EXPECT_DOUBLE_EQ(cfg.jitter, 0.1);
+    EXPECT_EQ(cfg.token_env, "TEMBO_TOKEN");
+}
+
+TEST(Config, FullFileWithOverrides) {
+    const auto cfg = parse_config(R"(api:
+  url: https://api.data-1.use1.tembo.io
+  token_file: secrets/token
+  timeout: 3s
+  connect_timeout: 1s
+cert_dir: certs
+refresh_interval: 30m
+jitter: 0.2
+retry: {min: 1s, max: 2m}
+concurrency: 4
+expiry_warning: 7d
+file_mode: "0640"
+instances:
+  - {org: org_a, id: inst_1, name: prod}
+  - org: org_b
+    id: inst_2
+    api_url: https://api.data-1.euc1.tembo.io:8443
+    refresh_interval: 5m
+    file_mode: "0600"
+)",
+                                  "/etc/rootcertd/rootcertd.yaml");
+    EXPECT_EQ(cfg.token_file, "/etc/rootcertd/secrets/token");
+    EXPECT_EQ(cfg.cert_dir, "/etc/rootcertd/certs");
+    EXPECT_EQ(cfg.timeout, 3s);
+    EXPECT_EQ(cfg.retry_min, 1s);
+    EXPECT_EQ(cfg.retry_max, 2min);
+    EXPECT_EQ(cfg.concurrency, 4u);
+    EXPECT_EQ(cfg.instances[0].name, "prod");
+    EXPECT_EQ(cfg.instances[0].refresh_interval, 30min);
+    EXPECT_EQ(cfg.instances[0].file.mode, 0640u);
+    EXPECT_EQ(cfg.instances[1].api.host, "api.data-1.euc1.tembo.io");
+    EXPECT_EQ(cfg.instances[1].api.port, 8443);
+    EXPECT_EQ(cfg.instances[1].refresh_interval, 5min);
+    EXPECT_EQ(cfg.instances[1].file.mode, 0600u);
+}
+
+TEST(Config, UnknownKeysNameFileLineAndKey) {
+    const auto top = error_of(minimal + "refresh_intervl: 5m\n");
+    EXPECT_EQ(top.rfind("/etc/rootcertd/test.yaml:8:1: refresh_intervl: unknown key", 0), 0u) << top;
+    EXPECT_NE(top.find("refresh_interval"), std::string::npos) << "lists the known keys: " << top;
+
+    const auto inst = error_of(with_instance_line("nmae: prod"));
+    EXPECT_NE(inst.find("test.yaml:8:5: instances[0].nmae: unknown key"), std::string::npos) << inst;
+
+    const auto api = error_of(R"(api:
+  url: https://h
+  token_env: T
+  tiemout: 5s
+instances: [{org: a, id: b}]
+)");
+    EXPECT_NE(api.find(":4:3: api.tiemout: unknown key"), std::string::npos) << api;
+}
+
+TEST(Config, SyntaxErrorsNameLineAndColumn) {
+    const auto e = error_of("api:\n  url: [unclosed\ninstances: []\n");
+    EXPECT_NE(e.find("test.yaml:"), std::string::npos) << e;
+    EXPECT_NE(e.find("YAML syntax error"), std::string::npos) << e;
+    EXPECT_NE(error_of("api: {url: https://h, token_env: T}\n\tinstances: x\n").find("test.yaml:2:"),
+              std::string::npos);
+}
+
+TEST(Config, RejectsEachMistake) {
+    struct Case {
+        std::string yaml, expect;
+    };
+    const std::vector<Case> cases{
+        {"", "the file is empty"},
+        {"instances: []\n", "'api' section is required"},
+        {"api: {url: http://h, token_env: T}\ninstances: [{org: a, id: b}]\n", "api.url: 'http://h' must use https://"},
+        {"api: {url: https://h}\ninstances: [{org: a, id: b}]\n", "exactly one of token_file and token_env"},
+        {"api: {url: https://h, token_env: T, token_file: /t}\ninstances: [{org: a, id: b}]\n", "exactly one"},
+        {"api: {url: https://h, token_env: T, timeout: 10}\ninstances: [{org: a, id: b}]\n", "api.timeout: '10' has no unit"},
+        {"api: {url: https://h, token_env: T, timeout: 0}\ninstances: [{org: a, id: b}]\n", "greater than zero"},
+        {"api: {url: https://h, token_env: T, ca_file: /nonexistent/ca.pem}\ninstances: [{org: a, id: b}]\n", "api.ca_file: cannot read '/nonexistent/ca.pem'"},
+        {"api: {token_env: T}\ninstances: [{org: a, id: b}]\n", "no api_url here and no api.url"},
+        {minimal + "instances: []\n", "duplicate key"},
+        {"api: {url: https://h, token_env: T}\ninstances: []\n", "at least one instance"},
+        {"api: {url: https://h, token_env: T}\ninstances: {a: 1}\n", "at least one instance"},
+        {with_instance_line("name: ../etc/passwd"), "instances[0].name: '../etc/passwd' is not a safe file name"},
+        {with_instance_line("name: .hidden"), "not a safe file name"},
+        {with_instance_line("name: a..b"), "not a safe file name"},
+        {with_instance_line("api_url: https://h/path"), "instances[0].api_url:"},
+        {with_instance_line("refresh_interval: soon"), "instances[0].refresh_interval:"},
+        {with_instance_line("file_mode: \"0999\""), "not an octal file mode"},
+        {with_instance_line("file_mode: \"0200\""), "owner read"},
+        {with_instance_line("owner: no_such_user_rootcertd"), "no user named 'no_such_user_rootcertd'"},
+        {with_instance_line("group: no_such_group_rootcertd"), "no group named"},
+        {with_instance_line("name: [a]"), "instances[0].name: must be a single value"},
+        {minimal + "jitter: 0.9\n", "jitter: '0.9' must be a fraction between 0 and 0.5"},
+        {minimal + "concurrency: 0\n", "concurrency: '0' must be a whole number from 1 to 1024"},
+        {minimal + "retry: {min: 10s, max: 1s}\n", "max must not be less than min"},
+        {minimal + "retry: {mni: 1s}\n", "retry.mni: unknown key"},
+        {"api: [1]\ninstances: [{org: a, id: b}]\n", "api: must be a mapping"},
+        {"api: {url: https://h, token_env: T}\ninstances: [{id: b}]\n", "instances[0].org: is required"},
+    };
+    for (const auto& c : cases) {
+        const auto e = error_of(c.yaml);
+        EXPECT_NE(e.find(c.expect), std::string::npos) << "yaml:\n" << c.yaml << "\nerror: " << e;
+        EXPECT_EQ(e.rfind("/etc/rootcertd/test.yaml", 0), 0u) << "names the file: " << e;
+    }
+}
+
+TEST(Config, IdsMustMatchThePattern) {
+    const auto e = error_of("api: {url: https://h, token_env: T}\ninstances:\n  - org: org-a\n    id: b\n");
+    EXPECT_NE(e.find("test.yaml:3:10: instances[0].org: 'org-a' must match ^[A-Za-z0-9_]+$"),
+              std::string::npos)
+        << e;
+}
+
+TEST(Config, DuplicateNamesPointAtBothInstances) {
+    const auto e = error_of(R"(api: {url: https://h, token_env: T}
+instances:
+  - {org: a, id: one, name: prod}
+  - {org: a, id: two, name: prod}
+)");
+    EXPECT_NE(e.find("test.yaml:4:"), std::string::npos) << e;
+    EXPECT_NE(e.find("'prod' is already used by the instance at line 3"), std::string::npos) << e;
+    // The default name is the id, so the same id twice collides too.
+    EXPECT_NE(error_of("api: {url: https://h, token_env: T}\ninstances: [{org: a, id: x}, {org: b, id: x}]\n")
+                  .find("already used"),
+              std::string::npos);
+}
+
+TEST(Config, ExpandsEnvironmentVariables) {
+    ::setenv("ROOTCERTD_TEST_CREDS", "/run/credentials/rootcertd.service", 1);
+    const auto cfg = parse_config(
+        "api: {url: https://h, token_file: \"${ROOTCERTD_TEST_CREDS}/token\"}\ninstances: [{org: a, id: b}]\n",
+        "/etc/x.yaml");
+    EXPECT_EQ(cfg.token_file, "/run/credentials/rootcertd.service/token");
+    const auto e = error_of("api: {url: https://h, token_file: \"${ROOTCERTD_TEST_UNSET}/t\"}\ninstances: [{org: a, id: b}]\n");
+    EXPECT_NE(e.find("api.token_file: environment variable 'ROOTCERTD_TEST_UNSET' is not set"),
+              std::string::npos)
+        << e;
+}
+
+TEST(Config, LoadNamesAnUnreadableFile) {
+    try {
+        load_config("/nonexistent/rootcertd.yaml");
+        FAIL() << "loaded a missing file";
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(std::string(e.what()), "/nonexistent/rootcertd.yaml: cannot read: No such file or directory");
+    }
+    test::TempDir dir;
+    const auto path = dir.write("c.yaml", minimal);
+    EXPECT_EQ(load_config(path.string()).source, path.string());
+}

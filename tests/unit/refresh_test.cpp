@@ -1,0 +1,162 @@
+#include "rootcertd/refresh.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "pki.hpp"
+#include "tempdir.hpp"
+
+using namespace rootcertd;
+
+namespace {
+
+// Plays the API without sockets and records what it was asked.
+class FakeClient final : public HttpClient {
+public:
+    Outcome<HttpResponse> next = fail("no response staged");
+    std::string seen_target, seen_token;
+    int calls = 0;
+
+    boost::asio::awaitable<Outcome<HttpResponse>> get(Endpoint, std::string target,
+                                                      std::string token) override {
+        ++calls;
+        seen_target = target;
+        seen_token = token;
+        co_return next;
+    }
+    void close() override {}
+    std::size_t open_connections() const override { return 0; }
+};
+
+class Refresh : public ::testing::Test {
+protected:
+    Refresh() {
+        ::setenv("ROOTCERTD_TEST_REFRESH_TOKEN", "tok-123.secret", 1);
+        auto cfg = parse_config("api: {url: https://api.example, token_env: ROOTCERTD_TEST_REFRESH_TOKEN}\n"
+                                "cert_dir: " + dir.path().string() + "\n"
+                                "instances: [{org: org_a, id: inst_1, name: prod}]\n",
+                                "test.yaml");
+        instance = cfg.instances[0];
+        services = std::make_shared<Services>(ioc.get_executor(), cfg, pool);
+        services->client = fake;
+    }
+    ~Refresh() override { pool.join(); }
+
+    RefreshResult run() {
+        RefreshResult out;
+        boost::asio::co_spawn(ioc, refresh(services, instance),
+                              [&](std::exception_ptr e, RefreshResult r) {
+                                  if (e) std::rethrow_exception(e);
+                                  out = std::move(r);
+                              });
+        ioc.restart();
+        ioc.run();
+        return out;
+    }
+    void stage(unsigned status, std::string body, std::optional<Duration> retry_after = {}) {
+        fake->next = HttpResponse{status, std::move(body), "", retry_after};
+    }
+    static std::string json_for(const std::string& pem) {
+        std::string escaped;
+        for (char c : pem) escaped += c == '\n' ? std::string("\\n") : std::string(1, c);
+        return "{\"ca.crt\": \"" + escaped + "\"}";
+    }
+    std::string file() const { return test::read_file(dir / "prod.crt"); }
+
+    test::TempDir dir;
+    boost::asio::io_context ioc;
+    boost::asio::thread_pool pool{1};
+    std::shared_ptr<FakeClient> fake = std::make_shared<FakeClient>();
+    std::shared_ptr<Services> services;
+    Instance instance;
+};
+
+}  // namespace
+
+TEST_F(Refresh, InstallsAValidCaThenSeesItUnchanged) {
+    const auto pem = test::make_cert_pem();
+    stage(200, json_for(pem));
+    auto r = run();
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(r.change, Change::created);
+    EXPECT_EQ(file(), pem);
+    EXPECT_EQ(fake->seen_target, "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
+    EXPECT_EQ(fake->seen_token, "tok-123.secret");
+
+    auto again = run();
+    ASSERT_TRUE(again.ok);
+    EXPECT_EQ(again.change, Change::unchanged);
+
+    const auto rotated = test::make_cert_pem({.cn = "Next CA"});
+    stage(200, json_for(rotated));
+    auto third = run();
+    EXPECT_EQ(third.change, Change::replaced);
+    EXPECT_EQ(file(), rotated);
+}
+
+TEST_F(Refresh, BadAnswersNeverReplaceAGoodFile) {
+    const auto good = test::make_cert_pem();
+    stage(200, json_for(good));
+    ASSERT_TRUE(run().ok);
+
+    const std::string where =
+        "GET /api/v1/orgs/org_a/instances/inst_1/secrets/certificate on https://api.example: ";
+    struct Case {
+        unsigned status;
+        std::string body, error;
+    };
+    const std::vector<Case> cases{
+        {404, "\"Secret not found\"", where + "HTTP 404: Secret not found"},
+        {200, "{}", where + "response is {}: the instance's secret holds no CA"},
+        {200, "<html>", where + "response is not JSON"},
+        {200, json_for(test::make_cert_pem({.cn = "leaf", .ca = false})),
+         where + "invalid CA: certificate 'CN=leaf' is not a CA"},
+        {200, json_for("garbage"), where + "invalid CA: no PEM CERTIFICATE block found"},
+    };
+    for (const auto& c : cases) {
+        stage(c.status, c.body);
+        auto r = run();
+        EXPECT_FALSE(r.ok);
+        EXPECT_EQ(r.error.rfind(c.error, 0), 0u) << r.error;
+        EXPECT_EQ(file(), good);
+    }
+    fake->next = fail("TLS handshake with https://api.example: certificate verify failed");
+    auto r = run();
+    EXPECT_EQ(r.error, where + "TLS handshake with https://api.example: certificate verify failed");
+    EXPECT_EQ(file(), good);
+}
+
+TEST_F(Refresh, RedirectsAreNotFollowed) {
+    fake->next = HttpResponse{302, "", "https://evil.example/steal", std::nullopt};
+    auto r = run();
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("HTTP 302: redirect to 'https://evil.example/steal' not followed"),
+              std::string::npos)
+        << r.error;
+    EXPECT_EQ(fake->calls, 1);
+}
+
+TEST_F(Refresh, TheTokenNeverReachesAnError) {
+    stage(401, "\"invalid token tok-123.secret\"");
+    auto r = run();
+    EXPECT_EQ(r.error.find("tok-123.secret"), std::string::npos) << r.error;
+    EXPECT_NE(r.error.find("HTTP 401: invalid token [redacted]"), std::string::npos) << r.error;
+}
+
+TEST_F(Refresh, RetryAfterIsPassedToTheScheduler) {
+    stage(503, "\"busy\"", std::chrono::seconds(7));
+    auto r = run();
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.retry_after, std::chrono::seconds(7));
+}
+
+TEST_F(Refresh, AMissingTokenFailsBeforeAnyRequest) {
+    ::unsetenv("ROOTCERTD_TEST_REFRESH_TOKEN");
+    auto r = run();
+    EXPECT_FALSE(r.ok);
+    EXPECT_NE(r.error.find("ROOTCERTD_TEST_REFRESH_TOKEN is not set"), std::string::npos);
+    EXPECT_EQ(fake->calls, 0);
+}

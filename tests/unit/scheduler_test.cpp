@@ -1,0 +1,125 @@
+#include "rootcertd/scheduler.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+using namespace rootcertd;
+using namespace std::chrono_literals;
+
+namespace {
+const RetryPolicy policy{.interval = 1h, .jitter = 0.1, .retry_min = 5s, .retry_max = 5min};
+}
+
+TEST(NextDelay, SuccessStaysWithinTheJitterBand) {
+    EXPECT_EQ(next_delay(policy, 0, std::nullopt, 0.0), 54min);
+    EXPECT_EQ(next_delay(policy, 0, std::nullopt, 0.5), 60min);
+    EXPECT_LE(next_delay(policy, 0, std::nullopt, 0.999999), 66min);
+    EXPECT_GE(next_delay(policy, 0, std::nullopt, 0.999999), 65min);
+    EXPECT_EQ(next_delay({.interval = 1h, .jitter = 0.0}, 0, std::nullopt, 0.9), 1h);
+}
+
+TEST(NextDelay, FailuresBackOffExponentiallyWithinBounds) {
+    // Nth failure: base = 5s * 2^(N-1), drawn from [base/2, base].
+    EXPECT_EQ(next_delay(policy, 1, std::nullopt, 0.0), 2500ms);
+    EXPECT_EQ(next_delay(policy, 1, std::nullopt, 1.0), 5s);
+    EXPECT_EQ(next_delay(policy, 2, std::nullopt, 1.0), 10s);
+    EXPECT_EQ(next_delay(policy, 4, std::nullopt, 1.0), 40s);
+    EXPECT_EQ(next_delay(policy, 7, std::nullopt, 1.0), 5min) << "capped at retry.max";
+    EXPECT_EQ(next_delay(policy, 1000, std::nullopt, 0.0), 150s) << "no overflow, still capped";
+    EXPECT_EQ(next_delay({.interval = 20s, .jitter = 0, .retry_min = 5s, .retry_max = 5min}, 9,
+                         std::nullopt, 1.0),
+              20s)
+        << "never waits longer than the normal cadence";
+}
+
+TEST(NextDelay, RetryAfterIsHonouredWhenLonger) {
+    EXPECT_EQ(next_delay(policy, 1, 2min, 1.0), 2min);
+    EXPECT_EQ(next_delay(policy, 7, 1s, 1.0), 5min) << "a shorter Retry-After does not hurry us";
+    EXPECT_EQ(next_delay(policy, 1, 1000h, 1.0), 24h) << "bounded to a day";
+}
+
+TEST(FailureLog, LogsChangesAndHourlyRemindersOnly) {
+    FailureLog log;
+    const auto t0 = std::chrono::steady_clock::time_point{} + 100h;
+    using V = FailureLog::Verdict;
+    EXPECT_EQ(log.on_failure("HTTP 503", t0), V::log);
+    EXPECT_EQ(log.on_failure("HTTP 503", t0 + 1min), V::quiet);
+    EXPECT_EQ(log.on_failure("HTTP 503", t0 + 59min), V::quiet);
+    EXPECT_EQ(log.on_failure("HTTP 503", t0 + 61min), V::repeat);
+    EXPECT_EQ(log.on_failure("timed out", t0 + 62min), V::log);
+    EXPECT_EQ(log.on_success(), 5u);
+    EXPECT_EQ(log.on_success(), 0u);
+    EXPECT_EQ(log.on_failure("timed out", t0 + 63min), V::log) << "a success resets the memory";
+}
+
+TEST(Scheduler, RefreshesAtOnceThenOnCadenceUntilStopped) {
+    boost::asio::io_context ioc;
+    Scheduler scheduler(ioc.get_executor());
+    int runs = 0;
+    bool emptied = false;
+    scheduler.on_empty = [&] { emptied = true; };
+    scheduler.start("a", {.interval = 1ms, .jitter = 0.1, .retry_min = 1ms, .retry_max = 1ms},
+                    [&]() -> boost::asio::awaitable<RefreshResult> {
+                        if (++runs == 3) scheduler.stop("a");
+                        co_return RefreshResult{.ok = true};
+                    });
+    EXPECT_EQ(scheduler.alive(), 1u);
+    ioc.run();
+    EXPECT_EQ(runs, 3);
+    EXPECT_TRUE(emptied);
+    EXPECT_EQ(scheduler.alive(), 0u);
+}
+
+TEST(Scheduler, FailingInstanceRetriesWithoutHoldingUpOthers) {
+    boost::asio::io_context ioc;
+    Scheduler scheduler(ioc.get_executor());
+    int healthy = 0, failing = 0;
+    const RetryPolicy fast{.interval = 2ms, .jitter = 0, .retry_min = 1ms, .retry_max = 1ms};
+    scheduler.start("bad", fast, [&]() -> boost::asio::awaitable<RefreshResult> {
+        ++failing;
+        co_return RefreshResult{.ok = false, .error = "HTTP 500"};
+    });
+    scheduler.start("good", fast, [&]() -> boost::asio::awaitable<RefreshResult> {
+        if (++healthy == 5) scheduler.stop_all();
+        co_return RefreshResult{.ok = true};
+    });
+    ioc.run();
+    EXPECT_EQ(healthy, 5);
+    EXPECT_GE(failing, 2) << "the failing one kept retrying";
+}
+
+TEST(Scheduler, AnExceptionInOneRefreshIsAFailureNotACrash) {
+    boost::asio::io_context ioc;
+    Scheduler scheduler(ioc.get_executor());
+    int runs = 0;
+    scheduler.start("x", {.interval = 1ms, .jitter = 0, .retry_min = 1ms, .retry_max = 1ms},
+                    [&]() -> boost::asio::awaitable<RefreshResult> {
+                        if (++runs == 2) scheduler.stop("x");
+                        throw std::runtime_error("boom");
+                        co_return RefreshResult{};
+                    });
+    ioc.run();
+    EXPECT_EQ(runs, 2);
+}
+
+TEST(Scheduler, StartingANameAgainReplacesItsLoop) {
+    boost::asio::io_context ioc;
+    Scheduler scheduler(ioc.get_executor());
+    int old_runs = 0, new_runs = 0;
+    const RetryPolicy slow{.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h};
+    scheduler.start("x", slow, [&]() -> boost::asio::awaitable<RefreshResult> {
+        ++old_runs;
+        co_return RefreshResult{.ok = true};
+    });
+    ioc.run_one();  // the old loop's first refresh
+    scheduler.start("x", slow, [&]() -> boost::asio::awaitable<RefreshResult> {
+        ++new_runs;
+        scheduler.stop_all();
+        co_return RefreshResult{.ok = true};
+    });
+    ioc.run();
+    EXPECT_EQ(old_runs, 1);
+    EXPECT_EQ(new_runs, 1);
+    EXPECT_EQ(scheduler.alive(), 0u);
+}

@@ -1,0 +1,48 @@
+#include "rootcertd/token_source.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "tempdir.hpp"
+
+using namespace rootcertd;
+
+TEST(TokenSource, ReadsAndTrimsAFile) {
+    test::TempDir dir;
+    const auto path = dir.write("token", "  eyJhbGciOi.payload.sig\n\n");
+    auto source = TokenSource::from_file(path);
+    EXPECT_EQ(source.get().value(), "eyJhbGciOi.payload.sig");
+}
+
+TEST(TokenSource, PicksUpARotatedTokenWithoutRestart) {
+    test::TempDir dir;
+    const auto path = dir.write("token", "first-token");
+    auto source = TokenSource::from_file(path);
+    EXPECT_EQ(source.get().value(), "first-token");
+    // Rotation by rename, as tools like systemd credentials and kubelet do.
+    dir.write("token.new", "second-token");
+    std::filesystem::rename(dir / "token.new", path);
+    EXPECT_EQ(source.get().value(), "second-token");
+}
+
+TEST(TokenSource, ErrorsNameTheSourceButNeverTheToken) {
+    test::TempDir dir;
+    auto missing = TokenSource::from_file(dir / "absent").get();
+    ASSERT_FALSE(missing.ok());
+    EXPECT_NE(missing.error().find("absent: No such file or directory"), std::string::npos);
+
+    const auto path = dir.write("token", "secret-part-one\nsecret-part-two\n");
+    auto two = TokenSource::from_file(path).get();
+    ASSERT_FALSE(two.ok());
+    EXPECT_EQ(two.error().find("secret"), std::string::npos) << two.error();
+
+    EXPECT_FALSE(TokenSource::from_file(dir.write("empty", "\n")).get().ok());
+}
+
+TEST(TokenSource, ReadsTheEnvironment) {
+    ::setenv("ROOTCERTD_TEST_TOKEN", "abc.def.ghi\n", 1);
+    EXPECT_EQ(TokenSource::from_env("ROOTCERTD_TEST_TOKEN").get().value(), "abc.def.ghi");
+    ::unsetenv("ROOTCERTD_TEST_TOKEN");
+    EXPECT_EQ(TokenSource::from_env("ROOTCERTD_TEST_TOKEN").get().error(),
+              "environment variable ROOTCERTD_TEST_TOKEN is not set");
+}
