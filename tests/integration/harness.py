@@ -1,0 +1,354 @@
+"""Real peers for the integration tests: PKI from the openssl CLI, nginx over
+TLS playing Tembo's data-plane API, PostgreSQL with TLS, and the daemon."""
+import json
+import os
+import pathlib
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BINARY = pathlib.Path(os.environ.get("ROOTCERTD_BIN", ROOT / "build" / "rootcertd"))
+GOOD_TOKEN = "eyJhbGciOiJIUzI1NiJ9.test-token-value.sig"
+OTHER_TOKEN = "eyJhbGciOiJIUzI1NiJ9.rotated-token.sig"
+API_PATH = "/api/v1/orgs/{org}/instances/{id}/secrets/certificate"
+
+
+def run(*cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    """Polls an observable outcome (a file, a log line, a port) until it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+_PEAK_RSS = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stderr=subprocess.PIPE)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+sys.stderr.buffer.write(err)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
+def peak_rss(cmd):
+    """Runs CMD; returns (exit code, peak RSS in KiB, stderr).
+
+    Linux carries a parent's peak RSS across fork and exec, so CMD is started
+    from a fresh, small interpreter rather than from this one."""
+    r = subprocess.run([sys.executable, "-c", _PEAK_RSS, *map(str, cmd)], capture_output=True,
+                       text=True, timeout=120)
+    code, kib = r.stdout.split()
+    return int(code), int(kib), r.stderr
+
+
+class Pki:
+    """Certificate authorities and leaves made with the openssl CLI."""
+
+    def __init__(self, directory):
+        self.dir = pathlib.Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def ca(self, name, cn=None, days=30):
+        key, crt = self.dir / f"{name}.key", self.dir / f"{name}.crt"
+        if not crt.exists():
+            run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-nodes", "-keyout", str(key), "-out", str(crt), "-days", str(days),
+                "-subj", f"/CN={cn or name}",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        return crt
+
+    def leaf(self, name, ca, sans, cn=None):
+        """A server certificate for SANS (e.g. 'DNS:localhost,IP:127.0.0.1') signed by CA."""
+        key, csr, crt = (self.dir / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
+        if not crt.exists():
+            ext = self.dir / f"{name}.ext"
+            ext.write_text(f"subjectAltName={sans}\nbasicConstraints=critical,CA:FALSE\n"
+                           "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+            run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={cn or name}")
+            run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca),
+                "-CAkey", str(ca.with_suffix(".key")), "-CAcreateserial", "-out", str(crt),
+                "-days", "30", "-extfile", str(ext))
+        return crt, key
+
+    @staticmethod
+    def fingerprint(crt):
+        """SHA-256 of a certificate given as a path or as text holding PEM."""
+        pem = crt if isinstance(crt, str) else pathlib.Path(crt).read_text()
+        out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256"], input=pem,
+                             capture_output=True, text=True).stdout
+        return out.strip().split("=", 1)[1].replace(":", "").lower() if "=" in out else None
+
+
+NGINX_FAULTS = """
+location = /api/v1/orgs/org_fault/instances/busy/secrets/certificate {
+    add_header Retry-After 3 always;
+    return 503 '"Service temporarily unavailable"';
+}
+location = /api/v1/orgs/org_fault/instances/moved/secrets/certificate {
+    return 302 https://elsewhere.example/steal;
+}
+location = /api/v1/orgs/org_fault/instances/slow/secrets/certificate {
+    limit_rate 16;
+    try_files /org_fault/slow.json =500;
+}
+location = /api/v1/orgs/org_fault/instances/huge/secrets/certificate {
+    try_files /org_fault/huge.json =500;
+}
+location = /api/v1/orgs/org_fault/instances/html/secrets/certificate {
+    default_type text/html;
+    return 200 '<html><body>maintenance</body></html>';
+}
+location ~ "^/api/v1/orgs/(?<org>[A-Za-z0-9_]+)/instances/(?<inst>[A-Za-z0-9_]+)/secrets/certificate$" {
+    try_files /$org/$inst.json =404;
+}
+location @not_found {
+    return 404 '"Secret not found"';
+}
+"""
+
+
+class FakeApi:
+    """nginx over TLS serving per-instance JSON files behind a Bearer check.
+
+    Three servers: `url` (trusted, right name), `untrusted_url` (self-signed),
+    `wrong_host_url` (trusted CA, certificate for another name)."""
+
+    def __init__(self, directory, pki):
+        self.dir = pathlib.Path(directory)
+        self.data = self.dir / "data"
+        self.data.mkdir(parents=True)
+        self.pki = pki
+        self.trust = pki.ca("api-ca", "Test API CA")
+        good = pki.leaf("api-localhost", self.trust, "DNS:localhost,IP:127.0.0.1", "localhost")
+        wrong = pki.leaf("api-other", self.trust, "DNS:other.example", "other.example")
+        rogue_ca = pki.ca("rogue-ca", "Rogue CA")
+        rogue = pki.leaf("api-rogue", rogue_ca, "DNS:localhost,IP:127.0.0.1", "localhost")
+        self.port, self.untrusted_port, self.wrong_port = free_port(), free_port(), free_port()
+        self.url = f"https://localhost:{self.port}"
+        self.untrusted_url = f"https://localhost:{self.untrusted_port}"
+        self.wrong_host_url = f"https://localhost:{self.wrong_port}"
+        self.access_log = self.dir / "access.log"
+        (self.dir / "faults.conf").write_text(NGINX_FAULTS)
+        servers = "".join(self._server(port, crt, key) for port, (crt, key) in
+                          ((self.port, good), (self.untrusted_port, rogue),
+                           (self.wrong_port, wrong)))
+        # As root, the worker would drop to nobody and not reach pytest's 0700 tmp tree.
+        user = "user root;" if os.geteuid() == 0 else ""
+        (self.dir / "nginx.conf").write_text(f"""
+{user}
+worker_processes 1;
+daemon off;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    log_format t '$msec $connection $connection_requests $status $uri';
+    access_log {self.access_log} t;
+    client_body_temp_path {self.dir}/tmp; proxy_temp_path {self.dir}/tmp;
+    fastcgi_temp_path {self.dir}/tmp; uwsgi_temp_path {self.dir}/tmp; scgi_temp_path {self.dir}/tmp;
+    default_type application/json;
+    keepalive_requests 10000;
+    map_hash_bucket_size 128;
+    map $http_authorization $authorized {{
+        "Bearer {GOOD_TOKEN}" 1;
+        "Bearer {OTHER_TOKEN}" 1;
+        default 0;
+    }}
+    {servers}
+}}
+""")
+        (self.dir / "tmp").mkdir()
+        self.proc = subprocess.Popen(["nginx", "-c", str(self.dir / "nginx.conf"),
+                                      "-p", str(self.dir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for port in (self.port, self.untrusted_port, self.wrong_port):
+            wait_for(lambda: self._up(port), 10, f"nginx on port {port}")
+
+    def _up(self, port):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode()}")
+        return self._listening(port)
+
+    def _server(self, port, crt, key):
+        return f"""
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+        root {self.data};
+        error_page 404 = @not_found;
+        if ($authorized = 0) {{ return 401 '"Unauthorized"'; }}
+        include {self.dir}/faults.conf;
+    }}"""
+
+    @staticmethod
+    def _listening(port):
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    def serve(self, org, inst, pem=None, body=None):
+        """Serves {"ca.crt": PEM}, or BODY verbatim; replaced atomically."""
+        path = self.data / org / f"{inst}.json"
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(body if body is not None else json.dumps({"ca.crt": pathlib.Path(pem).read_text()}))
+        os.replace(tmp, path)
+
+    def requests(self, uri=None):
+        """Access-log entries: (msec, connection, connection_requests, status, uri)."""
+        if not self.access_log.exists():
+            return []
+        rows = [line.split() for line in self.access_log.read_text().splitlines()]
+        rows = [(float(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows if len(r) == 5]
+        return [r for r in rows if uri is None or r[4] == uri]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Daemon:
+    """The built binary, run with a generated config; its stderr is kept."""
+
+    def __init__(self, directory, server, instances, token=GOOD_TOKEN, **settings):
+        self.dir = pathlib.Path(directory)
+        self.dir.mkdir(parents=True)
+        self.cert_dir = self.dir / "certs"
+        self.token_file = self.dir / "token"
+        self.token_file.write_text(token + "\n")
+        self.config = self.dir / "rootcertd.yaml"
+        self.log = self.dir / "rootcertd.log"
+        self.server = server
+        self.proc = None
+        self.write_config(instances, **settings)
+
+    def write_config(self, instances, **settings):
+        api = {"url": self.server.url, "token_file": str(self.token_file),
+               "ca_file": str(self.server.trust), "timeout": "5s"}
+        api.update(settings.pop("api", {}))
+        cfg = {"api": api, "cert_dir": str(self.cert_dir), "refresh_interval": "1h",
+               "retry": {"min": "100ms", "max": "1s"}}
+        cfg.update(settings)
+        cfg["instances"] = instances
+        # JSON is YAML: no dependency on a YAML writer.
+        self.config.write_text(json.dumps(cfg, indent=2))
+
+    def file(self, name):
+        return self.cert_dir / f"{name}.crt"
+
+    def once(self, *extra, timeout=60):
+        return subprocess.run([str(BINARY), "--config", str(self.config), "--once", *extra],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self, *extra):
+        self.log_handle = open(self.log, "w")
+        self.proc = subprocess.Popen([str(BINARY), "--config", str(self.config), *extra],
+                                     stdout=self.log_handle, stderr=subprocess.STDOUT)
+        return self
+
+    def output(self):
+        return self.log.read_text() if self.log.exists() else ""
+
+    def wait_log(self, text, timeout=10.0, count=1):
+        return wait_for(lambda: self.output().count(text) >= count, timeout, f"log line {text!r}")
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=5):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster with TLS on a loopback port."""
+
+    BIN = pathlib.Path("/usr/lib/postgresql/15/bin")
+
+    def __init__(self, server_crt, server_key):
+        # Outside pytest's 0700 tmp tree: the server may run as another user.
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="rootcertd-pg-"))
+        self.dir.chmod(0o755)
+        self.data = self.dir / "pgdata"
+        self.port = free_port()
+        self.as_user = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        if self.as_user:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self._install_certificate(server_crt, server_key)
+        self._pg("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                       f"unix_socket_directories = '{self.dir}'\nssl = on\n"
+                       f"ssl_cert_file = '{self.dir}/server.crt'\n"
+                       f"ssl_key_file = '{self.dir}/server.key'\n")
+        (self.data / "pg_hba.conf").write_text("hostssl all all 127.0.0.1/32 trust\n"
+                                               "local all all trust\n")
+        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "pg.log"), "-w", "start")
+
+    def _install_certificate(self, server_crt, server_key):
+        for src, name in ((server_crt, "server.crt"), (server_key, "server.key")):
+            shutil.copy(src, self.dir / name)
+            if self.as_user:
+                pw = pwd.getpwnam("postgres")
+                os.chown(self.dir / name, pw.pw_uid, pw.pw_gid)
+        (self.dir / "server.key").chmod(0o600)
+
+    def use_certificate(self, server_crt, server_key):
+        """Switches the server to a new certificate (a reload, no restart) and
+        returns once the server presents it."""
+        self._install_certificate(server_crt, server_key)
+        self._pg("pg_ctl", "-D", str(self.data), "reload")
+        wanted = Pki.fingerprint(server_crt)
+        wait_for(lambda: self.presented_fingerprint() == wanted, 10, "the reloaded certificate")
+
+    def presented_fingerprint(self):
+        """SHA-256 of the certificate the server presents in its TLS handshake."""
+        hello = subprocess.run(["openssl", "s_client", "-starttls", "postgres", "-connect",
+                                f"127.0.0.1:{self.port}"], input="", capture_output=True,
+                               text=True, timeout=10)
+        return Pki.fingerprint(hello.stdout)
+
+    def _pg(self, tool, *args):
+        return run(*self.as_user, str(self.BIN / tool), *args)
+
+    def psql_verify_full(self, rootcert, host="localhost"):
+        """Connects with sslmode=verify-full; returns the completed process."""
+        dsn = (f"host={host} port={self.port} user=postgres dbname=postgres "
+               f"sslmode=verify-full sslrootcert={rootcert} connect_timeout=5")
+        return subprocess.run(["psql", dsn, "-Atc", "select 1"], capture_output=True, text=True,
+                              timeout=30)
+
+    def stop(self):
+        self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
