@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rootcertd/config.hpp"
+#include "rootcertd/pg_service.hpp"
 #include "rootcertd/refresh.hpp"
 #include "rootcertd/scheduler.hpp"
 
@@ -22,6 +23,26 @@ namespace {
 // SIGTERM must end the process within 2 s: anything still running after
 // this is abandoned (files are never half-written: installs are atomic).
 constexpr auto shutdown_grace = std::chrono::milliseconds(1500);
+
+// Keeps the managed block of pg_service_file in step with the instances.
+void write_service_file(const Config& cfg) {
+    if (!cfg.pg_service_file) return;
+    CertStore dir(cfg.pg_service_file->parent_path());
+    const auto name = cfg.pg_service_file->filename().string();
+    auto existing = dir.read(name);
+    if (!existing) {
+        spdlog::error("pg_service_file: {}", existing.error());
+        return;
+    }
+    const auto merged =
+        merge_service_block(existing.value().value_or(""), render_service_block(cfg));
+    auto done = dir.install(name, merged, FileOwnership{0644, {}, {}});
+    if (!done) {
+        spdlog::error("pg_service_file: {}", done.error());
+    } else if (done->change != Change::unchanged) {
+        spdlog::info("updated the rootcertd block of {}", cfg.pg_service_file->string());
+    }
+}
 
 bool same_globals(Config a, Config b) {
     a.instances.clear();
@@ -70,6 +91,11 @@ private:
                 spdlog::info("removed {} temp file(s) left in {} by an earlier crash", removed.value(),
                              s->store.dir().string());
             }
+            if (auto state = s->state_store.prepare(); !state) {
+                spdlog::error("state_dir: {}", state.error());
+                return nullptr;
+            }
+            write_service_file(s->config);
             return s;
         } catch (const std::exception& e) {
             spdlog::error("{}", e.what());
@@ -93,6 +119,8 @@ private:
                                if (e || !r.ok) {
                                    ++failed;
                                    spdlog::error("{}: refresh failed: {}", name, r.error);
+                               } else if (!r.warning.empty()) {
+                                   spdlog::warn("{}: {}", name, r.warning);
                                }
                                if (--pending == 0) {
                                    s->client->close();
@@ -137,7 +165,12 @@ private:
     void start(const std::shared_ptr<Services>& s, const Instance& inst) {
         const RetryPolicy policy{inst.refresh_interval, s->config.jitter, s->config.retry_min,
                                  s->config.retry_max};
-        scheduler_.start(inst.name, policy, [s, inst] { return refresh(s, inst); });
+        std::optional<Scheduler::Checker> checker;
+        if (inst.host) {
+            checker = Scheduler::Checker{[s, inst] { return check_live(s, inst); },
+                                         inst.verify_interval};
+        }
+        scheduler_.start(inst.name, policy, [s, inst] { return refresh(s, inst); }, checker);
     }
 
     void reload() {
@@ -175,6 +208,7 @@ private:
             scheduler_.stop(name);
         }
         services_->config.instances = cfg->instances;
+        write_service_file(services_->config);
         for (const auto& inst : services_->config.instances) {
             if (std::find(added.begin(), added.end(), inst.name) != added.end() ||
                 std::find(changed.begin(), changed.end(), inst.name) != changed.end()) {

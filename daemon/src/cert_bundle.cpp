@@ -57,7 +57,6 @@ struct Parsed {
 Outcome<Parsed> parse(std::string_view pem) {
     ERR_clear_error();
     Owned<BIO> in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-    Owned<BIO> out(BIO_new(BIO_s_mem()));
     Parsed p;
     for (int block = 1;; ++block) {
         char* name_raw = nullptr;
@@ -87,18 +86,20 @@ Outcome<Parsed> parse(std::string_view pem) {
             return fail("certificate " + std::to_string(block) + " does not parse as X.509");
         }
         CertInfo info{subject_of(x.get()), sha256_of(x.get()), to_time(X509_get0_notBefore(x.get())),
-                      to_time(X509_get0_notAfter(x.get()))};
+                      to_time(X509_get0_notAfter(x.get())), ""};
         const bool duplicate = std::any_of(p.bundle.certs.begin(), p.bundle.certs.end(),
                                            [&](const CertInfo& c) { return c.sha256 == info.sha256; });
         if (duplicate) continue;
-        PEM_write_bio_X509(out.get(), x.get());
+        Owned<BIO> one(BIO_new(BIO_s_mem()));
+        PEM_write_bio_X509(one.get(), x.get());
+        char* text = nullptr;
+        const long text_len = BIO_get_mem_data(one.get(), &text);
+        info.pem.assign(text, static_cast<std::size_t>(text_len));
+        p.bundle.pem += info.pem;
         p.bundle.certs.push_back(std::move(info));
         p.x509.push_back(std::move(x));
     }
     if (p.bundle.certs.empty()) return fail("no PEM CERTIFICATE block found");
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(out.get(), &data);
-    p.bundle.pem.assign(data, static_cast<std::size_t>(n));
     return p;
 }
 

@@ -243,6 +243,17 @@ void read_ownership(MapReader& map, FileOwnership& file) {
     }
 }
 
+// rotation: {keep_previous: DURATION}, at the top level or in an instance.
+std::optional<Duration> read_rotation(const std::string& source, MapReader& parent,
+                                      const std::string& path) {
+    auto node = parent.take("rotation");
+    if (!node) return std::nullopt;
+    MapReader rotation(source, *node, path);
+    auto keep = rotation.parsed<Duration>("keep_previous", parse_duration);
+    rotation.finish();
+    return keep;
+}
+
 bool matches(const std::string& s, const std::regex& re) { return std::regex_match(s, re); }
 
 std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::string& p) {
@@ -289,6 +300,18 @@ Config parse_config(const std::string& yaml, const std::string& source) {
     api.finish();
 
     if (auto dir = top.text("cert_dir")) cfg.cert_dir = resolve(base_dir, *dir);
+    if (auto dir = top.text("state_dir")) cfg.state_dir = resolve(base_dir, *dir);
+    {
+        const auto cert = cfg.cert_dir.lexically_normal(), state = cfg.state_dir.lexically_normal();
+        const auto rel = state.lexically_relative(cert);
+        if (!rel.empty() && *rel.begin() != "..") {
+            raise(top.site(), "state_dir '" + cfg.state_dir.string() +
+                                  "' must not be inside cert_dir (clients read every file there)");
+        }
+    }
+    if (auto f = top.text("pg_service_file")) cfg.pg_service_file = resolve(base_dir, *f);
+    if (auto d = top.parsed<Duration>("verify_interval", positive_duration)) cfg.verify_interval = *d;
+    cfg.keep_previous = read_rotation(source, top, "rotation").value_or(cfg.keep_previous);
     if (auto d = top.parsed<Duration>("refresh_interval", positive_duration)) {
         cfg.refresh_interval = *d;
     }
@@ -362,6 +385,31 @@ Config parse_config(const std::string& yaml, const std::string& source) {
                                     .value_or(cfg.refresh_interval);
         inst.file = cfg.file;
         read_ownership(m, inst.file);
+        inst.keep_previous = read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
+        inst.host = m.text("host");
+        if (inst.host && (inst.host->empty() ||
+                          inst.host->find_first_of(" \t/") != std::string::npos)) {
+            raise(m.site(node["host"], "host"), "'" + *inst.host + "' is not a host name or address");
+        }
+        if (auto p = m.parsed<std::uint16_t>("port", [](const std::string& t) -> Outcome<std::uint16_t> {
+                unsigned v = 0;
+                const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+                if (ec != std::errc{} || end != t.data() + t.size() || v < 1 || v > 65535) {
+                    return fail("'" + t + "' is not a port from 1 to 65535");
+                }
+                return static_cast<std::uint16_t>(v);
+            })) {
+            inst.port = *p;
+        }
+        inst.verify_interval = m.parsed<Duration>("verify_interval", positive_duration)
+                                   .value_or(cfg.verify_interval);
+        inst.dbname = m.text("dbname");
+        inst.user = m.text("user");
+        for (const char* key : {"port", "verify_interval", "dbname", "user"}) {
+            if (!inst.host && node[key]) {
+                raise(m.site(node[key], key), "needs 'host' (the PostgreSQL server to check)");
+            }
+        }
         m.finish();
         cfg.instances.push_back(std::move(inst));
     }

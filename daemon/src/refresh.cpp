@@ -2,10 +2,12 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include "rootcertd/ca_response.hpp"
+#include "rootcertd/server_probe.hpp"
 
 namespace rootcertd {
 
@@ -19,6 +21,7 @@ Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& bloc
       token(config.token_file ? TokenSource::from_file(*config.token_file)
                               : TokenSource::from_env(*config.token_env)),
       store(config.cert_dir),
+      state_store(config.state_dir),
       blocking(blocking_pool),
       slots(ex, config.concurrency) {}
 
@@ -73,17 +76,49 @@ std::string summary(const CertBundle& b) {
            "' notAfter=" + format_time(n.not_after);
 }
 
+std::string describe_rotation(const Composition& c) {
+    std::string out;
+    for (const auto& a : c.added) out += "; added " + a.sha256 + " (" + a.subject + ")";
+    for (const auto& k : c.kept) {
+        out += "; kept " + k.sha256 + " (" + k.subject + ") until " + format_time(k.until);
+    }
+    for (const auto& d : c.dropped) out += "; dropped " + d;
+    return out;
+}
+
 void log_change(const Instance& inst, const std::filesystem::path& path, const Installed& done,
-                const CertBundle& bundle) {
+                const CertBundle& installed, const Composition& c) {
     if (done.change == Change::created) {
-        spdlog::info("{}: installed CA at {}: {}", inst.name, path.string(), summary(bundle));
+        spdlog::info("{}: installed CA at {}: {}{}", inst.name, path.string(), summary(installed),
+                     describe_rotation(c));
         return;
     }
     std::string old = "unparseable";
     if (auto previous = parse_bundle(done.previous.value_or(""))) old = previous->fingerprints();
-    spdlog::info("{}: CA changed at {}: old sha256={} new {}", inst.name, path.string(), old,
-                 summary(bundle));
+    spdlog::info("{}: CA changed at {}: old sha256={} new {}{}", inst.name, path.string(), old,
+                 summary(installed), describe_rotation(c));
 }
+
+// CANDIDATE plus the certificates of CURRENT it lacks.
+std::string union_of(const std::string& candidate, const std::string& current) {
+    auto a = parse_bundle(candidate);
+    auto b = parse_bundle(current);
+    if (!a || !b) return candidate;
+    std::string out = candidate;
+    for (const auto& c : b->certs) {
+        if (a->fingerprints().find(c.sha256) == std::string::npos) out += c.pem;
+    }
+    return out;
+}
+
+std::string server_of(const Instance& inst) {
+    return *inst.host + ":" + std::to_string(inst.port);
+}
+
+struct OnDisk {
+    std::optional<std::string> file;
+    std::optional<std::string> state;
+};
 
 }  // namespace
 
@@ -96,54 +131,167 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         co_return result;
     }
 
-    co_await s->slots.async_send(boost::system::error_code{}, asio::use_awaitable);
-    SlotGuard slot(*s);
-    auto response = co_await s->client->get(inst.api, inst.url_path(), token.value());
-    if (!response) {
-        result.error = redact(where + response.error(), token.value());
+    std::optional<Outcome<HttpResponse>> response;
+    {
+        co_await s->slots.async_send(boost::system::error_code{}, asio::use_awaitable);
+        SlotGuard slot(*s);
+        response = co_await s->client->get(inst.api, inst.url_path(), token.value());
+    }
+    if (!*response) {
+        result.error = redact(where + response->error(), token.value());
         co_return result;
     }
-    result.retry_after = response->retry_after;
-    if (response->status >= 300 && response->status < 400) {
-        result.error = where + "HTTP " + std::to_string(response->status) + ": redirect to '" +
-                       printable_snippet(response->location) +
+    const auto& answer = response->value();
+    result.retry_after = answer.retry_after;
+    if (answer.status >= 300 && answer.status < 400) {
+        result.error = where + "HTTP " + std::to_string(answer.status) + ": redirect to '" +
+                       printable_snippet(answer.location) +
                        "' not followed (the token only goes to the configured host)";
         co_return result;
     }
-    auto pem = extract_ca(response->status, response->body);
+    auto pem = extract_ca(answer.status, answer.body);
     if (!pem) {
         result.error = redact(where + pem.error(), token.value());
         co_return result;
     }
     const auto now = std::chrono::system_clock::now();
-    auto bundle = validate_bundle(pem.value(), now);
-    if (!bundle) {
-        result.error = where + "invalid CA: " + bundle.error();
+    auto served = validate_bundle(pem.value(), now);
+    if (!served) {
+        result.error = where + "invalid CA: " + served.error();
         co_return result;
     }
 
+    // What the file and the rotation state hold now (blocking reads: off the loop).
     const auto file_name = inst.name + ".crt";
+    const auto state_name = inst.name + ".json";
+    const bool cached = s->states.contains(inst.name);
+    auto read = [s, file_name, state_name, cached]() -> Outcome<OnDisk> {
+        auto file = s->store.read(file_name);
+        if (!file) return fail(file.error());
+        OnDisk d{std::move(file.value()), std::nullopt};
+        if (!cached) {
+            if (auto st = s->state_store.read(state_name); st) d.state = std::move(st.value());
+        }
+        return d;
+    };
+    auto disk = co_await run_blocking(s->blocking, std::move(read));
+    if (!disk) {
+        result.error = "install " + inst.name + ": " + disk.error();
+        co_return result;
+    }
+    if (!cached) {
+        RotationState initial;
+        if (disk->state) {
+            if (auto st = parse_state(*disk->state)) {
+                initial = std::move(st.value());
+            } else {
+                spdlog::warn("{}: ignoring unreadable rotation state: {}", inst.name, st.error());
+            }
+        } else if (disk->file) {
+            initial.served = *disk->file;  // adopt a file from before rootcertd managed it
+        }
+        s->states[inst.name] = std::move(initial);
+    }
+    const auto& current = disk->file;
+    auto comp = compose(s->states[inst.name], served.value(), inst.keep_previous, now);
+    std::string final_pem = comp.pem;
+
+    // Consult the live server before changing what clients trust.
+    std::optional<PresentedChain> chain;
+    if (inst.host && current && final_pem != *current) {
+        auto probed = co_await probe_server(co_await asio::this_coro::executor, *inst.host, inst.port,
+                                            s->config.timeout);
+        if (!probed) {
+            result.warning = "live check before install: " + probed.error();
+        } else {
+            chain = std::move(probed.value());
+            const auto next = verify_chain(*chain, final_pem, *inst.host);
+            if (!next.ok && !next.host_mismatch && verify_chain(*chain, *current, *inst.host).ok) {
+                final_pem = union_of(final_pem, *current);
+                spdlog::warn("{}: server {} does not yet present a certificate under the new CA; "
+                             "installing the new CA together with the current one",
+                             inst.name, server_of(inst));
+            }
+        }
+    }
+
+    auto installed_bundle = parse_bundle(final_pem);
+    const FileOwnership state_mode{0600, {}, {}};
+    const bool state_changed = !(comp.state == s->states[inst.name]);
     // A named local, not a temporary inside co_await: GCC 12 corrupts those.
-    auto install = [s, file_name, ownership = inst.file, pem = bundle->pem] {
-        return s->store.install(file_name, pem, ownership);
+    auto install = [s, file_name, state_name, ownership = inst.file, final_pem, state_mode,
+                    state = state_changed ? serialize_state(comp.state) : std::string()]()
+        -> Outcome<Installed> {
+        auto done = s->store.install(file_name, final_pem, ownership);
+        if (done && !state.empty()) {
+            if (auto saved = s->state_store.install(state_name, state, state_mode); !saved) {
+                return fail("save rotation state: " + saved.error());
+            }
+        }
+        return done;
     };
     auto installed = co_await run_blocking(s->blocking, std::move(install));
     if (!installed) {
         result.error = "install " + inst.name + ": " + installed.error();
         co_return result;
     }
+    s->states[inst.name] = comp.state;
     if (installed->change != Change::unchanged) {
-        log_change(inst, s->config.cert_path(inst), installed.value(), bundle.value());
+        log_change(inst, s->config.cert_path(inst), installed.value(), installed_bundle.value(), comp);
     }
-    const auto& newest = bundle->newest();
+    const auto& newest = served->newest();
     if (newest.not_after - now < s->config.expiry_warning) {
-        spdlog::warn("{}: newest CA '{}' expires {} (within the {}h warning window)", inst.name,
-                     newest.subject, format_time(newest.not_after),
-                     std::chrono::duration_cast<std::chrono::hours>(s->config.expiry_warning).count());
+        result.warning = "newest CA '" + newest.subject + "' expires " +
+                         format_time(newest.not_after) + ", within the expiry_warning window";
+    }
+
+    // Would a verify-full client reach the server with what is installed now?
+    if (inst.host) {
+        if (!chain) {
+            auto probed = co_await probe_server(co_await asio::this_coro::executor, *inst.host,
+                                                inst.port, s->config.timeout);
+            if (probed) chain = std::move(probed.value());
+        }
+        if (chain) {
+            const auto verdict = verify_chain(*chain, final_pem, *inst.host);
+            if (!verdict.ok && !verdict.host_mismatch) {
+                result.error = "server " + server_of(inst) +
+                               " does not verify against the installed file (" + verdict.reason +
+                               "); the API has not served its new CA yet";
+                co_return result;
+            }
+            if (verdict.host_mismatch) result.warning = verdict.reason;
+        }
     }
     result.ok = true;
     result.change = installed->change;
-    result.bundle = std::move(bundle.value());
+    result.bundle = std::move(installed_bundle.value());
+    co_return result;
+}
+
+asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> s, Instance inst) {
+    CheckResult result;
+    auto probed = co_await probe_server(co_await asio::this_coro::executor, *inst.host, inst.port,
+                                        s->config.timeout);
+    if (!probed) {
+        result.problem = probed.error();
+        co_return result;
+    }
+    auto read = [s, file_name = inst.name + ".crt"] { return s->store.read(file_name); };
+    auto file = co_await run_blocking(s->blocking, std::move(read));
+    if (!file || !file->has_value()) {
+        result.problem = "no installed file to check yet";
+        co_return result;
+    }
+    const auto verdict = verify_chain(probed.value(), *file.value(), *inst.host);
+    if (verdict.ok) co_return result;
+    result.problem = verdict.reason;
+    if (!verdict.host_mismatch) {
+        result.problem = "server " + server_of(inst) + " no longer verifies against " +
+                         s->config.cert_path(inst).string() + " (" + verdict.reason +
+                         "); refreshing from the API now";
+        result.refresh_now = true;
+    }
     co_return result;
 }
 

@@ -69,12 +69,13 @@ asio::awaitable<bool> stopped() {
 
 Scheduler::Scheduler(asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-void Scheduler::start(const std::string& name, RetryPolicy policy, Job job) {
+void Scheduler::start(const std::string& name, RetryPolicy policy, Job job,
+                      std::optional<Checker> checker) {
     stop(name);
     auto loop = std::make_shared<Loop>();
     loops_[name] = loop;
     ++alive_;
-    asio::co_spawn(executor_, run(name, policy, std::move(job)),
+    asio::co_spawn(executor_, run(name, policy, std::move(job), std::move(checker)),
                    asio::bind_cancellation_slot(
                        loop->cancel.slot(), [this, name, loop](std::exception_ptr e) {
                            try {
@@ -104,49 +105,78 @@ void Scheduler::stop_all() {
     while (!loops_.empty()) stop(loops_.begin()->first);
 }
 
-asio::awaitable<void> Scheduler::run(std::string name, RetryPolicy policy, Job job) {
+asio::awaitable<void> Scheduler::run(std::string name, RetryPolicy policy, Job job,
+                                     std::optional<Checker> checker) {
     // A stopped loop ends by returning, never by throwing: in Asio 1.81 a
     // cancelled co_spawn that throws loses its completion handler.
     co_await asio::this_coro::throw_if_cancelled(false);
     asio::steady_timer timer(executor_);
-    FailureLog failures;
+    FailureLog failures, check_failures, warnings;
     unsigned consecutive = 0;
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    auto next_refresh = Steady::now();
+    auto next_check = Steady::time_point::max();
     while (!co_await stopped()) {
+        timer.expires_at(std::min(next_refresh, next_check));
+        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (ec || co_await stopped()) break;
+
+        if (Steady::now() < next_refresh) {
+            CheckResult c;
+            try {
+                c = co_await checker->check();
+            } catch (const std::exception& e) {
+                c.problem = std::string("unexpected error: ") + e.what();
+            }
+            if (co_await stopped()) break;
+            if (c.problem.empty()) {
+                if (const auto n = check_failures.on_success(); n > 0) {
+                    spdlog::info("{}: live check passes again", name);
+                }
+            } else if (check_failures.on_failure(c.problem, Steady::now()) !=
+                       FailureLog::Verdict::quiet) {
+                spdlog::warn("{}: live check: {}", name, c.problem);
+            }
+            if (c.refresh_now && consecutive == 0) next_refresh = Steady::now();
+            next_check = Steady::now() + checker->interval;
+            continue;
+        }
+
         RefreshResult r;
         try {
             r = co_await job();
-        } catch (const boost::system::system_error& e) {
-            if (e.code() == asio::error::operation_aborted) break;
-            r.error = e.what();
         } catch (const std::exception& e) {
             r.error = std::string("unexpected error: ") + e.what();
         }
         if (co_await stopped()) break;
         consecutive = r.ok ? 0 : consecutive + 1;
         const auto delay = next_delay(policy, consecutive, r.retry_after, uniform(rng_));
+        next_refresh = Steady::now() + delay;
+        if (checker) next_check = Steady::now() + checker->interval;
         if (r.ok) {
             if (const auto n = failures.on_success(); n > 0) {
                 spdlog::info("{}: recovered after {} failed attempt(s)", name, n);
             }
             spdlog::debug("{}: refreshed; next in {}", name, human(delay));
-        } else {
-            switch (failures.on_failure(r.error, Steady::now())) {
-                case FailureLog::Verdict::log:
-                    spdlog::warn("{}: refresh failed: {}; retrying in {}", name, r.error, human(delay));
-                    break;
-                case FailureLog::Verdict::repeat:
-                    spdlog::warn("{}: still failing after {} attempts: {}; retrying in {}", name,
-                                 consecutive, r.error, human(delay));
-                    break;
-                case FailureLog::Verdict::quiet:
-                    spdlog::debug("{}: refresh failed again: {}", name, r.error);
-                    break;
+            if (r.warning.empty()) {
+                warnings.on_success();
+            } else if (warnings.on_failure(r.warning, Steady::now()) != FailureLog::Verdict::quiet) {
+                spdlog::warn("{}: {}", name, r.warning);
             }
+            continue;
         }
-        timer.expires_after(delay);
-        auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-        if (ec) break;
+        switch (failures.on_failure(r.error, Steady::now())) {
+            case FailureLog::Verdict::log:
+                spdlog::warn("{}: refresh failed: {}; retrying in {}", name, r.error, human(delay));
+                break;
+            case FailureLog::Verdict::repeat:
+                spdlog::warn("{}: still failing after {} attempts: {}; retrying in {}", name,
+                             consecutive, r.error, human(delay));
+                break;
+            case FailureLog::Verdict::quiet:
+                spdlog::debug("{}: refresh failed again: {}", name, r.error);
+                break;
+        }
     }
     co_await asio::this_coro::reset_cancellation_state();
 }

@@ -248,7 +248,8 @@ class Daemon:
         api = {"url": self.server.url, "token_file": str(self.token_file),
                "ca_file": str(self.server.trust), "timeout": "5s"}
         api.update(settings.pop("api", {}))
-        cfg = {"api": api, "cert_dir": str(self.cert_dir), "refresh_interval": "1h",
+        cfg = {"api": api, "cert_dir": str(self.cert_dir), "state_dir": str(self.dir / "state"),
+               "refresh_interval": "1h",
                "retry": {"min": "100ms", "max": "1s"}}
         cfg.update(settings)
         cfg["instances"] = instances

@@ -36,12 +36,15 @@ protected:
     Refresh() {
         ::setenv("ROOTCERTD_TEST_REFRESH_TOKEN", "tok-123.secret", 1);
         auto cfg = parse_config("api: {url: https://api.example, token_env: ROOTCERTD_TEST_REFRESH_TOKEN}\n"
-                                "cert_dir: " + dir.path().string() + "\n"
+                                "cert_dir: " + (dir / "certs").string() + "\n"
+                                "state_dir: " + (dir / "state").string() + "\n"
                                 "instances: [{org: org_a, id: inst_1, name: prod}]\n",
                                 "test.yaml");
         instance = cfg.instances[0];
         services = std::make_shared<Services>(ioc.get_executor(), cfg, pool);
         services->client = fake;
+        EXPECT_TRUE(services->store.prepare().ok());
+        EXPECT_TRUE(services->state_store.prepare().ok());
     }
     ~Refresh() override { pool.join(); }
 
@@ -64,7 +67,7 @@ protected:
         for (char c : pem) escaped += c == '\n' ? std::string("\\n") : std::string(1, c);
         return "{\"ca.crt\": \"" + escaped + "\"}";
     }
-    std::string file() const { return test::read_file(dir / "prod.crt"); }
+    std::string file() const { return test::read_file(dir / "certs/prod.crt"); }
 
     test::TempDir dir;
     boost::asio::io_context ioc;
@@ -94,7 +97,7 @@ TEST_F(Refresh, InstallsAValidCaThenSeesItUnchanged) {
     stage(200, json_for(rotated));
     auto third = run();
     EXPECT_EQ(third.change, Change::replaced);
-    EXPECT_EQ(file(), rotated);
+    EXPECT_EQ(file(), rotated + pem) << "the new CA first, the previous one kept (keep_previous)";
 }
 
 TEST_F(Refresh, BadAnswersNeverReplaceAGoodFile) {

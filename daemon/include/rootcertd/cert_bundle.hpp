@@ -17,6 +17,7 @@ struct CertInfo {
     std::string sha256;   // lowercase hex of the DER encoding
     SysTime not_before;
     SysTime not_after;
+    std::string pem;  // this certificate alone, re-encoded
 };
 
 struct CertBundle {

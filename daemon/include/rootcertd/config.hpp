@@ -41,6 +41,14 @@ struct Instance {
     Endpoint api;
     Duration refresh_interval{};
     FileOwnership file;
+    Duration keep_previous{};  // rotation.keep_previous
+
+    // Live verification and pg_service.conf: only with a host.
+    std::optional<std::string> host;
+    std::uint16_t port = 5432;
+    Duration verify_interval{};
+    std::optional<std::string> dbname;
+    std::optional<std::string> user;
 
     std::string url_path() const;  // /api/v1/orgs/{org}/instances/{id}/secrets/certificate
     bool operator==(const Instance&) const = default;
@@ -58,6 +66,10 @@ struct Config {
     Duration connect_timeout{std::chrono::seconds(5)};
 
     std::filesystem::path cert_dir{"/var/lib/rootcertd/certs"};
+    std::filesystem::path state_dir{"/var/lib/rootcertd/state"};
+    std::optional<std::filesystem::path> pg_service_file;
+    Duration keep_previous{std::chrono::hours(24 * 7)};
+    Duration verify_interval{std::chrono::minutes(1)};
     Duration refresh_interval{std::chrono::hours(1)};
     double jitter = 0.1;  // fraction of the interval, each way
     Duration retry_min{std::chrono::seconds(5)};

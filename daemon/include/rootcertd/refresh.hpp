@@ -11,7 +11,11 @@
 #include "rootcertd/api_client.hpp"
 #include "rootcertd/cert_bundle.hpp"
 #include "rootcertd/cert_store.hpp"
+#include <map>
+
 #include "rootcertd/config.hpp"
+#include "rootcertd/rotation.hpp"
+#include "rootcertd/scheduler_types.hpp"
 #include "rootcertd/token_source.hpp"
 
 namespace rootcertd {
@@ -22,6 +26,7 @@ struct RefreshResult {
     std::optional<Duration> retry_after;
     Change change = Change::unchanged;
     std::optional<CertBundle> bundle;  // what the file now holds, when ok
+    std::string warning;               // worth an operator's attention, file still fine
 };
 
 // What every refresh shares; rebuilt when a reload changes global settings.
@@ -33,6 +38,8 @@ struct Services {
     std::shared_ptr<HttpClient> client;
     TokenSource token;
     CertStore store;
+    CertStore state_store;  // rotation state, one JSON file per instance
+    std::map<std::string, RotationState> states;  // cache; event loop only
     boost::asio::thread_pool& blocking;  // fsync and file reads run here
     // A counting semaphore: a send takes a slot, a receive frees one.
     boost::asio::experimental::channel<void(boost::system::error_code)> slots;
@@ -43,6 +50,12 @@ struct Services {
 // at once across all instances sharing SERVICES.
 boost::asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> services,
                                               Instance instance);
+
+// Probes INSTANCE's server and verifies it against the installed file, as
+// verify-full clients would. Asks for a refresh when the file no longer
+// verifies the server (the server rotated before the API did).
+boost::asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> services,
+                                               Instance instance);
 
 // MESSAGE with every occurrence of SECRET replaced, for defence in depth.
 std::string redact(std::string message, const std::string& secret);

@@ -50,12 +50,22 @@ private:
 class Scheduler {
 public:
     using Job = std::function<boost::asio::awaitable<RefreshResult>()>;
+    using Check = std::function<boost::asio::awaitable<CheckResult>()>;
+
+    // An optional second job, run every `interval` between refreshes.
+    struct Checker {
+        Check check;
+        Duration interval{};
+    };
 
     explicit Scheduler(boost::asio::any_io_executor executor);
 
-    // Starts NAME's loop: refresh at once, then again after next_delay().
-    // A loop already running under NAME is stopped first.
-    void start(const std::string& name, RetryPolicy policy, Job job);
+    // Starts NAME's loop: refresh at once, then again after next_delay();
+    // with a checker, also check every checker.interval, and refresh at once
+    // when a check asks for it (unless already retrying a failure). A loop
+    // already running under NAME is stopped first.
+    void start(const std::string& name, RetryPolicy policy, Job job,
+               std::optional<Checker> checker = std::nullopt);
     // Ends NAME's loop at its next wait; a refresh in flight completes.
     void stop(const std::string& name);
     void stop_all();
@@ -69,7 +79,8 @@ private:
     struct Loop {
         boost::asio::cancellation_signal cancel;
     };
-    boost::asio::awaitable<void> run(std::string name, RetryPolicy policy, Job job);
+    boost::asio::awaitable<void> run(std::string name, RetryPolicy policy, Job job,
+                                     std::optional<Checker> checker);
 
     boost::asio::any_io_executor executor_;
     std::map<std::string, std::shared_ptr<Loop>> loops_;

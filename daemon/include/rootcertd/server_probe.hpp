@@ -1,0 +1,43 @@
+// Checks a PostgreSQL server's certificate the way libpq's verify-full does.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rootcertd/cert_bundle.hpp"
+#include "rootcertd/config.hpp"
+#include "rootcertd/outcome.hpp"
+
+namespace rootcertd {
+
+// The certificates a server presented, leaf first, DER-encoded.
+struct PresentedChain {
+    std::vector<std::string> der;
+    SysTime leaf_not_after{};
+    std::string leaf_subject;
+};
+
+// Connects to HOST:PORT, sends PostgreSQL's SSLRequest, completes a TLS
+// handshake with SNI = HOST and returns the presented chain. No credentials
+// are sent; the connection is closed right after the handshake. Fails when
+// the server is unreachable, refuses TLS or exceeds TIMEOUT.
+boost::asio::awaitable<Outcome<PresentedChain>> probe_server(boost::asio::any_io_executor executor,
+                                                             std::string host, std::uint16_t port,
+                                                             Duration timeout);
+
+struct Verdict {
+    bool ok = false;
+    bool host_mismatch = false;  // the chain is trusted, the name is not covered
+    std::string reason;          // OpenSSL's, plus advice for a host mismatch
+};
+
+// Whether CHAIN verifies against the CA certificates in BUNDLE_PEM with
+// host-name checking for HOST, as libpq's sslmode=verify-full would decide.
+Verdict verify_chain(const PresentedChain& chain, std::string_view bundle_pem,
+                     const std::string& host);
+
+}  // namespace rootcertd
