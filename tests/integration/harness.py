@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -289,6 +290,34 @@ class Daemon:
         return self.proc.returncode if self.proc else None
 
 
+class ConnectionLoop:
+    """A client connecting with verify-full about every 100 ms, recording each outcome."""
+
+    def __init__(self, pg, rootcert):
+        self.pg, self.rootcert = pg, rootcert
+        self.results = []  # (monotonic time, ok, stderr)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            r = self.pg.psql_verify_full(self.rootcert)
+            self.results.append((time.monotonic(), r.returncode == 0, r.stderr.strip()))
+            self._stop.wait(0.1)
+
+    def successes_after(self, t):
+        return sum(1 for at, ok, _ in self.results if ok and at > t)
+
+    def failures(self):
+        return [(at, err) for at, ok, err in self.results if not ok]
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(30)
+        return self.results
+
+
 class Postgres:
     """A throwaway PostgreSQL cluster with TLS on a loopback port."""
 
@@ -347,8 +376,12 @@ class Postgres:
         """Connects with sslmode=verify-full; returns the completed process."""
         dsn = (f"host={host} port={self.port} user=postgres dbname=postgres "
                f"sslmode=verify-full sslrootcert={rootcert} connect_timeout=5")
+        return self.psql(dsn)
+
+    @staticmethod
+    def psql(dsn, env=None):
         return subprocess.run(["psql", dsn, "-Atc", "select 1"], capture_output=True, text=True,
-                              timeout=30)
+                              timeout=30, env=env)
 
     def stop(self):
         self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")

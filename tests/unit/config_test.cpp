@@ -206,6 +206,55 @@ instances:
               std::string::npos);
 }
 
+TEST(Config, RotationAndLiveCheckKeys) {
+    const auto cfg = parse_config(R"(api: {url: https://h, token_env: T}
+cert_dir: /srv/certs
+state_dir: /srv/state
+pg_service_file: /etc/postgresql-common/pg_service.conf
+rotation: {keep_previous: 3d}
+verify_interval: 30s
+instances:
+  - {org: a, id: one}
+  - {org: a, id: two, host: db.example, port: 6432, verify_interval: 5s, dbname: app, user: svc,
+     rotation: {keep_previous: 0}}
+)",
+                                  "/etc/x.yaml");
+    EXPECT_EQ(cfg.state_dir, "/srv/state");
+    EXPECT_EQ(cfg.pg_service_file, "/etc/postgresql-common/pg_service.conf");
+    EXPECT_EQ(cfg.instances[0].keep_previous, 72h);
+    EXPECT_FALSE(cfg.instances[0].host.has_value());
+    EXPECT_EQ(cfg.instances[0].verify_interval, 30s);
+    EXPECT_EQ(cfg.instances[1].keep_previous, 0ms);
+    EXPECT_EQ(cfg.instances[1].host, "db.example");
+    EXPECT_EQ(cfg.instances[1].port, 6432);
+    EXPECT_EQ(cfg.instances[1].verify_interval, 5s);
+    EXPECT_EQ(cfg.instances[1].user, "svc");
+
+    const auto defaults = parse_config(minimal, "/etc/x.yaml");
+    EXPECT_EQ(defaults.state_dir, "/var/lib/rootcertd/state");
+    EXPECT_EQ(defaults.instances[0].keep_previous, 7 * 24h);
+    EXPECT_EQ(defaults.instances[0].verify_interval, 1min);
+    EXPECT_EQ(defaults.instances[0].port, 5432);
+}
+
+TEST(Config, RotationAndLiveCheckMistakes) {
+    EXPECT_NE(error_of(minimal + "state_dir: /tmp/certs/state\n").find("must not be inside cert_dir"),
+              std::string::npos);
+    EXPECT_NE(error_of(minimal + "state_dir: /tmp/certs\n").find("must not be inside cert_dir"),
+              std::string::npos);
+    EXPECT_EQ(error_of(minimal + "state_dir: /tmp/certs-state\n"), "");
+    EXPECT_NE(error_of(minimal + "rotation: {keep: 1d}\n").find("rotation.keep: unknown key"),
+              std::string::npos);
+    EXPECT_NE(error_of(with_instance_line("port: 5433")).find("instances[0].port: needs 'host'"),
+              std::string::npos);
+    EXPECT_NE(error_of(with_instance_line("host: db.example\n    port: 70000")).find("not a port"),
+              std::string::npos);
+    EXPECT_NE(error_of(with_instance_line("host: \"a b\"")).find("not a host name"), std::string::npos);
+    EXPECT_NE(error_of(with_instance_line("rotation: {keep_previous: soon}"))
+                  .find("instances[0].rotation.keep_previous:"),
+              std::string::npos);
+}
+
 TEST(Config, ExpandsEnvironmentVariables) {
     ::setenv("ROOTCERTD_TEST_CREDS", "/run/credentials/rootcertd.service", 1);
     const auto cfg = parse_config(

@@ -123,3 +123,43 @@ TEST(Scheduler, StartingANameAgainReplacesItsLoop) {
     EXPECT_EQ(new_runs, 1);
     EXPECT_EQ(scheduler.alive(), 0u);
 }
+
+TEST(Scheduler, ACheckThatFindsTheServerRotatedRefreshesAtOnce) {
+    boost::asio::io_context ioc;
+    Scheduler scheduler(ioc.get_executor());
+    int runs = 0, checks = 0;
+    scheduler.start(
+        "x", {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
+        [&]() -> boost::asio::awaitable<RefreshResult> {
+            if (++runs == 2) scheduler.stop_all();
+            co_return RefreshResult{.ok = true};
+        },
+        Scheduler::Checker{[&]() -> boost::asio::awaitable<CheckResult> {
+                               ++checks;
+                               co_return CheckResult{.problem = "rotated", .refresh_now = true};
+                           },
+                           1ms});
+    ioc.run();
+    EXPECT_EQ(runs, 2) << "the hourly refresh came early";
+    EXPECT_EQ(checks, 1);
+}
+
+TEST(Scheduler, ChecksDoNotBypassTheBackoffOfAFailingInstance) {
+    boost::asio::io_context ioc;
+    Scheduler scheduler(ioc.get_executor());
+    int runs = 0, checks = 0;
+    scheduler.start(
+        "x", {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
+        [&]() -> boost::asio::awaitable<RefreshResult> {
+            ++runs;
+            co_return RefreshResult{.ok = false, .error = "API still serves the old CA"};
+        },
+        Scheduler::Checker{[&]() -> boost::asio::awaitable<CheckResult> {
+                               if (++checks == 3) scheduler.stop_all();
+                               co_return CheckResult{.problem = "rotated", .refresh_now = true};
+                           },
+                           1ms});
+    ioc.run();
+    EXPECT_EQ(runs, 1);
+    EXPECT_EQ(checks, 3);
+}

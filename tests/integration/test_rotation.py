@@ -1,0 +1,163 @@
+"""Rotations without outage, proven with a real PostgreSQL and psql verify-full clients."""
+import os
+import stat
+import time
+
+import pytest
+
+from harness import ConnectionLoop, Postgres, wait_for
+
+LOCAL = "DNS:localhost,IP:127.0.0.1"
+
+
+@pytest.fixture
+def world(pki, api, make_daemon, request):
+    """A server under CA v1, the API serving v1, and a factory for the daemon."""
+    tag = request.node.name.replace("[", "-").replace("]", "")
+    ca1 = pki.ca(f"{tag}-v1", "Instance CA v1")
+    ca2 = pki.ca(f"{tag}-v2", "Instance CA v2")
+    leaf1 = pki.leaf(f"{tag}-leaf-v1", ca1, LOCAL, "localhost")
+    leaf2 = pki.leaf(f"{tag}-leaf-v2", ca2, LOCAL, "localhost")
+    pg = Postgres(*leaf1)
+    api.serve("org_a", "inst_1", ca1)
+
+    class World:
+        pass
+
+    w = World()
+    w.ca1, w.ca2, w.leaf1, w.leaf2, w.pg, w.api, w.pki = ca1, ca2, leaf1, leaf2, pg, api, pki
+    w.loop = None
+
+    def daemon(**settings):
+        instance = {"org": "org_a", "id": "inst_1", "host": "localhost", "port": pg.port,
+                    **settings.pop("instance", {})}
+        base = {"refresh_interval": "300ms", "jitter": 0, "verify_interval": "200ms",
+                "retry": {"min": "100ms", "max": "500ms"}}
+        base.update(settings)
+        d = make_daemon([instance], **base)
+        d.start()
+        wait_for(lambda: d.file(instance.get("name", "inst_1")).exists(), 10, "the first file")
+        return d
+
+    w.daemon = daemon
+    yield w
+    if w.loop:
+        w.loop.stop()
+    pg.stop()
+
+
+def test_api_rotates_first_then_server_zero_failed_connections(world):
+    d = world.daemon()
+    world.loop = ConnectionLoop(world.pg, d.file("inst_1"))
+    wait_for(lambda: world.loop.successes_after(0) >= 3, 10, "connections on v1")
+    world.api.serve("org_a", "inst_1", world.ca2)
+    wait_for(lambda: d.file("inst_1").read_text().startswith(world.ca2.read_text()), 10, "v2 installed")
+    assert world.ca1.read_text() in d.file("inst_1").read_text(), "v1 kept for the overlap"
+    installed = time.monotonic()
+    wait_for(lambda: world.loop.successes_after(installed) >= 5, 10, "connections after install")
+    world.pg.use_certificate(*world.leaf2)  # the server switches seconds later
+    switched = time.monotonic()
+    wait_for(lambda: world.loop.successes_after(switched) >= 5, 10, "connections after the switch")
+    world.loop.stop()
+    assert world.loop.failures() == []
+    assert len(world.loop.results) >= 13
+
+
+def test_without_overlap_the_live_check_keeps_clients_working(world):
+    d = world.daemon(rotation={"keep_previous": "0"})
+    world.loop = ConnectionLoop(world.pg, d.file("inst_1"))
+    world.api.serve("org_a", "inst_1", world.ca2)
+    d.wait_log("does not yet present a certificate under the new CA")
+    union = world.ca2.read_text() + world.ca1.read_text()
+    assert d.file("inst_1").read_text() == union
+    world.pg.use_certificate(*world.leaf2)
+    # Once the server presents v2, the next refresh narrows the file to v2 alone.
+    wait_for(lambda: d.file("inst_1").read_text() == world.ca2.read_text(), 10, "v2 alone")
+    settled = time.monotonic()
+    wait_for(lambda: world.loop.successes_after(settled) >= 3, 10, "connections on v2 alone")
+    world.loop.stop()
+    assert world.loop.failures() == []
+
+
+def test_server_rotates_first_then_clients_recover_within_a_second_of_the_api(world):
+    d = world.daemon(refresh_interval="1h")
+    world.loop = ConnectionLoop(world.pg, d.file("inst_1"))
+    wait_for(lambda: world.loop.successes_after(0) >= 2, 10, "connections on v1")
+    world.pg.use_certificate(*world.leaf2)  # the API still serves v1
+    d.wait_log("no longer verifies against")  # noticed by the live check, not the hourly refresh
+    d.wait_log("the API has not served its new CA yet")
+    world.api.serve("org_a", "inst_1", world.ca2)
+    served = time.monotonic()
+    wait_for(lambda: world.loop.successes_after(served) >= 1, 10, "a connection on v2")
+    first_ok = min(at for at, ok, _ in world.loop.results if ok and at > served)
+    assert first_ok - served <= 1.0, f"recovered {first_ok - served:.2f}s after the API served v2"
+
+
+def test_previous_ca_is_dropped_after_keep_previous(world):
+    d = world.daemon(rotation={"keep_previous": "2s"})
+    world.api.serve("org_a", "inst_1", world.ca2)
+    wait_for(lambda: d.file("inst_1").read_text() == world.ca2.read_text() + world.ca1.read_text(),
+             10, "the overlap bundle")
+    world.pg.use_certificate(*world.leaf2)
+    world.loop = ConnectionLoop(world.pg, d.file("inst_1"))
+    wait_for(lambda: d.file("inst_1").read_text() == world.ca2.read_text(), 10, "v1 dropped")
+    d.wait_log("dropped")
+    dropped = time.monotonic()
+    wait_for(lambda: world.loop.successes_after(dropped) >= 3, 10, "connections after the drop")
+    world.loop.stop()
+    assert world.loop.failures() == []
+
+
+def test_a_bundle_that_would_break_verify_full_is_never_installed(world):
+    d = world.daemon(rotation={"keep_previous": "0"})
+    world.loop = ConnectionLoop(world.pg, d.file("inst_1"))
+    unrelated = world.pki.ca("unrelated-ca", "Unrelated CA")
+    world.api.serve("org_a", "inst_1", unrelated)
+    d.wait_log("does not yet present a certificate under the new CA")
+    assert world.ca1.read_text() in d.file("inst_1").read_text()
+    after = time.monotonic()
+    wait_for(lambda: world.loop.successes_after(after) >= 5, 10, "connections after the bad CA")
+    world.loop.stop()
+    assert world.loop.failures() == []
+
+
+def test_overlap_survives_a_restart(world):
+    d = world.daemon()
+    world.api.serve("org_a", "inst_1", world.ca2)
+    both = world.ca2.read_text() + world.ca1.read_text()
+    wait_for(lambda: d.file("inst_1").read_text() == both, 10, "the overlap bundle")
+    assert d.stop() == 0
+    state = d.dir / "state" / "inst_1.json"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert str(d.cert_dir) not in str(state.parent)
+    r = d.once()
+    assert r.returncode == 0, r.stderr
+    assert d.file("inst_1").read_text() == both, "the kept CA survived the restart"
+
+
+def test_a_custom_domain_gets_plain_advice(pki, api, make_daemon):
+    ca = pki.ca("custom-domain-ca")
+    pg = Postgres(*pki.leaf("custom-domain-leaf", ca, "DNS:db.tembo.example", "db.tembo.example"))
+    try:
+        api.serve("org_a", "inst_1", ca)
+        d = make_daemon([{"org": "org_a", "id": "inst_1", "host": "localhost", "port": pg.port}])
+        r = d.once()
+        assert r.returncode == 0, "the CA itself is right"
+        assert "does not cover 'localhost'" in r.stderr, r.stderr
+        assert "sslmode=verify-ca" in r.stderr
+    finally:
+        pg.stop()
+
+
+def test_pg_service_file_lets_psql_connect_by_service_name(world, tmp_path):
+    services = tmp_path / "pg_service.conf"
+    services.write_text("# mine\n[handwritten]\nhost=/run/postgresql\n")
+    d = world.daemon(pg_service_file=str(services),
+                     instance={"name": "prod", "dbname": "postgres", "user": "postgres"})
+    wait_for(lambda: "[prod]" in services.read_text(), 10, "the managed block")
+    text = services.read_text()
+    assert text.startswith("# mine\n[handwritten]\nhost=/run/postgresql\n")
+    assert f"sslrootcert={d.file('prod')}" in text and "sslmode=verify-full" in text
+    r = Postgres.psql("service=prod", env={**os.environ, "PGSERVICEFILE": str(services)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1"
