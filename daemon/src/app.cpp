@@ -1,6 +1,7 @@
 #include "rootcertd/app.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -9,10 +10,14 @@
 #include <set>
 #include <spdlog/spdlog.h>
 
+#include "rootcertd/blocking.hpp"
 #include "rootcertd/config.hpp"
+#include "rootcertd/hooks.hpp"
+#include "rootcertd/http_server.hpp"
 #include "rootcertd/pg_service.hpp"
 #include "rootcertd/refresh.hpp"
 #include "rootcertd/scheduler.hpp"
+#include "rootcertd/status.hpp"
 
 namespace rootcertd {
 
@@ -60,6 +65,8 @@ public:
         if (!cfg) return exit_usage;
         services_ = make_services(std::move(*cfg));
         if (!services_) return exit_failed;
+        board_.sync(services_->config);
+        asio::co_spawn(ioc_, scan_existing(services_), asio::detached);
         const int code = options_.once ? run_once() : run_daemon();
         pool_.join();
         return code;
@@ -113,7 +120,7 @@ private:
             if (!ec) s->client->close();
         });
         for (const auto& inst : s->config.instances) {
-            asio::co_spawn(ioc_, refresh(s, inst),
+            asio::co_spawn(ioc_, refresh_and_record(s, inst),
                            [&, s, name = inst.name](std::exception_ptr e, RefreshResult r) {
                                if (e) r.error = "aborted";
                                if (e || !r.ok) {
@@ -125,10 +132,12 @@ private:
                                if (--pending == 0) {
                                    s->client->close();
                                    signals_.cancel();
+                                   once_done_ = true;
+                                   if (hooks_running_ == 0) ioc_.stop();
                                }
                            });
         }
-        ioc_.run();
+        ioc_.run();  // until every refresh and every hook they started has ended
         const auto total = s->config.instances.size();
         spdlog::info("refreshed {}/{} instance(s)", total - failed, total);
         return failed == 0 ? exit_ok : exit_failed;
@@ -142,6 +151,27 @@ private:
         scheduler_.on_empty = [this] {
             if (stopping_) ioc_.stop();
         };
+        scheduler_.on_scheduled = [this](const std::string& name, std::chrono::steady_clock::time_point at) {
+            if (auto* st = board_.find(name)) {
+                st->next_refresh = std::chrono::system_clock::now() +
+                                   std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                       at - std::chrono::steady_clock::now());
+            }
+        };
+        if (services_->config.metrics_listen) {
+            try {
+                server_ = start_http_server(
+                    ioc_.get_executor(), parse_listen(*services_->config.metrics_listen).value(),
+                    [this](std::string_view method, std::string_view target) {
+                        return handle(method, target);
+                    });
+                spdlog::info("serving /metrics, /livez, /readyz and /status on {}",
+                             *services_->config.metrics_listen);
+            } catch (const std::exception& e) {
+                spdlog::error("{}", e.what());
+                return exit_failed;
+            }
+        }
         spdlog::info("rootcertd {} started: {} instance(s), certs in {}", ROOTCERTD_VERSION,
                      services_->config.instances.size(), services_->config.cert_dir.string());
         for (const auto& inst : services_->config.instances) start(services_, inst);
@@ -167,10 +197,116 @@ private:
                                  s->config.retry_max};
         std::optional<Scheduler::Checker> checker;
         if (inst.host) {
-            checker = Scheduler::Checker{[s, inst] { return check_live(s, inst); },
+            checker = Scheduler::Checker{[this, s, inst] { return check_and_record(s, inst); },
                                          inst.verify_interval};
         }
-        scheduler_.start(inst.name, policy, [s, inst] { return refresh(s, inst); }, checker);
+        scheduler_.start(inst.name, {{"name", inst.name}, {"org", inst.org}, {"id", inst.id}},
+                         policy, [this, s, inst] { return refresh_and_record(s, inst); }, checker);
+    }
+
+    asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s, Instance inst) {
+        const auto started = std::chrono::steady_clock::now();
+        auto r = co_await refresh(s, inst);
+        record(s, inst, r, std::chrono::duration<double>(std::chrono::steady_clock::now() - started));
+        co_return r;
+    }
+
+    asio::awaitable<CheckResult> check_and_record(std::shared_ptr<Services> s, Instance inst) {
+        auto c = co_await check_live(s, inst);
+        if (auto* st = board_.find(inst.name); st && c.live_ok) {
+            st->live_ok = c.live_ok;
+            st->server_not_after = c.server_not_after;
+        }
+        co_return c;
+    }
+
+    void record(const std::shared_ptr<Services>& s, const Instance& inst, const RefreshResult& r,
+                std::chrono::duration<double> took) {
+        auto& global = board_.global();
+        global.observe_latency(took.count());
+        if (r.token_expiry) global.token_expiry = r.token_expiry;
+        auto* st = board_.find(inst.name);
+        if (st == nullptr) return;  // removed by a reload meanwhile
+        st->attempted = true;
+        if (r.live_ok) {
+            st->live_ok = r.live_ok;
+            st->server_not_after = r.server_not_after;
+        }
+        if (!r.ok) {
+            ++st->failures;
+            ++st->consecutive_failures;
+            st->last_error = r.error;
+            return;
+        }
+        ++st->successes;
+        st->consecutive_failures = 0;
+        st->last_error.clear();
+        st->last_success = std::chrono::system_clock::now();
+        st->file_valid = true;
+        st->fingerprint = r.bundle->fingerprints();
+        st->not_after = r.bundle->newest().not_after;
+        if (r.change != Change::unchanged) {
+            ++st->changes;
+            start_hook(s, inst, *r.bundle);
+        }
+    }
+
+    // Runs the instance's on_change command, detached: it never delays a refresh.
+    void start_hook(const std::shared_ptr<Services>& s, const Instance& inst, const CertBundle& b) {
+        if (!inst.on_change) return;
+        std::vector<std::string> hidden;
+        if (s->config.token_env) hidden.push_back(*s->config.token_env);
+        ++hooks_running_;
+        asio::co_spawn(
+            ioc_,
+            run_hook(ioc_.get_executor(), *inst.on_change,
+                     {{"ROOTCERTD_NAME", inst.name},
+                      {"ROOTCERTD_PATH", s->config.cert_path(inst).string()},
+                      {"ROOTCERTD_SHA256", b.certs.front().sha256}},
+                     hidden, inst.name),
+            [this, inst](std::exception_ptr e, HookRun run) {
+                if (e) run.summary = "aborted";
+                LogFields fields{{"name", inst.name}, {"org", inst.org}, {"id", inst.id}};
+                if (auto* st = board_.find(inst.name)) ++(run.ok ? st->hook_successes : st->hook_failures);
+                log_event(run.ok ? spdlog::level::info : spdlog::level::warn,
+                          inst.name + ": on_change " + inst.on_change->command[0] + " " + run.summary,
+                          fields);
+                if (--hooks_running_ == 0 && once_done_) ioc_.stop();
+            });
+    }
+
+    // Files already in place count for readiness until a refresh says otherwise.
+    asio::awaitable<void> scan_existing(std::shared_ptr<Services> s) {
+        for (const auto& inst : s->config.instances) {
+            auto read = [s, file = inst.name + ".crt"] { return s->store.read(file); };
+            auto bytes = co_await run_blocking(pool_, std::move(read));
+            auto* st = board_.find(inst.name);
+            if (!st || st->attempted || !bytes || !bytes->has_value()) continue;
+            if (auto b = validate_bundle(**bytes, std::chrono::system_clock::now())) {
+                st->file_valid = true;
+                st->fingerprint = b->fingerprints();
+                st->not_after = b->newest().not_after;
+            }
+        }
+    }
+
+    HttpReply handle(std::string_view method, std::string_view target) {
+        static const std::set<std::string_view> known{"/metrics", "/livez", "/healthz", "/readyz",
+                                                      "/status"};
+        if (!known.contains(target)) return {404, "text/plain; charset=utf-8", "not found\n", ""};
+        if (method != "GET" && method != "HEAD") {
+            return {405, "text/plain; charset=utf-8", "method not allowed\n", "GET, HEAD"};
+        }
+        if (target == "/metrics") {
+            return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(board_), ""};
+        }
+        if (target == "/status") return {200, "application/json", board_.to_json(), ""};
+        if (target == "/readyz") {
+            std::string reason;
+            if (board_.ready(&reason)) return {200, "text/plain; charset=utf-8", "ready\n", ""};
+            return {503, "text/plain; charset=utf-8", reason + "\n", ""};
+        }
+        return {200, "text/plain; charset=utf-8", "ok\n", ""};  // /livez, /healthz: the loop answered
     }
 
     void reload() {
@@ -186,6 +322,7 @@ private:
             scheduler_.stop_all();
             services_->client->close();
             services_ = fresh;
+            board_.sync(services_->config);
             for (const auto& inst : services_->config.instances) start(services_, inst);
             spdlog::info("reloaded: global settings changed; restarted all {} instance(s)",
                          cfg->instances.size());
@@ -208,6 +345,7 @@ private:
             scheduler_.stop(name);
         }
         services_->config.instances = cfg->instances;
+        board_.sync(services_->config);
         write_service_file(services_->config);
         for (const auto& inst : services_->config.instances) {
             if (std::find(added.begin(), added.end(), inst.name) != added.end() ||
@@ -230,6 +368,7 @@ private:
         signals_.cancel();
         scheduler_.stop_all();
         services_->client->close();
+        if (server_) server_->stop();
         if (scheduler_.alive() == 0) {
             ioc_.stop();
             return;
@@ -251,6 +390,10 @@ private:
     asio::steady_timer grace_;
     Scheduler scheduler_;
     std::shared_ptr<Services> services_;
+    StatusBoard board_;
+    std::shared_ptr<HttpServer> server_;
+    std::size_t hooks_running_ = 0;
+    bool once_done_ = false;
     bool stopping_ = false;
 };
 

@@ -1,4 +1,5 @@
 #include "rootcertd/config.hpp"
+#include "rootcertd/http_server.hpp"
 
 #include <grp.h>
 #include <pwd.h>
@@ -243,6 +244,33 @@ void read_ownership(MapReader& map, FileOwnership& file) {
     }
 }
 
+// on_change: {command: [argv...], timeout: DURATION}, global or per instance.
+std::optional<Hook> read_hook(const std::string& source, MapReader& parent, const std::string& path) {
+    auto node = parent.take("on_change");
+    if (!node) return std::nullopt;
+    MapReader m(source, *node, path);
+    Hook hook;
+    auto command = m.take("command");
+    if (!command || !command->IsSequence() || command->size() == 0) {
+        raise(command ? m.site(*command, "command") : m.site(),
+              "command must be a list: the program and its arguments (no shell)");
+    }
+    for (const auto& arg : *command) {
+        if (!arg.IsScalar()) raise(m.site(arg, "command"), "every argument must be a string");
+        hook.command.push_back(expand_env(m.site(arg, "command"), arg.Scalar()));
+    }
+    if (!hook.command[0].starts_with("/")) {
+        raise(m.site((*command)[0], "command"), "'" + hook.command[0] + "' must be an absolute path");
+    }
+    if (::access(hook.command[0].c_str(), X_OK) != 0) {
+        raise(m.site((*command)[0], "command"),
+              "cannot execute '" + hook.command[0] + "': " + std::strerror(errno));
+    }
+    if (auto d = m.parsed<Duration>("timeout", positive_duration)) hook.timeout = *d;
+    m.finish();
+    return hook;
+}
+
 // rotation: {keep_previous: DURATION}, at the top level or in an instance.
 std::optional<Duration> read_rotation(const std::string& source, MapReader& parent,
                                       const std::string& path) {
@@ -312,6 +340,17 @@ Config parse_config(const std::string& yaml, const std::string& source) {
     if (auto f = top.text("pg_service_file")) cfg.pg_service_file = resolve(base_dir, *f);
     if (auto d = top.parsed<Duration>("verify_interval", positive_duration)) cfg.verify_interval = *d;
     cfg.keep_previous = read_rotation(source, top, "rotation").value_or(cfg.keep_previous);
+    cfg.on_change = read_hook(source, top, "on_change");
+    if (auto metrics = top.take("metrics")) {
+        MapReader m(source, *metrics, "metrics");
+        cfg.metrics_listen = m.text("listen");
+        if (cfg.metrics_listen) {
+            if (auto ep = parse_listen(*cfg.metrics_listen); !ep) {
+                raise(m.site((*metrics)["listen"], "listen"), ep.error());
+            }
+        }
+        m.finish();
+    }
     if (auto d = top.parsed<Duration>("refresh_interval", positive_duration)) {
         cfg.refresh_interval = *d;
     }
@@ -403,6 +442,8 @@ Config parse_config(const std::string& yaml, const std::string& source) {
         }
         inst.verify_interval = m.parsed<Duration>("verify_interval", positive_duration)
                                    .value_or(cfg.verify_interval);
+        inst.on_change = read_hook(source, m, path + ".on_change");
+        if (!inst.on_change) inst.on_change = cfg.on_change;
         inst.dbname = m.text("dbname");
         inst.user = m.text("user");
         for (const char* key : {"port", "verify_interval", "dbname", "user"}) {

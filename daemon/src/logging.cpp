@@ -10,6 +10,9 @@ namespace rootcertd {
 
 namespace {
 
+// Fields of the record being logged on this thread (see log_event).
+thread_local const LogFields* current_fields = nullptr;
+
 class JsonFormatter final : public spdlog::formatter {
 public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
@@ -25,6 +28,9 @@ public:
         boost::json::object line{{"ts", ts},
                                  {"level", std::string_view(level.data(), level.size())},
                                  {"msg", std::string_view(msg.payload.data(), msg.payload.size())}};
+        if (current_fields != nullptr) {
+            for (const auto& [k, v] : *current_fields) line[k] = v;
+        }
         const auto text = boost::json::serialize(line);
         dest.append(text.data(), text.data() + text.size());
         dest.push_back('\n');
@@ -57,6 +63,12 @@ std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name) 
 std::unique_ptr<spdlog::formatter> make_formatter(LogFormat format) {
     if (format == LogFormat::json) return std::make_unique<JsonFormatter>();
     return std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%e %l %v");
+}
+
+void log_event(spdlog::level::level_enum level, const std::string& message, const LogFields& fields) {
+    current_fields = &fields;
+    spdlog::log(level, "{}", message);
+    current_fields = nullptr;
 }
 
 void setup_logging(spdlog::level::level_enum level, LogFormat format) {

@@ -6,7 +6,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include "rootcertd/blocking.hpp"
 #include "rootcertd/ca_response.hpp"
+#include "rootcertd/logging.hpp"
 #include "rootcertd/server_probe.hpp"
 
 namespace rootcertd {
@@ -34,29 +36,6 @@ std::string redact(std::string message, const std::string& secret) {
 }
 
 namespace {
-
-// Runs F on the blocking pool and resumes on the caller's executor. Plain
-// handlers, not a lambda coroutine: GCC 12 mishandles captures in those.
-template <class F>
-asio::awaitable<std::invoke_result_t<F&>> run_blocking(asio::thread_pool& pool, F f) {
-    using R = std::invoke_result_t<F&>;
-    auto result = co_await asio::async_initiate<const asio::use_awaitable_t<>&,
-                                                void(std::optional<R>)>(
-        [&pool](auto handler, F fn) {
-            auto work = asio::make_work_guard(asio::get_associated_executor(handler));
-            asio::post(pool, [handler = std::move(handler), fn = std::move(fn),
-                              work = std::move(work)]() mutable {
-                std::optional<R> r(fn());
-                auto ex = work.get_executor();
-                asio::post(ex, [handler = std::move(handler), r = std::move(r),
-                                work = std::move(work)]() mutable {
-                    std::move(handler)(std::move(r));
-                });
-            });
-        },
-        asio::use_awaitable, std::move(f));
-    co_return std::move(*result);
-}
 
 // Holds one concurrency slot; frees it on every exit path, cancellation included.
 class SlotGuard {
@@ -88,15 +67,26 @@ std::string describe_rotation(const Composition& c) {
 
 void log_change(const Instance& inst, const std::filesystem::path& path, const Installed& done,
                 const CertBundle& installed, const Composition& c) {
+    LogFields fields{{"name", inst.name},
+                     {"org", inst.org},
+                     {"id", inst.id},
+                     {"path", path.string()},
+                     {"fingerprint", installed.fingerprints()},
+                     {"not_after", format_time(installed.newest().not_after)}};
     if (done.change == Change::created) {
-        spdlog::info("{}: installed CA at {}: {}{}", inst.name, path.string(), summary(installed),
-                     describe_rotation(c));
+        log_event(spdlog::level::info,
+                  inst.name + ": installed CA at " + path.string() + ": " + summary(installed) +
+                      describe_rotation(c),
+                  fields);
         return;
     }
     std::string old = "unparseable";
     if (auto previous = parse_bundle(done.previous.value_or(""))) old = previous->fingerprints();
-    spdlog::info("{}: CA changed at {}: old sha256={} new {}{}", inst.name, path.string(), old,
-                 summary(installed), describe_rotation(c));
+    fields.emplace_back("old_fingerprint", old);
+    log_event(spdlog::level::info,
+              inst.name + ": CA changed at " + path.string() + ": old sha256=" + old + " new " +
+                  summary(installed) + describe_rotation(c),
+              fields);
 }
 
 // CANDIDATE plus the certificates of CURRENT it lacks.
@@ -124,11 +114,21 @@ struct OnDisk {
 
 asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance inst) {
     RefreshResult result;
+    const auto add_warning = [&result](const std::string& w) {
+        result.warning += (result.warning.empty() ? "" : "; ") + w;
+    };
     const auto where = "GET " + inst.url_path() + " on " + inst.api.origin() + ": ";
     auto token = s->token.get();
     if (!token) {
         result.error = where + token.error();
         co_return result;
+    }
+    const auto now = std::chrono::system_clock::now();
+    result.token_expiry = s->token.expiry();
+    if (result.token_expiry && *result.token_expiry - now < std::chrono::hours(24 * 7)) {
+        add_warning("the API token " +
+                    std::string(*result.token_expiry <= now ? "expired " : "expires ") +
+                    format_time(*result.token_expiry) + ": rotate it before refreshes fail");
     }
 
     std::optional<Outcome<HttpResponse>> response;
@@ -143,6 +143,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     }
     const auto& answer = response->value();
     result.retry_after = answer.retry_after;
+    result.http_status = answer.status;
     if (answer.status >= 300 && answer.status < 400) {
         result.error = where + "HTTP " + std::to_string(answer.status) + ": redirect to '" +
                        printable_snippet(answer.location) +
@@ -152,9 +153,11 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     auto pem = extract_ca(answer.status, answer.body);
     if (!pem) {
         result.error = redact(where + pem.error(), token.value());
+        if (answer.status == 401 && result.token_expiry && *result.token_expiry <= now) {
+            result.error += " (the API token expired " + format_time(*result.token_expiry) + ")";
+        }
         co_return result;
     }
-    const auto now = std::chrono::system_clock::now();
     auto served = validate_bundle(pem.value(), now);
     if (!served) {
         result.error = where + "invalid CA: " + served.error();
@@ -202,7 +205,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         auto probed = co_await probe_server(co_await asio::this_coro::executor, *inst.host, inst.port,
                                             s->config.timeout);
         if (!probed) {
-            result.warning = "live check before install: " + probed.error();
+            add_warning("live check before install: " + probed.error());
         } else {
             chain = std::move(probed.value());
             const auto next = verify_chain(*chain, final_pem, *inst.host);
@@ -241,8 +244,8 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     }
     const auto& newest = served->newest();
     if (newest.not_after - now < s->config.expiry_warning) {
-        result.warning = "newest CA '" + newest.subject + "' expires " +
-                         format_time(newest.not_after) + ", within the expiry_warning window";
+        add_warning("newest CA '" + newest.subject + "' expires " + format_time(newest.not_after) +
+                    ", within the expiry_warning window");
     }
 
     // Would a verify-full client reach the server with what is installed now?
@@ -254,13 +257,15 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         }
         if (chain) {
             const auto verdict = verify_chain(*chain, final_pem, *inst.host);
+            result.live_ok = verdict.ok;
+            result.server_not_after = chain->leaf_not_after;
             if (!verdict.ok && !verdict.host_mismatch) {
                 result.error = "server " + server_of(inst) +
                                " does not verify against the installed file (" + verdict.reason +
                                "); the API has not served its new CA yet";
                 co_return result;
             }
-            if (verdict.host_mismatch) result.warning = verdict.reason;
+            if (verdict.host_mismatch) add_warning(verdict.reason);
         }
     }
     result.ok = true;
@@ -284,6 +289,8 @@ asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> s, Instance in
         co_return result;
     }
     const auto verdict = verify_chain(probed.value(), *file.value(), *inst.host);
+    result.live_ok = verdict.ok;
+    result.server_not_after = probed->leaf_not_after;
     if (verdict.ok) co_return result;
     result.problem = verdict.reason;
     if (!verdict.host_mismatch) {

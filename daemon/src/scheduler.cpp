@@ -69,13 +69,13 @@ asio::awaitable<bool> stopped() {
 
 Scheduler::Scheduler(asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-void Scheduler::start(const std::string& name, RetryPolicy policy, Job job,
+void Scheduler::start(const std::string& name, LogFields labels, RetryPolicy policy, Job job,
                       std::optional<Checker> checker) {
     stop(name);
     auto loop = std::make_shared<Loop>();
     loops_[name] = loop;
     ++alive_;
-    asio::co_spawn(executor_, run(name, policy, std::move(job), std::move(checker)),
+    asio::co_spawn(executor_, run(name, std::move(labels), policy, std::move(job), std::move(checker)),
                    asio::bind_cancellation_slot(
                        loop->cancel.slot(), [this, name, loop](std::exception_ptr e) {
                            try {
@@ -105,8 +105,8 @@ void Scheduler::stop_all() {
     while (!loops_.empty()) stop(loops_.begin()->first);
 }
 
-asio::awaitable<void> Scheduler::run(std::string name, RetryPolicy policy, Job job,
-                                     std::optional<Checker> checker) {
+asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPolicy policy,
+                                     Job job, std::optional<Checker> checker) {
     // A stopped loop ends by returning, never by throwing: in Asio 1.81 a
     // cancelled co_spawn that throws loses its completion handler.
     co_await asio::this_coro::throw_if_cancelled(false);
@@ -116,6 +116,12 @@ asio::awaitable<void> Scheduler::run(std::string name, RetryPolicy policy, Job j
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     auto next_refresh = Steady::now();
     auto next_check = Steady::time_point::max();
+    const auto log = [&](spdlog::level::level_enum level, const std::string& text,
+                         LogFields extra = {}) {
+        LogFields fields = labels;
+        fields.insert(fields.end(), extra.begin(), extra.end());
+        log_event(level, name + ": " + text, fields);
+    };
     while (!co_await stopped()) {
         timer.expires_at(std::min(next_refresh, next_check));
         auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -130,12 +136,10 @@ asio::awaitable<void> Scheduler::run(std::string name, RetryPolicy policy, Job j
             }
             if (co_await stopped()) break;
             if (c.problem.empty()) {
-                if (const auto n = check_failures.on_success(); n > 0) {
-                    spdlog::info("{}: live check passes again", name);
-                }
+                if (check_failures.on_success() > 0) log(spdlog::level::info, "live check passes again");
             } else if (check_failures.on_failure(c.problem, Steady::now()) !=
                        FailureLog::Verdict::quiet) {
-                spdlog::warn("{}: live check: {}", name, c.problem);
+                log(spdlog::level::warn, "live check: " + c.problem, {{"error", c.problem}});
             }
             if (c.refresh_now && consecutive == 0) next_refresh = Steady::now();
             next_check = Steady::now() + checker->interval;
@@ -153,25 +157,31 @@ asio::awaitable<void> Scheduler::run(std::string name, RetryPolicy policy, Job j
         const auto delay = next_delay(policy, consecutive, r.retry_after, uniform(rng_));
         next_refresh = Steady::now() + delay;
         if (checker) next_check = Steady::now() + checker->interval;
+        if (on_scheduled) on_scheduled(name, next_refresh);
         if (r.ok) {
             if (const auto n = failures.on_success(); n > 0) {
-                spdlog::info("{}: recovered after {} failed attempt(s)", name, n);
+                log(spdlog::level::info, "recovered after " + std::to_string(n) + " failed attempt(s)");
             }
             spdlog::debug("{}: refreshed; next in {}", name, human(delay));
             if (r.warning.empty()) {
                 warnings.on_success();
             } else if (warnings.on_failure(r.warning, Steady::now()) != FailureLog::Verdict::quiet) {
-                spdlog::warn("{}: {}", name, r.warning);
+                log(spdlog::level::warn, r.warning);
             }
             continue;
         }
+        LogFields detail{{"error", r.error}};
+        if (r.http_status != 0) detail.emplace_back("status", std::to_string(r.http_status));
         switch (failures.on_failure(r.error, Steady::now())) {
             case FailureLog::Verdict::log:
-                spdlog::warn("{}: refresh failed: {}; retrying in {}", name, r.error, human(delay));
+                log(spdlog::level::warn, "refresh failed: " + r.error + "; retrying in " + human(delay),
+                    detail);
                 break;
             case FailureLog::Verdict::repeat:
-                spdlog::warn("{}: still failing after {} attempts: {}; retrying in {}", name,
-                             consecutive, r.error, human(delay));
+                log(spdlog::level::warn,
+                    "still failing after " + std::to_string(consecutive) + " attempts: " + r.error +
+                        "; retrying in " + human(delay),
+                    detail);
                 break;
             case FailureLog::Verdict::quiet:
                 spdlog::debug("{}: refresh failed again: {}", name, r.error);

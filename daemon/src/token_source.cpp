@@ -1,5 +1,6 @@
 #include "rootcertd/token_source.hpp"
 
+#include <boost/json/parse.hpp>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -33,11 +34,51 @@ Outcome<std::string> clean_token(std::string raw, const std::string& origin) {
     return raw;
 }
 
+std::optional<std::chrono::system_clock::time_point> jwt_expiry(std::string_view token) {
+    const auto first = token.find('.');
+    const auto second = token.find('.', first + 1);
+    if (first == std::string_view::npos || second == std::string_view::npos) return std::nullopt;
+    const auto payload = token.substr(first + 1, second - first - 1);
+    std::string decoded;
+    unsigned bits = 0;
+    int count = 0;
+    for (const char c : payload) {  // base64url, no padding
+        int v = -1;
+        if (c >= 'A' && c <= 'Z') v = c - 'A';
+        if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+        if (c >= '0' && c <= '9') v = c - '0' + 52;
+        if (c == '-') v = 62;
+        if (c == '_') v = 63;
+        if (c == '=') break;
+        if (v < 0) return std::nullopt;
+        bits = (bits << 6) | static_cast<unsigned>(v);
+        if ((count += 6) >= 8) {
+            count -= 8;
+            decoded += static_cast<char>((bits >> count) & 0xff);
+        }
+    }
+    boost::system::error_code ec;
+    const auto claims = boost::json::parse(decoded, ec);
+    if (ec || !claims.is_object()) return std::nullopt;
+    const auto* exp = claims.get_object().if_contains("exp");
+    if (exp == nullptr || !exp->is_number()) return std::nullopt;
+    return std::chrono::system_clock::time_point{
+        std::chrono::seconds(static_cast<std::int64_t>(exp->to_number<double>()))};
+}
+
+void TokenSource::remember(const std::string& token) {
+    if (token == expiry_of_) return;
+    expiry_of_ = token;
+    expiry_ = jwt_expiry(token);
+}
+
 Outcome<std::string> TokenSource::get() {
     if (!file_) {
         const char* v = std::getenv(env_.c_str());
         if (v == nullptr) return fail("environment variable " + env_ + " is not set");
-        return clean_token(v, "environment variable " + env_);
+        auto token = clean_token(v, "environment variable " + env_);
+        if (token) remember(token.value());
+        return token;
     }
     struct stat st{};
     if (::stat(file_->c_str(), &st) != 0) {
@@ -55,6 +96,7 @@ Outcome<std::string> TokenSource::get() {
     if (!token) return token;
     seen_ = Seen{st.st_dev, st.st_ino, st.st_size, st.st_mtim};
     cached_ = token.value();
+    remember(cached_);
     return token;
 }
 

@@ -59,7 +59,7 @@ TEST(Scheduler, RefreshesAtOnceThenOnCadenceUntilStopped) {
     int runs = 0;
     bool emptied = false;
     scheduler.on_empty = [&] { emptied = true; };
-    scheduler.start("a", {.interval = 1ms, .jitter = 0.1, .retry_min = 1ms, .retry_max = 1ms},
+    scheduler.start("a", {}, {.interval = 1ms, .jitter = 0.1, .retry_min = 1ms, .retry_max = 1ms},
                     [&]() -> boost::asio::awaitable<RefreshResult> {
                         if (++runs == 3) scheduler.stop("a");
                         co_return RefreshResult{.ok = true};
@@ -76,11 +76,11 @@ TEST(Scheduler, FailingInstanceRetriesWithoutHoldingUpOthers) {
     Scheduler scheduler(ioc.get_executor());
     int healthy = 0, failing = 0;
     const RetryPolicy fast{.interval = 2ms, .jitter = 0, .retry_min = 1ms, .retry_max = 1ms};
-    scheduler.start("bad", fast, [&]() -> boost::asio::awaitable<RefreshResult> {
+    scheduler.start("bad", {}, fast, [&]() -> boost::asio::awaitable<RefreshResult> {
         ++failing;
         co_return RefreshResult{.ok = false, .error = "HTTP 500"};
     });
-    scheduler.start("good", fast, [&]() -> boost::asio::awaitable<RefreshResult> {
+    scheduler.start("good", {}, fast, [&]() -> boost::asio::awaitable<RefreshResult> {
         if (++healthy == 5) scheduler.stop_all();
         co_return RefreshResult{.ok = true};
     });
@@ -93,7 +93,7 @@ TEST(Scheduler, AnExceptionInOneRefreshIsAFailureNotACrash) {
     boost::asio::io_context ioc;
     Scheduler scheduler(ioc.get_executor());
     int runs = 0;
-    scheduler.start("x", {.interval = 1ms, .jitter = 0, .retry_min = 1ms, .retry_max = 1ms},
+    scheduler.start("x", {}, {.interval = 1ms, .jitter = 0, .retry_min = 1ms, .retry_max = 1ms},
                     [&]() -> boost::asio::awaitable<RefreshResult> {
                         if (++runs == 2) scheduler.stop("x");
                         throw std::runtime_error("boom");
@@ -108,12 +108,12 @@ TEST(Scheduler, StartingANameAgainReplacesItsLoop) {
     Scheduler scheduler(ioc.get_executor());
     int old_runs = 0, new_runs = 0;
     const RetryPolicy slow{.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h};
-    scheduler.start("x", slow, [&]() -> boost::asio::awaitable<RefreshResult> {
+    scheduler.start("x", {}, slow, [&]() -> boost::asio::awaitable<RefreshResult> {
         ++old_runs;
         co_return RefreshResult{.ok = true};
     });
     while (old_runs == 0) ioc.run_one();  // up to the old loop's first refresh
-    scheduler.start("x", slow, [&]() -> boost::asio::awaitable<RefreshResult> {
+    scheduler.start("x", {}, slow, [&]() -> boost::asio::awaitable<RefreshResult> {
         ++new_runs;
         scheduler.stop_all();
         co_return RefreshResult{.ok = true};
@@ -128,8 +128,7 @@ TEST(Scheduler, ACheckThatFindsTheServerRotatedRefreshesAtOnce) {
     boost::asio::io_context ioc;
     Scheduler scheduler(ioc.get_executor());
     int runs = 0, checks = 0;
-    scheduler.start(
-        "x", {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
+    scheduler.start("x", {}, {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
         [&]() -> boost::asio::awaitable<RefreshResult> {
             if (++runs == 2) scheduler.stop_all();
             co_return RefreshResult{.ok = true};
@@ -148,8 +147,7 @@ TEST(Scheduler, ChecksDoNotBypassTheBackoffOfAFailingInstance) {
     boost::asio::io_context ioc;
     Scheduler scheduler(ioc.get_executor());
     int runs = 0, checks = 0;
-    scheduler.start(
-        "x", {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
+    scheduler.start("x", {}, {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
         [&]() -> boost::asio::awaitable<RefreshResult> {
             ++runs;
             co_return RefreshResult{.ok = false, .error = "API still serves the old CA"};

@@ -34,6 +34,13 @@ struct FileOwnership {
     bool operator==(const FileOwnership&) const = default;
 };
 
+// A command run after a file changed; argv, no shell.
+struct Hook {
+    std::vector<std::string> command;  // command[0] is an absolute path
+    Duration timeout{std::chrono::seconds(30)};
+    bool operator==(const Hook&) const = default;
+};
+
 struct Instance {
     std::string org;
     std::string id;
@@ -49,6 +56,7 @@ struct Instance {
     Duration verify_interval{};
     std::optional<std::string> dbname;
     std::optional<std::string> user;
+    std::optional<Hook> on_change;  // its own or the global one
 
     std::string url_path() const;  // /api/v1/orgs/{org}/instances/{id}/secrets/certificate
     bool operator==(const Instance&) const = default;
@@ -70,6 +78,8 @@ struct Config {
     std::optional<std::filesystem::path> pg_service_file;
     Duration keep_previous{std::chrono::hours(24 * 7)};
     Duration verify_interval{std::chrono::minutes(1)};
+    std::optional<std::string> metrics_listen;  // metrics.listen: "host:port"
+    std::optional<Hook> on_change;
     Duration refresh_interval{std::chrono::hours(1)};
     double jitter = 0.1;  // fraction of the interval, each way
     Duration retry_min{std::chrono::seconds(5)};

@@ -4,6 +4,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <memory>
 
@@ -19,6 +21,12 @@ std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name);
 
 // Text: "<ISO time> <level> <message>"; JSON: one object per line.
 std::unique_ptr<spdlog::formatter> make_formatter(LogFormat format);
+
+using LogFields = std::vector<std::pair<std::string, std::string>>;
+
+// Logs MESSAGE at LEVEL; in JSON format each field becomes a top-level key
+// (name, org, id, fingerprint, status, error...). Text format shows MESSAGE.
+void log_event(spdlog::level::level_enum level, const std::string& message, const LogFields& fields);
 
 // Logs go to stderr. JSON lines carry "ts", "level" and "msg".
 void setup_logging(spdlog::level::level_enum level, LogFormat format);

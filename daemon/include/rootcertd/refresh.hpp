@@ -27,6 +27,10 @@ struct RefreshResult {
     Change change = Change::unchanged;
     std::optional<CertBundle> bundle;  // what the file now holds, when ok
     std::string warning;               // worth an operator's attention, file still fine
+    unsigned http_status = 0;          // of the API's answer, when there was one
+    std::optional<SysTime> token_expiry;
+    std::optional<bool> live_ok;       // the server verified against the installed file
+    std::optional<SysTime> server_not_after;
 };
 
 // What every refresh shares; rebuilt when a reload changes global settings.

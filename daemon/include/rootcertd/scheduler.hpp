@@ -12,6 +12,7 @@
 #include <string>
 
 #include "rootcertd/config.hpp"
+#include "rootcertd/logging.hpp"
 #include "rootcertd/refresh.hpp"
 
 namespace rootcertd {
@@ -64,7 +65,8 @@ public:
     // with a checker, also check every checker.interval, and refresh at once
     // when a check asks for it (unless already retrying a failure). A loop
     // already running under NAME is stopped first.
-    void start(const std::string& name, RetryPolicy policy, Job job,
+    // LABELS (name, org, id) go into every structured log record of the loop.
+    void start(const std::string& name, LogFields labels, RetryPolicy policy, Job job,
                std::optional<Checker> checker = std::nullopt);
     // Ends NAME's loop at its next wait; a refresh in flight completes.
     void stop(const std::string& name);
@@ -74,12 +76,14 @@ public:
 
     // Called whenever a loop has ended and none are left.
     std::function<void()> on_empty;
+    // Called with each loop's next refresh time after a refresh.
+    std::function<void(const std::string& name, std::chrono::steady_clock::time_point)> on_scheduled;
 
 private:
     struct Loop {
         boost::asio::cancellation_signal cancel;
     };
-    boost::asio::awaitable<void> run(std::string name, RetryPolicy policy, Job job,
+    boost::asio::awaitable<void> run(std::string name, LogFields labels, RetryPolicy policy, Job job,
                                      std::optional<Checker> checker);
 
     boost::asio::any_io_executor executor_;

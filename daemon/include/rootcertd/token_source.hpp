@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -22,7 +23,13 @@ public:
     // or mtime changes, so rotating the token needs no restart.
     Outcome<std::string> get();
 
+    // When the last token read expires, from its JWT "exp" claim; nullopt
+    // for a token that is not a JWT or has no exp.
+    std::optional<std::chrono::system_clock::time_point> expiry() const { return expiry_; }
+
 private:
+    void remember(const std::string& token);
+
     std::optional<std::filesystem::path> file_;
     std::string env_;
     struct Seen {
@@ -33,7 +40,12 @@ private:
     };
     std::optional<Seen> seen_;
     std::string cached_;
+    std::string expiry_of_;  // the token expiry_ was computed for
+    std::optional<std::chrono::system_clock::time_point> expiry_;
 };
+
+// The "exp" claim of a JWT (no signature check: this is only for warnings).
+std::optional<std::chrono::system_clock::time_point> jwt_expiry(std::string_view token);
 
 // Trims surrounding whitespace; fails when empty or not a single header-safe token.
 Outcome<std::string> clean_token(std::string raw, const std::string& origin);

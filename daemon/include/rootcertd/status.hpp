@@ -1,0 +1,71 @@
+// What rootcertd knows about each instance, for /status, /readyz, metrics and sd_notify.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rootcertd/cert_bundle.hpp"
+#include "rootcertd/config.hpp"
+
+namespace rootcertd {
+
+struct InstanceStatus {
+    std::string name, org, id, file;
+    bool attempted = false;   // a first refresh has completed, either way
+    bool file_valid = false;  // a valid CA file is in place (this run or found at start)
+    std::string fingerprint;  // of the installed file's certificates, comma-separated
+    std::optional<SysTime> not_after;  // latest notAfter in the installed file
+    std::optional<SysTime> last_success;
+    std::string last_error;
+    std::optional<SysTime> next_refresh;
+    std::uint64_t successes = 0, failures = 0, changes = 0;
+    unsigned consecutive_failures = 0;
+    std::optional<bool> live_ok;                // last live check, when the instance has a host
+    std::optional<SysTime> server_not_after;    // the server leaf's notAfter at that check
+    std::uint64_t hook_successes = 0, hook_failures = 0;
+};
+
+// Process-wide counters that belong to no instance.
+struct GlobalStatus {
+    std::optional<SysTime> token_expiry;
+    // Refresh latency histogram (seconds): cumulative counts per upper bound.
+    static constexpr double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    std::uint64_t latency_counts[std::size(buckets)] = {};
+    std::uint64_t latency_count = 0;
+    double latency_sum = 0;
+    void observe_latency(double seconds);
+};
+
+// Event-loop only. Instances are kept in name order.
+class StatusBoard {
+public:
+    // Makes the board list exactly CONFIG's instances, keeping what it knew
+    // about those that stay.
+    void sync(const Config& config);
+
+    InstanceStatus* find(const std::string& name);
+    const std::map<std::string, InstanceStatus>& instances() const { return instances_; }
+    GlobalStatus& global() { return global_; }
+    const GlobalStatus& global() const { return global_; }
+
+    bool all_attempted() const;
+    // Every instance has a valid file in place; REASON says which do not.
+    bool ready(std::string* reason) const;
+    // "3/3 fresh" or "2/3 fresh; failing: prod (HTTP 404: ...)".
+    std::string summary() const;
+    // GET /status: a JSON document with every instance.
+    std::string to_json() const;
+
+private:
+    std::map<std::string, InstanceStatus> instances_;
+    GlobalStatus global_;
+};
+
+// Prometheus text exposition format 0.0.4 for BOARD.
+std::string render_metrics(const StatusBoard& board);
+
+}  // namespace rootcertd

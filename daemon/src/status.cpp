@@ -1,0 +1,236 @@
+#include "rootcertd/status.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <cstdio>
+
+namespace rootcertd {
+
+namespace json = boost::json;
+
+void GlobalStatus::observe_latency(double seconds) {
+    for (std::size_t i = 0; i < std::size(buckets); ++i) {
+        if (seconds <= buckets[i]) ++latency_counts[i];
+    }
+    ++latency_count;
+    latency_sum += seconds;
+}
+
+void StatusBoard::sync(const Config& config) {
+    std::map<std::string, InstanceStatus> next;
+    for (const auto& inst : config.instances) {
+        auto it = instances_.find(inst.name);
+        InstanceStatus s = it != instances_.end() ? std::move(it->second) : InstanceStatus{};
+        s.name = inst.name;
+        s.org = inst.org;
+        s.id = inst.id;
+        s.file = config.cert_path(inst).string();
+        if (!inst.host) {
+            s.live_ok.reset();
+            s.server_not_after.reset();
+        }
+        next.emplace(inst.name, std::move(s));
+    }
+    instances_ = std::move(next);
+}
+
+InstanceStatus* StatusBoard::find(const std::string& name) {
+    auto it = instances_.find(name);
+    return it == instances_.end() ? nullptr : &it->second;
+}
+
+bool StatusBoard::all_attempted() const {
+    for (const auto& [_, s] : instances_) {
+        if (!s.attempted) return false;
+    }
+    return true;
+}
+
+bool StatusBoard::ready(std::string* reason) const {
+    std::string missing;
+    std::size_t count = 0;
+    for (const auto& [name, s] : instances_) {
+        if (s.file_valid) continue;
+        if (++count <= 5) missing += (missing.empty() ? "" : ", ") + name;
+    }
+    if (count == 0) return true;
+    if (reason) {
+        *reason = std::to_string(count) + " instance(s) without a valid CA file: " + missing +
+                  (count > 5 ? ", ..." : "");
+    }
+    return false;
+}
+
+std::string StatusBoard::summary() const {
+    std::size_t fresh = 0;
+    std::string failing;
+    std::size_t failing_count = 0;
+    for (const auto& [name, s] : instances_) {
+        if (s.consecutive_failures == 0 && s.file_valid) {
+            ++fresh;
+        } else if (++failing_count <= 3) {
+            failing += (failing.empty() ? "" : ", ") + name +
+                       (s.last_error.empty() ? "" : " (" + s.last_error.substr(0, 80) + ")");
+        }
+    }
+    std::string out = std::to_string(fresh) + "/" + std::to_string(instances_.size()) + " fresh";
+    if (failing_count > 0) {
+        out += "; failing: " + failing + (failing_count > 3 ? ", ..." : "");
+    }
+    return out;
+}
+
+namespace {
+
+json::value time_or_null(const std::optional<SysTime>& t) {
+    if (!t) return nullptr;
+    return json::string(format_time(*t));
+}
+
+double seconds(SysTime t) {
+    return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+// Label values escape backslash, double quote and newline.
+std::string escape(const std::string& v) {
+    std::string out;
+    for (char c : v) {
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
+std::string number(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return buf;
+}
+
+}  // namespace
+
+std::string StatusBoard::to_json() const {
+    json::array list;
+    for (const auto& [name, s] : instances_) {
+        json::object o{{"name", s.name},
+                       {"org", s.org},
+                       {"id", s.id},
+                       {"file", s.file},
+                       {"file_valid", s.file_valid},
+                       {"fingerprint", s.fingerprint},
+                       {"not_after", time_or_null(s.not_after)},
+                       {"last_success", time_or_null(s.last_success)},
+                       {"last_error", s.last_error.empty() ? json::value(nullptr) : json::value(s.last_error)},
+                       {"consecutive_failures", s.consecutive_failures},
+                       {"next_refresh", time_or_null(s.next_refresh)}};
+        if (s.live_ok) {
+            o["live_check_ok"] = *s.live_ok;
+            o["server_not_after"] = time_or_null(s.server_not_after);
+        }
+        list.push_back(std::move(o));
+    }
+    std::string reason;
+    const bool is_ready = ready(&reason);
+    return json::serialize(json::object{{"version", ROOTCERTD_VERSION},
+                                        {"ready", is_ready},
+                                        {"summary", summary()},
+                                        {"token_expiry", time_or_null(global_.token_expiry)},
+                                        {"instances", std::move(list)}}) +
+           "\n";
+}
+
+std::string render_metrics(const StatusBoard& board) {
+    std::string out;
+    const auto family = [&](const char* name, const char* type, const char* help) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    };
+    const auto labels = [](const InstanceStatus& s, const std::string& extra = "") {
+        return "{name=\"" + escape(s.name) + "\",org=\"" + escape(s.org) + "\",id=\"" +
+               escape(s.id) + "\"" + extra + "}";
+    };
+    const auto& all = board.instances();
+
+    family("rootcertd_build_info", "gauge", "Always 1; the version is a label.");
+    out += std::string("rootcertd_build_info{version=\"") + ROOTCERTD_VERSION + "\"} 1\n";
+    family("rootcertd_instances", "gauge", "Instances in the running configuration.");
+    out += "rootcertd_instances " + std::to_string(all.size()) + "\n";
+    std::string reason;
+    family("rootcertd_ready", "gauge", "1 when every instance has a valid CA file in place.");
+    out += std::string("rootcertd_ready ") + (board.ready(&reason) ? "1" : "0") + "\n";
+
+    family("rootcertd_refresh_total", "counter", "Refreshes by result.");
+    for (const auto& [_, s] : all) {
+        out += "rootcertd_refresh_total" + labels(s, ",result=\"success\"") + " " +
+               std::to_string(s.successes) + "\n";
+        out += "rootcertd_refresh_total" + labels(s, ",result=\"failure\"") + " " +
+               std::to_string(s.failures) + "\n";
+    }
+    family("rootcertd_consecutive_failures", "gauge", "Failed refreshes since the last success.");
+    for (const auto& [_, s] : all) {
+        out += "rootcertd_consecutive_failures" + labels(s) + " " +
+               std::to_string(s.consecutive_failures) + "\n";
+    }
+    family("rootcertd_cert_changes_total", "counter", "Times the CA file was created or replaced.");
+    for (const auto& [_, s] : all) {
+        out += "rootcertd_cert_changes_total" + labels(s) + " " + std::to_string(s.changes) + "\n";
+    }
+    family("rootcertd_last_success_timestamp_seconds", "gauge",
+           "Unix time of the last successful refresh.");
+    for (const auto& [_, s] : all) {
+        if (s.last_success) {
+            out += "rootcertd_last_success_timestamp_seconds" + labels(s) + " " +
+                   number(seconds(*s.last_success)) + "\n";
+        }
+    }
+    family("rootcertd_cert_not_after_timestamp_seconds", "gauge",
+           "Unix time when the latest-expiring CA in the installed file expires.");
+    for (const auto& [_, s] : all) {
+        if (s.not_after) {
+            out += "rootcertd_cert_not_after_timestamp_seconds" + labels(s) + " " +
+                   number(seconds(*s.not_after)) + "\n";
+        }
+    }
+    family("rootcertd_live_check_success", "gauge",
+           "1 when the server verified against the installed file at the last live check.");
+    for (const auto& [_, s] : all) {
+        if (s.live_ok) out += "rootcertd_live_check_success" + labels(s) + " " + (*s.live_ok ? "1" : "0") + "\n";
+    }
+    family("rootcertd_server_cert_not_after_timestamp_seconds", "gauge",
+           "Unix time when the certificate the server presented expires.");
+    for (const auto& [_, s] : all) {
+        if (s.server_not_after) {
+            out += "rootcertd_server_cert_not_after_timestamp_seconds" + labels(s) + " " +
+                   number(seconds(*s.server_not_after)) + "\n";
+        }
+    }
+    family("rootcertd_hook_runs_total", "counter", "on_change hook runs by result.");
+    for (const auto& [_, s] : all) {
+        out += "rootcertd_hook_runs_total" + labels(s, ",result=\"success\"") + " " +
+               std::to_string(s.hook_successes) + "\n";
+        out += "rootcertd_hook_runs_total" + labels(s, ",result=\"failure\"") + " " +
+               std::to_string(s.hook_failures) + "\n";
+    }
+    const auto& g = board.global();
+    if (g.token_expiry) {
+        family("rootcertd_token_expiry_timestamp_seconds", "gauge",
+               "Unix time when the API token (a JWT) expires, from its exp claim.");
+        out += "rootcertd_token_expiry_timestamp_seconds " + number(seconds(*g.token_expiry)) + "\n";
+    }
+    family("rootcertd_refresh_duration_seconds", "histogram",
+           "Time for one refresh: request, validation and install.");
+    for (std::size_t i = 0; i < std::size(GlobalStatus::buckets); ++i) {
+        out += "rootcertd_refresh_duration_seconds_bucket{le=\"" + number(GlobalStatus::buckets[i]) +
+               "\"} " + std::to_string(g.latency_counts[i]) + "\n";
+    }
+    out += "rootcertd_refresh_duration_seconds_bucket{le=\"+Inf\"} " +
+           std::to_string(g.latency_count) + "\n";
+    out += "rootcertd_refresh_duration_seconds_sum " + number(g.latency_sum) + "\n";
+    out += "rootcertd_refresh_duration_seconds_count " + std::to_string(g.latency_count) + "\n";
+    return out;
+}
+
+}  // namespace rootcertd
