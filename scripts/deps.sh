@@ -11,6 +11,7 @@ packages=(
   # real peers for the integration tests and the demo
   nginx-light postgresql postgresql-client openssl curl jq ca-certificates
   python3 python3-pytest procps util-linux
+  prometheus  # for promtool, which checks the /metrics exposition format
 )
 
 missing=()
@@ -31,5 +32,5 @@ export DEBIAN_FRONTEND=noninteractive
 # The packages start nginx and a PostgreSQL cluster on default ports; the
 # tests start their own instances on free ports, so the stock ones stay off.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  "${sudo[@]}" systemctl disable --now nginx postgresql >/dev/null 2>&1 || true
+  "${sudo[@]}" systemctl disable --now nginx postgresql prometheus >/dev/null 2>&1 || true
 fi

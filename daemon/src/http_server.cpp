@@ -100,7 +100,15 @@ private:
             if (rec) {
                 // Named locals, not temporaries inside co_await: GCC 12 corrupts those.
                 const HttpReply too_large{431, "text/plain", "header too large\n", ""};
-                if (rec == http::error::header_limit) co_await reply(stream, 11, false, too_large, false);
+                const HttpReply malformed{400, "text/plain", "bad request\n", ""};
+                const bool gone = rec == beast::error::timeout || rec == http::error::end_of_stream ||
+                                  rec == asio::error::eof || rec == asio::error::connection_reset ||
+                                  rec == asio::error::operation_aborted;
+                if (rec == http::error::header_limit) {
+                    co_await reply(stream, 11, false, too_large, false);
+                } else if (!gone && parser.got_some()) {
+                    co_await reply(stream, 11, false, malformed, false);
+                }
                 break;
             }
             const auto& req = parser.get();

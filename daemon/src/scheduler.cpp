@@ -158,16 +158,16 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
         next_refresh = Steady::now() + delay;
         if (checker) next_check = Steady::now() + checker->interval;
         if (on_scheduled) on_scheduled(name, next_refresh);
+        if (r.warning.empty()) {
+            warnings.on_success();
+        } else if (warnings.on_failure(r.warning, Steady::now()) != FailureLog::Verdict::quiet) {
+            log(spdlog::level::warn, r.warning);
+        }
         if (r.ok) {
             if (const auto n = failures.on_success(); n > 0) {
                 log(spdlog::level::info, "recovered after " + std::to_string(n) + " failed attempt(s)");
             }
             spdlog::debug("{}: refreshed; next in {}", name, human(delay));
-            if (r.warning.empty()) {
-                warnings.on_success();
-            } else if (warnings.on_failure(r.warning, Steady::now()) != FailureLog::Verdict::quiet) {
-                log(spdlog::level::warn, r.warning);
-            }
             continue;
         }
         LogFields detail{{"error", r.error}};

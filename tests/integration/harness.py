@@ -1,5 +1,6 @@
 """Real peers for the integration tests: PKI from the openssl CLI, nginx over
 TLS playing Tembo's data-plane API, PostgreSQL with TLS, and the daemon."""
+import base64
 import json
 import os
 import pathlib
@@ -60,6 +61,39 @@ def peak_rss(cmd):
                        text=True, timeout=120)
     code, kib = r.stdout.split()
     return int(code), int(kib), r.stderr
+
+
+def jwt(exp):
+    """An unsigned-looking JWT whose payload carries EXP (seconds since the epoch)."""
+    def b64(obj):
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'sub': 'test', 'exp': exp})}.c2ln"
+
+
+def http_get(port, path, method="GET", timeout=5):
+    """(status, headers, body) of one request to 127.0.0.1:PORT."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, dict(r.getheaders()), r.read().decode()
+    finally:
+        conn.close()
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels.items())): value} from Prometheus text format."""
+    import re
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
+        assert m, f"not an exposition line: {line!r}"
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(4))
+    return out
 
 
 class Pki:
@@ -260,14 +294,14 @@ class Daemon:
     def file(self, name):
         return self.cert_dir / f"{name}.crt"
 
-    def once(self, *extra, timeout=60):
+    def once(self, *extra, timeout=60, env=None):
         return subprocess.run([str(BINARY), "--config", str(self.config), "--once", *extra],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, env=env)
 
-    def start(self, *extra):
+    def start(self, *extra, env=None):
         self.log_handle = open(self.log, "w")
         self.proc = subprocess.Popen([str(BINARY), "--config", str(self.config), *extra],
-                                     stdout=self.log_handle, stderr=subprocess.STDOUT)
+                                     stdout=self.log_handle, stderr=subprocess.STDOUT, env=env)
         return self
 
     def output(self):

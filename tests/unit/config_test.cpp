@@ -255,6 +255,35 @@ TEST(Config, RotationAndLiveCheckMistakes) {
               std::string::npos);
 }
 
+TEST(Config, HooksAndMetrics) {
+    const auto cfg = parse_config(R"(api: {url: https://h, token_env: T}
+metrics: {listen: "[::1]:9464"}
+on_change: {command: [/bin/true, reload], timeout: 5s}
+instances:
+  - {org: a, id: one}
+  - {org: a, id: two, on_change: {command: [/bin/echo, two]}}
+)",
+                                  "/etc/x.yaml");
+    EXPECT_EQ(cfg.metrics_listen, "[::1]:9464");
+    ASSERT_TRUE(cfg.instances[0].on_change.has_value());
+    EXPECT_EQ(cfg.instances[0].on_change->command, (std::vector<std::string>{"/bin/true", "reload"}));
+    EXPECT_EQ(cfg.instances[0].on_change->timeout, 5s);
+    EXPECT_EQ(cfg.instances[1].on_change->command[0], "/bin/echo");
+    EXPECT_EQ(cfg.instances[1].on_change->timeout, 30s) << "default timeout";
+
+    EXPECT_NE(error_of(minimal + "on_change: {command: [systemctl, reload, x]}\n")
+                  .find("on_change.command: 'systemctl' must be an absolute path"),
+              std::string::npos);
+    EXPECT_NE(error_of(minimal + "on_change: {command: /bin/true}\n").find("command must be a list"),
+              std::string::npos);
+    EXPECT_NE(error_of(minimal + "on_change: {command: [/nonexistent/hook]}\n").find("cannot execute"),
+              std::string::npos);
+    EXPECT_NE(error_of(minimal + "metrics: {listen: 9464}\n").find("metrics.listen: '9464' is not host:port"),
+              std::string::npos);
+    EXPECT_NE(error_of(minimal + "metrics: {port: 9464}\n").find("metrics.port: unknown key"),
+              std::string::npos);
+}
+
 TEST(Config, ExpandsEnvironmentVariables) {
     ::setenv("ROOTCERTD_TEST_CREDS", "/run/credentials/rootcertd.service", 1);
     const auto cfg = parse_config(
