@@ -12,6 +12,8 @@ packages=(
   nginx-light postgresql postgresql-client openssl curl jq ca-certificates
   python3 python3-pytest procps util-linux
   prometheus  # for promtool, which checks the /metrics exposition format
+  # packaging and the service unit's checks
+  debhelper lintian fakeroot dpkg-dev systemd python3-yaml groff-base man-db
 )
 
 missing=()

@@ -43,12 +43,6 @@ namespace {
 
 auto awaitable_tuple() { return asio::as_tuple(asio::use_awaitable); }
 
-bool is_ip_literal(const std::string& host) {
-    boost::system::error_code ec;
-    asio::ip::make_address(host, ec);
-    return !ec;
-}
-
 class Client;
 
 // One TLS connection to one origin, registered with its client while it lives

@@ -1,6 +1,8 @@
 #include "rootcertd/app.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -17,6 +19,7 @@
 #include "rootcertd/pg_service.hpp"
 #include "rootcertd/refresh.hpp"
 #include "rootcertd/scheduler.hpp"
+#include "rootcertd/sd_notify.hpp"
 #include "rootcertd/status.hpp"
 
 namespace rootcertd {
@@ -172,6 +175,9 @@ private:
                 return exit_failed;
             }
         }
+        if (const auto period = notify_.watchdog_period()) {
+            asio::co_spawn(ioc_, watchdog_loop(*period), asio::detached);
+        }
         spdlog::info("rootcertd {} started: {} instance(s), certs in {}", ROOTCERTD_VERSION,
                      services_->config.instances.size(), services_->config.cert_dir.string());
         for (const auto& inst : services_->config.instances) start(services_, inst);
@@ -236,6 +242,7 @@ private:
             ++st->failures;
             ++st->consecutive_failures;
             st->last_error = r.error;
+            update_notify();
             return;
         }
         ++st->successes;
@@ -248,6 +255,31 @@ private:
         if (r.change != Change::unchanged) {
             ++st->changes;
             start_hook(s, inst, *r.bundle);
+        }
+        update_notify();
+    }
+
+    // READY=1 once every instance has had its first refresh; STATUS= on change.
+    void update_notify() {
+        if (options_.once || !notify_.enabled()) return;
+        const auto summary = board_.summary();
+        if (!ready_sent_) {
+            if (!board_.all_attempted()) return;
+            notify_.ready(summary);
+            ready_sent_ = true;
+        } else if (summary != last_status_) {
+            notify_.status(summary);
+        }
+        last_status_ = summary;
+    }
+
+    // WATCHDOG=1 from the event loop itself: a stuck loop stops the pings.
+    asio::awaitable<void> watchdog_loop(std::chrono::microseconds period) {
+        for (;;) {
+            notify_.watchdog();
+            watchdog_.expires_after(period);
+            auto [ec] = co_await watchdog_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec) co_return;
         }
     }
 
@@ -311,6 +343,13 @@ private:
 
     void reload() {
         spdlog::info("SIGHUP: reloading {}", options_.config_path);
+        notify_.reloading();
+        apply_reload();
+        notify_.ready(board_.summary());
+        last_status_ = board_.summary();
+    }
+
+    void apply_reload() {
         auto cfg = load(true);
         if (!cfg) return;
         if (!same_globals(*cfg, services_->config)) {
@@ -364,7 +403,9 @@ private:
 
     void shutdown(int sig) {
         spdlog::info("{}: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        notify_.stopping();
         stopping_ = true;
+        watchdog_.cancel();
         signals_.cancel();
         scheduler_.stop_all();
         services_->client->close();
@@ -392,6 +433,10 @@ private:
     std::shared_ptr<Services> services_;
     StatusBoard board_;
     std::shared_ptr<HttpServer> server_;
+    Notifier notify_ = Notifier::from_environment();
+    asio::steady_timer watchdog_{ioc_};
+    bool ready_sent_ = false;
+    std::string last_status_;
     std::size_t hooks_running_ = 0;
     bool once_done_ = false;
     bool stopping_ = false;

@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
 #include <charconv>
 #include <cstdlib>
@@ -27,6 +28,12 @@ std::string Endpoint::origin() const {
 
 std::string Instance::url_path() const {
     return "/api/v1/orgs/" + org + "/instances/" + id + "/secrets/certificate";
+}
+
+bool is_ip_literal(const std::string& host) {
+    boost::system::error_code ec;
+    boost::asio::ip::make_address(host, ec);
+    return !ec;
 }
 
 Outcome<Duration> parse_duration(std::string_view text) {
@@ -91,19 +98,25 @@ struct Site {
     throw ConfigError(out.str());
 }
 
-// Expands ${NAME} from the environment; an unset variable is an error.
+// Expands ${NAME} and ${NAME:-fallback} from the environment; an unset
+// variable without a fallback is an error.
 std::string expand_env(const Site& site, const std::string& in) {
     std::string out;
     for (std::size_t i = 0; i < in.size();) {
         if (in.compare(i, 2, "${") == 0) {
             const auto end = in.find('}', i + 2);
             if (end == std::string::npos) raise(site, "unterminated '${' in value");
-            const std::string name = in.substr(i + 2, end - i - 2);
+            std::string name = in.substr(i + 2, end - i - 2);
+            std::optional<std::string> fallback;  // ${NAME:-fallback}
+            if (const auto dash = name.find(":-"); dash != std::string::npos) {
+                fallback = name.substr(dash + 2);
+                name.resize(dash);
+            }
             const char* value = std::getenv(name.c_str());
-            if (name.empty() || value == nullptr) {
+            if (name.empty() || ((value == nullptr || *value == '\0') && !fallback)) {
                 raise(site, "environment variable '" + name + "' is not set");
             }
-            out += value;
+            out += value != nullptr && *value != '\0' ? std::string(value) : *fallback;
             i = end + 1;
         } else {
             out += in[i++];

@@ -1,5 +1,11 @@
 #include "rootcertd/logging.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <spdlog/pattern_formatter.h>
@@ -40,7 +46,33 @@ public:
     }
 };
 
+// "<N>message": the journal reads the priority and adds its own timestamp.
+class JournalFormatter final : public spdlog::formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+        static constexpr char priority[] = {'7', '7', '6', '4', '3', '2', '6'};  // by spdlog level
+        dest.push_back('<');
+        dest.push_back(priority[static_cast<int>(msg.level)]);
+        dest.push_back('>');
+        dest.append(msg.payload.data(), msg.payload.data() + msg.payload.size());
+        dest.push_back('\n');
+    }
+    std::unique_ptr<spdlog::formatter> clone() const override {
+        return std::make_unique<JournalFormatter>();
+    }
+};
+
 }  // namespace
+
+bool stderr_is_journal() {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    if (stream == nullptr) return false;
+    struct stat st{};
+    if (::fstat(STDERR_FILENO, &st) != 0) return false;
+    unsigned long long dev = 0, ino = 0;
+    if (std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
+    return dev == st.st_dev && ino == st.st_ino;
+}
 
 std::optional<LogFormat> parse_log_format(std::string_view name) {
     if (name == "text") return LogFormat::text;
@@ -62,6 +94,7 @@ std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name) 
 
 std::unique_ptr<spdlog::formatter> make_formatter(LogFormat format) {
     if (format == LogFormat::json) return std::make_unique<JsonFormatter>();
+    if (format == LogFormat::journal) return std::make_unique<JournalFormatter>();
     return std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%e %l %v");
 }
 
@@ -71,9 +104,14 @@ void log_event(spdlog::level::level_enum level, const std::string& message, cons
     current_fields = nullptr;
 }
 
-void setup_logging(spdlog::level::level_enum level, LogFormat format) {
-    auto logger = std::make_shared<spdlog::logger>(
-        "rootcertd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+void setup_logging(spdlog::level::level_enum level, LogFormat format, bool to_stdout) {
+    spdlog::sink_ptr sink;
+    if (to_stdout) {
+        sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+    } else {
+        sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    }
+    auto logger = std::make_shared<spdlog::logger>("rootcertd", std::move(sink));
     logger->set_formatter(make_formatter(format));
     logger->set_level(level);
     logger->flush_on(spdlog::level::trace);

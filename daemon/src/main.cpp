@@ -24,6 +24,7 @@ constexpr const char* usage_text =
     "  --check-config      validate the configuration and token, exit 0 or 2\n"
     "  --log-level LEVEL   trace, debug, info (default), warning, error, off\n"
     "  --log-format FMT    text (default) or json (one object per line)\n"
+    "  --log-output OUT    stderr (default) or stdout\n"
     "  --version           print the version\n"
     "  --help              print this help\n"
     "\n"
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
     rootcertd::RunOptions options{rootcertd::default_config_path, false};
     bool check = false;
     auto level = spdlog::level::info;
-    auto format = rootcertd::LogFormat::text;
+    std::optional<rootcertd::LogFormat> format;
+    bool to_stdout = false;
 
     for (int i = 1; i < argc; ++i) {
         std::string_view arg = argv[i];
@@ -73,6 +75,10 @@ int main(int argc, char** argv) {
             auto parsed = v ? rootcertd::parse_log_level(*v) : std::nullopt;
             if (!parsed) return usage_error("--log-level takes trace, debug, info, warning, error or off");
             level = *parsed;
+        } else if (arg == "--log-output") {
+            auto v = value();
+            if (!v || (*v != "stderr" && *v != "stdout")) return usage_error("--log-output takes stderr or stdout");
+            to_stdout = *v == "stdout";
         } else if (arg == "--log-format") {
             auto v = value();
             auto parsed = v ? rootcertd::parse_log_format(*v) : std::nullopt;
@@ -84,6 +90,11 @@ int main(int argc, char** argv) {
     }
     if (check && options.once) return usage_error("--once and --check-config exclude each other");
     if (check) return rootcertd::check_config(options.config_path);
-    rootcertd::setup_logging(level, format);
+    // Under systemd with stderr on the journal, text lines carry "<N>" priorities.
+    if (!format) {
+        format = !to_stdout && rootcertd::stderr_is_journal() ? rootcertd::LogFormat::journal
+                                                              : rootcertd::LogFormat::text;
+    }
+    rootcertd::setup_logging(level, *format, to_stdout);
     return rootcertd::run(options);
 }

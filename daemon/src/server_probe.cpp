@@ -25,12 +25,6 @@ namespace {
 
 auto tuple_token() { return asio::as_tuple(asio::use_awaitable); }
 
-bool is_ip(const std::string& host) {
-    boost::system::error_code ec;
-    asio::ip::make_address(host, ec);
-    return !ec;
-}
-
 template <class T, void (*F)(T*)>
 struct Deleter {
     void operator()(T* p) const { F(p); }
@@ -78,7 +72,7 @@ asio::awaitable<Outcome<PresentedChain>> probe_server(asio::any_io_executor ex, 
     if (answer != 'S') co_return fail(where + " does not accept TLS connections");
 
     // Tembo routes by SNI, so send the name the client would.
-    if (!is_ip(host)) SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+    if (!is_ip_literal(host)) SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
     auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, tuple_token());
     if (hec) co_return fail("TLS handshake with " + where + ": " + hec.message());
 
@@ -141,7 +135,7 @@ Verdict verify_chain(const PresentedChain& chain, std::string_view bundle_pem,
         return v;
     }
     X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
-    if (is_ip(host)) {
+    if (is_ip_literal(host)) {
         X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
     } else {
         X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());

@@ -152,68 +152,59 @@ std::string render_metrics(const StatusBoard& board) {
         return "{name=\"" + escape(s.name) + "\",org=\"" + escape(s.org) + "\",id=\"" +
                escape(s.id) + "\"" + extra + "}";
     };
-    const auto& all = board.instances();
+    // One family with a sample per instance; VALUE returns nothing to skip one.
+    const auto per_instance = [&](const char* name, const char* type, const char* help, auto value) {
+        family(name, type, help);
+        for (const auto& [_, s] : board.instances()) {
+            if (const std::optional<std::string> v = value(s)) out += name + labels(s) + " " + *v + "\n";
+        }
+    };
+    // A counter split by result="success"|"failure".
+    const auto by_result = [&](const char* name, const char* help, auto success, auto failure) {
+        family(name, "counter", help);
+        for (const auto& [_, s] : board.instances()) {
+            out += name + labels(s, ",result=\"success\"") + " " + std::to_string(success(s)) + "\n";
+            out += name + labels(s, ",result=\"failure\"") + " " + std::to_string(failure(s)) + "\n";
+        }
+    };
+    const auto time_of = [](const std::optional<SysTime>& t) -> std::optional<std::string> {
+        if (!t) return std::nullopt;
+        return number(seconds(*t));
+    };
 
     family("rootcertd_build_info", "gauge", "Always 1; the version is a label.");
     out += std::string("rootcertd_build_info{version=\"") + ROOTCERTD_VERSION + "\"} 1\n";
     family("rootcertd_instances", "gauge", "Instances in the running configuration.");
-    out += "rootcertd_instances " + std::to_string(all.size()) + "\n";
-    std::string reason;
+    out += "rootcertd_instances " + std::to_string(board.instances().size()) + "\n";
     family("rootcertd_ready", "gauge", "1 when every instance has a valid CA file in place.");
-    out += std::string("rootcertd_ready ") + (board.ready(&reason) ? "1" : "0") + "\n";
+    out += std::string("rootcertd_ready ") + (board.ready(nullptr) ? "1" : "0") + "\n";
 
-    family("rootcertd_refresh_total", "counter", "Refreshes by result.");
-    for (const auto& [_, s] : all) {
-        out += "rootcertd_refresh_total" + labels(s, ",result=\"success\"") + " " +
-               std::to_string(s.successes) + "\n";
-        out += "rootcertd_refresh_total" + labels(s, ",result=\"failure\"") + " " +
-               std::to_string(s.failures) + "\n";
-    }
-    family("rootcertd_consecutive_failures", "gauge", "Failed refreshes since the last success.");
-    for (const auto& [_, s] : all) {
-        out += "rootcertd_consecutive_failures" + labels(s) + " " +
-               std::to_string(s.consecutive_failures) + "\n";
-    }
-    family("rootcertd_cert_changes_total", "counter", "Times the CA file was created or replaced.");
-    for (const auto& [_, s] : all) {
-        out += "rootcertd_cert_changes_total" + labels(s) + " " + std::to_string(s.changes) + "\n";
-    }
-    family("rootcertd_last_success_timestamp_seconds", "gauge",
-           "Unix time of the last successful refresh.");
-    for (const auto& [_, s] : all) {
-        if (s.last_success) {
-            out += "rootcertd_last_success_timestamp_seconds" + labels(s) + " " +
-                   number(seconds(*s.last_success)) + "\n";
-        }
-    }
-    family("rootcertd_cert_not_after_timestamp_seconds", "gauge",
-           "Unix time when the latest-expiring CA in the installed file expires.");
-    for (const auto& [_, s] : all) {
-        if (s.not_after) {
-            out += "rootcertd_cert_not_after_timestamp_seconds" + labels(s) + " " +
-                   number(seconds(*s.not_after)) + "\n";
-        }
-    }
-    family("rootcertd_live_check_success", "gauge",
-           "1 when the server verified against the installed file at the last live check.");
-    for (const auto& [_, s] : all) {
-        if (s.live_ok) out += "rootcertd_live_check_success" + labels(s) + " " + (*s.live_ok ? "1" : "0") + "\n";
-    }
-    family("rootcertd_server_cert_not_after_timestamp_seconds", "gauge",
-           "Unix time when the certificate the server presented expires.");
-    for (const auto& [_, s] : all) {
-        if (s.server_not_after) {
-            out += "rootcertd_server_cert_not_after_timestamp_seconds" + labels(s) + " " +
-                   number(seconds(*s.server_not_after)) + "\n";
-        }
-    }
-    family("rootcertd_hook_runs_total", "counter", "on_change hook runs by result.");
-    for (const auto& [_, s] : all) {
-        out += "rootcertd_hook_runs_total" + labels(s, ",result=\"success\"") + " " +
-               std::to_string(s.hook_successes) + "\n";
-        out += "rootcertd_hook_runs_total" + labels(s, ",result=\"failure\"") + " " +
-               std::to_string(s.hook_failures) + "\n";
-    }
+    by_result("rootcertd_refresh_total", "Refreshes by result.",
+              [](const InstanceStatus& s) { return s.successes; },
+              [](const InstanceStatus& s) { return s.failures; });
+    per_instance("rootcertd_consecutive_failures", "gauge", "Failed refreshes since the last success.",
+                 [](const InstanceStatus& s) { return std::optional(std::to_string(s.consecutive_failures)); });
+    per_instance("rootcertd_cert_changes_total", "counter", "Times the CA file was created or replaced.",
+                 [](const InstanceStatus& s) { return std::optional(std::to_string(s.changes)); });
+    per_instance("rootcertd_last_success_timestamp_seconds", "gauge",
+                 "Unix time of the last successful refresh.",
+                 [&](const InstanceStatus& s) { return time_of(s.last_success); });
+    per_instance("rootcertd_cert_not_after_timestamp_seconds", "gauge",
+                 "Unix time when the latest-expiring CA in the installed file expires.",
+                 [&](const InstanceStatus& s) { return time_of(s.not_after); });
+    per_instance("rootcertd_live_check_success", "gauge",
+                 "1 when the server verified against the installed file at the last live check.",
+                 [](const InstanceStatus& s) -> std::optional<std::string> {
+                     if (!s.live_ok) return std::nullopt;
+                     return *s.live_ok ? "1" : "0";
+                 });
+    per_instance("rootcertd_server_cert_not_after_timestamp_seconds", "gauge",
+                 "Unix time when the certificate the server presented expires.",
+                 [&](const InstanceStatus& s) { return time_of(s.server_not_after); });
+    by_result("rootcertd_hook_runs_total", "on_change hook runs by result.",
+              [](const InstanceStatus& s) { return s.hook_successes; },
+              [](const InstanceStatus& s) { return s.hook_failures; });
+
     const auto& g = board.global();
     if (g.token_expiry) {
         family("rootcertd_token_expiry_timestamp_seconds", "gauge",

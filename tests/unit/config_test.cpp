@@ -290,6 +290,11 @@ TEST(Config, ExpandsEnvironmentVariables) {
         "api: {url: https://h, token_file: \"${ROOTCERTD_TEST_CREDS}/token\"}\ninstances: [{org: a, id: b}]\n",
         "/etc/x.yaml");
     EXPECT_EQ(cfg.token_file, "/run/credentials/rootcertd.service/token");
+    ::unsetenv("ROOTCERTD_TEST_UNSET");
+    const auto fallback = parse_config(
+        "api: {url: https://h, token_file: \"${ROOTCERTD_TEST_UNSET:-/etc/rootcertd}/token\"}\ninstances: [{org: a, id: b}]\n",
+        "/etc/x.yaml");
+    EXPECT_EQ(fallback.token_file, "/etc/rootcertd/token");
     const auto e = error_of("api: {url: https://h, token_file: \"${ROOTCERTD_TEST_UNSET}/t\"}\ninstances: [{org: a, id: b}]\n");
     EXPECT_NE(e.find("api.token_file: environment variable 'ROOTCERTD_TEST_UNSET' is not set"),
               std::string::npos)

@@ -113,6 +113,10 @@ Config parse_config(const std::string& yaml, const std::string& source);
 // "500ms", "30s", "5m", "1h", "1d" (and "0"). Fails on anything else.
 Outcome<Duration> parse_duration(std::string_view text);
 
+// True for an IPv4 or IPv6 address (no SNI is sent to those, and name
+// checks become IP checks).
+bool is_ip_literal(const std::string& host);
+
 // Parses "https://host[:port][/]". Fails on other schemes, paths, userinfo.
 Outcome<Endpoint> parse_https_url(std::string_view text);
 

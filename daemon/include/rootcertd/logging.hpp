@@ -14,7 +14,11 @@
 
 namespace rootcertd {
 
-enum class LogFormat { text, json };
+// journal: text with "<N>" priority prefixes, for stderr connected to journald.
+enum class LogFormat { text, json, journal };
+
+// True when JOURNAL_STREAM names the file stderr is connected to.
+bool stderr_is_journal();
 
 std::optional<LogFormat> parse_log_format(std::string_view name);
 std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name);
@@ -28,7 +32,7 @@ using LogFields = std::vector<std::pair<std::string, std::string>>;
 // (name, org, id, fingerprint, status, error...). Text format shows MESSAGE.
 void log_event(spdlog::level::level_enum level, const std::string& message, const LogFields& fields);
 
-// Logs go to stderr. JSON lines carry "ts", "level" and "msg".
-void setup_logging(spdlog::level::level_enum level, LogFormat format);
+// Logs go to stderr (or stdout). JSON lines carry "ts", "level" and "msg".
+void setup_logging(spdlog::level::level_enum level, LogFormat format, bool to_stdout = false);
 
 }  // namespace rootcertd
