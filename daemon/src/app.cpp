@@ -212,7 +212,7 @@ private:
 
     asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s, Instance inst) {
         const auto started = std::chrono::steady_clock::now();
-        auto r = co_await refresh(s, inst);
+        auto r = co_await refresh_when_free(s, inst);
         record(s, inst, r, std::chrono::duration<double>(std::chrono::steady_clock::now() - started));
         co_return r;
     }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <random>
 
 namespace rootcertd {
@@ -108,17 +109,24 @@ Outcome<std::optional<std::string>> CertStore::read(const std::string& file_name
     return std::optional<std::string>(std::move(bytes.value()));
 }
 
-Outcome<Installed> CertStore::install(const std::string& file_name, std::string_view bytes,
-                                      const FileOwnership& ownership) const {
-    const auto target = dir_ / file_name;
-    Fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir.get() < 0) return fail(sys_error("open directory", dir_, errno));
+namespace {
 
+// A changed file written to its temp name, waiting to be renamed.
+struct Staged {
+    std::size_t index;
+    std::string temp;
+    Installed result;
+};
+
+// Compares JOB with what is in place; writes the temp file when it differs.
+// Returns the final result, or nothing when the job was staged.
+std::optional<Outcome<Installed>> stage(int dir, const std::filesystem::path& dir_path,
+                                        const InstallJob& job, bool sync_now, Staged& staged) {
+    const auto target = dir_path / job.file_name;
     Installed result;
     {
         // O_NOFOLLOW: a symlink planted at the target is treated as absent and replaced.
-        Fd cur(::openat(dir.get(), file_name.c_str(),
-                        O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+        Fd cur(::openat(dir, job.file_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
         if (cur.get() >= 0) {
             struct stat st{};
             if (::fstat(cur.get(), &st) != 0) return fail(sys_error("stat", target, errno));
@@ -126,9 +134,9 @@ Outcome<Installed> CertStore::install(const std::string& file_name, std::string_
             if (S_ISREG(st.st_mode)) {
                 auto old = read_fd(cur.get(), target);
                 if (!old) return fail(old.error());
-                if (old.value() == bytes) {
+                if (old.value() == job.bytes) {
                     // Same bytes: no rewrite; only repair drifted permissions.
-                    if ((st.st_mode & 07777) != ownership.mode) ::fchmod(cur.get(), ownership.mode);
+                    if ((st.st_mode & 07777) != job.ownership.mode) ::fchmod(cur.get(), job.ownership.mode);
                     return result;
                 }
                 result.previous = std::move(old.value());
@@ -139,38 +147,100 @@ Outcome<Installed> CertStore::install(const std::string& file_name, std::string_
     }
     result.change = result.previous ? Change::replaced : Change::created;
 
-    const std::string temp = temp_name_for(file_name);
+    const std::string temp = temp_name_for(job.file_name);
     // O_EXCL: never reuse, or follow, anything already at the temp path.
-    Fd out(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    0600));
-    if (out.get() < 0) return fail(sys_error("create temp file in", dir_, errno));
+    Fd out(::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (out.get() < 0) return fail(sys_error("create temp file in", dir_path, errno));
     const auto abandon = [&](const std::string& step) {
         const int err = errno;
         ::close(out.release());
-        ::unlinkat(dir.get(), temp.c_str(), 0);
+        ::unlinkat(dir, temp.c_str(), 0);
         return fail(sys_error(step, target, err));
     };
-    if (!write_all(out.get(), bytes)) return abandon("write");
-    if (::fchmod(out.get(), ownership.mode) != 0) return abandon("chmod");
-    if ((ownership.uid || ownership.gid) &&
-        ::fchown(out.get(), ownership.uid.value_or(static_cast<uid_t>(-1)),
-                 ownership.gid.value_or(static_cast<gid_t>(-1))) != 0) {
+    const auto& own = job.ownership;
+    if (!write_all(out.get(), job.bytes)) return abandon("write");
+    if (::fchmod(out.get(), own.mode) != 0) return abandon("chmod");
+    if ((own.uid || own.gid) &&
+        ::fchown(out.get(), own.uid.value_or(static_cast<uid_t>(-1)),
+                 own.gid.value_or(static_cast<gid_t>(-1))) != 0) {
         return abandon("chown");
     }
-    if (::fsync(out.get()) != 0) return abandon("fsync");
+    if (sync_now && ::fsync(out.get()) != 0) return abandon("fsync");
     if (::close(out.release()) != 0) {
         const int err = errno;
-        ::unlinkat(dir.get(), temp.c_str(), 0);
+        ::unlinkat(dir, temp.c_str(), 0);
         return fail(sys_error("close", target, err));
     }
-    if (::renameat(dir.get(), temp.c_str(), dir.get(), file_name.c_str()) != 0) {
-        const int err = errno;
-        ::unlinkat(dir.get(), temp.c_str(), 0);
-        return fail(sys_error("rename into", target, err));
+    staged.temp = temp;
+    staged.result = std::move(result);
+    return std::nullopt;
+}
+
+}  // namespace
+
+Outcome<Installed> CertStore::install(const std::string& file_name, std::string_view bytes,
+                                      const FileOwnership& ownership) const {
+    return std::move(install_all({InstallJob{file_name, std::string(bytes), ownership}}).front());
+}
+
+std::vector<Outcome<Installed>> CertStore::install_all(const std::vector<InstallJob>& jobs) const {
+    std::vector<Outcome<Installed>> results(jobs.size(), Outcome<Installed>(fail("not attempted")));
+    Fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() < 0) {
+        for (auto& r : results) r = fail(sys_error("open directory", dir_, errno));
+        return results;
     }
-    // The new name is only durable once the directory entry is.
+    // One file: its own fsync. Several: one syncfs() for all of them.
+    const bool sync_each = jobs.size() == 1;
+    std::vector<Staged> staged;
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+        Staged st{i, {}, {}};
+        if (auto done = stage(dir.get(), dir_, jobs[i], sync_each, st)) {
+            results[i] = std::move(*done);
+        } else {
+            staged.push_back(std::move(st));
+        }
+    }
+    if (staged.empty()) return results;
+    if (!sync_each && ::syncfs(dir.get()) != 0) {
+        const int err = errno;
+        for (auto& st : staged) {
+            ::unlinkat(dir.get(), st.temp.c_str(), 0);
+            results[st.index] = fail(sys_error("sync", dir_ / jobs[st.index].file_name, err));
+        }
+        return results;
+    }
+    bool renamed = false;
+    for (auto& st : staged) {
+        const auto& name = jobs[st.index].file_name;
+        if (::renameat(dir.get(), st.temp.c_str(), dir.get(), name.c_str()) != 0) {
+            const int err = errno;
+            ::unlinkat(dir.get(), st.temp.c_str(), 0);
+            results[st.index] = fail(sys_error("rename into", dir_ / name, err));
+        } else {
+            results[st.index] = std::move(st.result);
+            renamed = true;
+        }
+    }
+    // The new names are only durable once the directory entry is.
+    if (renamed && ::fsync(dir.get()) != 0) {
+        const int err = errno;
+        for (auto& st : staged) {
+            if (results[st.index]) results[st.index] = fail(sys_error("fsync directory", dir_, err));
+        }
+    }
+    return results;
+}
+
+Outcome<bool> CertStore::remove(const std::string& file_name) const {
+    Fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() < 0) return fail(sys_error("open directory", dir_, errno));
+    if (::unlinkat(dir.get(), file_name.c_str(), 0) != 0) {
+        if (errno == ENOENT) return false;
+        return fail(sys_error("remove", dir_ / file_name, errno));
+    }
     if (::fsync(dir.get()) != 0) return fail(sys_error("fsync directory", dir_, errno));
-    return result;
+    return true;
 }
 
 }  // namespace rootcertd

@@ -7,12 +7,13 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <yaml-cpp/yaml.h>
@@ -295,7 +296,24 @@ std::optional<Duration> read_rotation(const std::string& source, MapReader& pare
     return keep;
 }
 
-bool matches(const std::string& s, const std::regex& re) { return std::regex_match(s, re); }
+// ^[A-Za-z0-9_]+$ (a Tembo org or instance id). Plain loops: std::regex was
+// a third of the time to load a 5,000-instance file.
+bool is_id(const std::string& s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '_';
+    });
+}
+
+// [A-Za-z0-9_][A-Za-z0-9._-]*, without "..": safe as a file stem.
+bool is_safe_name(const std::string& s) {
+    if (s.empty() || s.size() > 200 || !(std::isalnum(static_cast<unsigned char>(s[0])) || s[0] == '_')) {
+        return false;
+    }
+    return s.find("..") == std::string::npos &&
+           std::all_of(s.begin(), s.end(), [](unsigned char c) {
+               return std::isalnum(c) || c == '_' || c == '.' || c == '-';
+           });
+}
 
 std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::string& p) {
     const std::filesystem::path path(p);
@@ -404,8 +422,6 @@ Config parse_config(const std::string& yaml, const std::string& source) {
     }
     top.finish();
 
-    static const std::regex id_re("^[A-Za-z0-9_]+$");
-    static const std::regex name_re("^[A-Za-z0-9_][A-Za-z0-9._-]*$");
     std::map<std::string, int> seen_names;
     for (std::size_t i = 0; i < list->size(); ++i) {
         const auto node = (*list)[i];
@@ -414,13 +430,12 @@ Config parse_config(const std::string& yaml, const std::string& source) {
         Instance inst;
         for (auto [field, dest] : {std::pair{"org", &inst.org}, std::pair{"id", &inst.id}}) {
             *dest = m.required(field);
-            if (!matches(*dest, id_re)) {
+            if (!is_id(*dest)) {
                 raise(m.site(node[field], field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
             }
         }
         inst.name = m.text("name").value_or(inst.id);
-        if (!matches(inst.name, name_re) || inst.name.find("..") != std::string::npos ||
-            inst.name.size() > 200) {
+        if (!is_safe_name(inst.name)) {
             raise(m.site(node["name"] ? node["name"] : node, "name"),
                   "'" + inst.name + "' is not a safe file name (letters, digits, '_', '.', '-')");
         }

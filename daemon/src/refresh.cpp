@@ -4,7 +4,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "rootcertd/blocking.hpp"
 #include "rootcertd/ca_response.hpp"
@@ -23,6 +26,7 @@ Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& bloc
       token(config.token_file ? TokenSource::from_file(*config.token_file)
                               : TokenSource::from_env(*config.token_env)),
       store(config.cert_dir),
+      installs(std::make_shared<InstallQueue>(ex, blocking_pool, store)),
       state_store(config.state_dir),
       blocking(blocking_pool),
       slots(ex, config.concurrency) {}
@@ -105,6 +109,34 @@ std::string server_of(const Instance& inst) {
     return *inst.host + ":" + std::to_string(inst.port);
 }
 
+std::string sha256_hex(std::string_view bytes) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr);
+    return std::string(reinterpret_cast<const char*>(md), n);
+}
+
+// validate_bundle(), skipping the X.509 parse when the bytes are the ones
+// validated last time for NAME: only the validity dates are checked again.
+Outcome<CertBundle> validate_cached(Services& s, const std::string& name, const std::string& pem,
+                                    SysTime now) {
+    const auto digest = sha256_hex(pem);
+    if (auto it = s.validated.find(name); it != s.validated.end() && it->second.digest == digest) {
+        const auto& certs = it->second.bundle.certs;
+        if (std::any_of(certs.begin(), certs.end(),
+                        [&](const CertInfo& c) { return c.not_before <= now && now <= c.not_after; })) {
+            return it->second.bundle;
+        }
+    }
+    auto fresh = validate_bundle(pem, now);
+    if (fresh) {
+        s.validated[name] = Services::Validated{digest, fresh.value()};
+    } else {
+        s.validated.erase(name);
+    }
+    return fresh;
+}
+
 struct OnDisk {
     std::optional<std::string> file;
     std::optional<std::string> state;
@@ -131,12 +163,8 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
                     format_time(*result.token_expiry) + ": rotate it before refreshes fail");
     }
 
-    std::optional<Outcome<HttpResponse>> response;
-    {
-        co_await s->slots.async_send(boost::system::error_code{}, asio::use_awaitable);
-        SlotGuard slot(*s);
-        response = co_await s->client->get(inst.api, inst.url_path(), token.value());
-    }
+    std::optional<Outcome<HttpResponse>> response =
+        co_await s->client->get(inst.api, inst.url_path(), token.value());
     if (!*response) {
         result.error = redact(where + response->error(), token.value());
         co_return result;
@@ -158,7 +186,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         }
         co_return result;
     }
-    auto served = validate_bundle(pem.value(), now);
+    auto served = validate_cached(*s, inst.name, pem.value(), now);
     if (!served) {
         result.error = where + "invalid CA: " + served.error();
         co_return result;
@@ -218,22 +246,30 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         }
     }
 
-    auto installed_bundle = parse_bundle(final_pem);
-    const FileOwnership state_mode{0600, {}, {}};
-    const bool state_changed = !(comp.state == s->states[inst.name]);
-    // A named local, not a temporary inside co_await: GCC 12 corrupts those.
-    auto install = [s, file_name, state_name, ownership = inst.file, final_pem, state_mode,
-                    state = state_changed ? serialize_state(comp.state) : std::string()]()
-        -> Outcome<Installed> {
-        auto done = s->store.install(file_name, final_pem, ownership);
-        if (done && !state.empty()) {
-            if (auto saved = s->state_store.install(state_name, state, state_mode); !saved) {
-                return fail("save rotation state: " + saved.error());
-            }
+    auto installed_bundle = final_pem == served->pem ? Outcome<CertBundle>(served.value())
+                                                     : parse_bundle(final_pem);
+    // Rotation state is kept on disk only while a previous CA is kept (else
+    // the file itself says what was served), and saved before the file: a
+    // crash in between can only lengthen an overlap, never lose one.
+    const bool keeps = !comp.state.kept.empty();
+    const bool kept = !s->states[inst.name].kept.empty();
+    if ((keeps || kept) && !(comp.state == s->states[inst.name])) {
+        auto save = [s, state_name, keeps, text = keeps ? serialize_state(comp.state) : std::string()]()
+            -> Outcome<bool> {
+            if (!keeps) return s->state_store.remove(state_name);
+            auto saved = s->state_store.install(state_name, text, FileOwnership{0600, {}, {}});
+            if (!saved) return fail(saved.error());
+            return true;
+        };
+        auto saved = co_await run_blocking(s->blocking, std::move(save));
+        if (!saved) {
+            result.error = "save rotation state of " + inst.name + ": " + saved.error();
+            co_return result;
         }
-        return done;
-    };
-    auto installed = co_await run_blocking(s->blocking, std::move(install));
+    }
+    // Group commit: this install shares one filesystem flush with concurrent ones.
+    InstallJob job{file_name, final_pem, inst.file};  // a named local: see run_blocking
+    auto installed = co_await s->installs->install(std::move(job));
     if (!installed) {
         result.error = "install " + inst.name + ": " + installed.error();
         co_return result;
@@ -272,6 +308,12 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     result.change = installed->change;
     result.bundle = std::move(installed_bundle.value());
     co_return result;
+}
+
+asio::awaitable<RefreshResult> refresh_when_free(std::shared_ptr<Services> s, Instance inst) {
+    co_await s->slots.async_send(boost::system::error_code{}, asio::use_awaitable);
+    SlotGuard slot(*s);
+    co_return co_await refresh(s, std::move(inst));
 }
 
 asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> s, Instance inst) {

@@ -26,8 +26,9 @@ Composition compose(const RotationState& previous, const CertBundle& served,
                     Duration keep_previous, SysTime now) {
     Composition c;
     c.state.served = served.pem;
-    const auto prior = parse_bundle(previous.served);
     const bool rotated = previous.served != served.pem;
+    // Parsing X.509 is costly in OpenSSL 3: only a rotation needs the prior set.
+    const auto prior = rotated ? parse_bundle(previous.served) : Outcome<CertBundle>(fail(""));
 
     auto still_kept = [&](const KeptCert& k) {
         return keep_previous.count() > 0 && k.until > now && !contains(served, k.sha256);

@@ -158,6 +158,9 @@ location = /api/v1/orgs/org_fault/instances/html/secrets/certificate {
 location ~ "^/api/v1/orgs/(?<org>[A-Za-z0-9_]+)/instances/(?<inst>[A-Za-z0-9_]+)/secrets/certificate$" {
     try_files /$org/$inst.json =404;
 }
+location = /nginx_status {
+    stub_status;
+}
 location @not_found {
     return 404 '"Secret not found"';
 }

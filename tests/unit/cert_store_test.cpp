@@ -156,3 +156,35 @@ TEST(CertStore, ReadReportsMissingAsEmpty) {
     dir.write("x.crt", "bytes");
     EXPECT_EQ(store.read("x.crt").value(), "bytes");
 }
+
+TEST(CertStore, InstallAllCommitsABatchAndReportsEachJob) {
+    TempDir dir;
+    CertStore store(dir.path());
+    ASSERT_TRUE(store.install("same.crt", "unchanged", default_owner).ok());
+    ASSERT_TRUE(store.install("old.crt", "before", default_owner).ok());
+    std::filesystem::create_directory(dir / "blocked.crt");
+    auto results = store.install_all({{"new.crt", "fresh", default_owner},
+                                      {"same.crt", "unchanged", default_owner},
+                                      {"blocked.crt", "x", default_owner},
+                                      {"old.crt", "after", default_owner}});
+    ASSERT_EQ(results.size(), 4u);
+    EXPECT_EQ(results[0]->change, Change::created);
+    EXPECT_EQ(results[1]->change, Change::unchanged);
+    EXPECT_FALSE(results[2].ok()) << "one failure";
+    EXPECT_EQ(results[3]->change, Change::replaced) << "does not spoil the others";
+    EXPECT_EQ(results[3]->previous, "before");
+    EXPECT_EQ(read_file(dir / "new.crt"), "fresh");
+    EXPECT_EQ(read_file(dir / "old.crt"), "after");
+    EXPECT_EQ(entries(dir.path()),
+              (std::vector<std::string>{"blocked.crt", "new.crt", "old.crt", "same.crt"}))
+        << "no temp file remains";
+}
+
+TEST(CertStore, RemoveIsDurableAndToleratesAbsence) {
+    TempDir dir;
+    CertStore store(dir.path());
+    dir.write("state.json", "{}");
+    EXPECT_TRUE(store.remove("state.json").value());
+    EXPECT_FALSE(store.remove("state.json").value());
+    EXPECT_TRUE(entries(dir.path()).empty());
+}

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "rootcertd/config.hpp"
 #include "rootcertd/outcome.hpp"
@@ -16,6 +17,12 @@ enum class Change { unchanged, created, replaced };
 struct Installed {
     Change change = Change::unchanged;
     std::optional<std::string> previous;  // the bytes replaced, when there were any
+};
+
+struct InstallJob {
+    std::string file_name;
+    std::string bytes;
+    FileOwnership ownership;
 };
 
 // All calls block (they fsync): run them off the event loop. Safe to call
@@ -40,6 +47,16 @@ public:
     // target is replaced, never written through.
     Outcome<Installed> install(const std::string& file_name, std::string_view bytes,
                                const FileOwnership& ownership) const;
+
+    // install() for several files with one filesystem flush (group commit):
+    // every changed file's temp is written, one syncfs() makes them all
+    // durable, then each is renamed over its target and the directory is
+    // fsynced once. Every file is as safe as with install(). Results follow
+    // the order of JOBS; one job's failure does not affect the others.
+    std::vector<Outcome<Installed>> install_all(const std::vector<InstallJob>& jobs) const;
+
+    // Removes FILE_NAME durably; a missing file is not an error.
+    Outcome<bool> remove(const std::string& file_name) const;
 
     // True for names install() uses for its temp files.
     static bool is_temp_name(std::string_view name);

@@ -14,6 +14,7 @@
 #include <map>
 
 #include "rootcertd/config.hpp"
+#include "rootcertd/install_queue.hpp"
 #include "rootcertd/rotation.hpp"
 #include "rootcertd/scheduler_types.hpp"
 #include "rootcertd/token_source.hpp"
@@ -42,18 +43,30 @@ struct Services {
     std::shared_ptr<HttpClient> client;
     TokenSource token;
     CertStore store;
+    std::shared_ptr<InstallQueue> installs;  // group commit into store
     CertStore state_store;  // rotation state, one JSON file per instance
     std::map<std::string, RotationState> states;  // cache; event loop only
+    // The last bundle validated per instance, keyed by SHA-256 of the bytes
+    // served: unchanged bytes skip X.509 parsing (costly in OpenSSL 3).
+    struct Validated {
+        std::string digest;
+        CertBundle bundle;
+    };
+    std::map<std::string, Validated> validated;  // event loop only
     boost::asio::thread_pool& blocking;  // fsync and file reads run here
     // A counting semaphore: a send takes a slot, a receive frees one.
     boost::asio::experimental::channel<void(boost::system::error_code)> slots;
 };
 
 // Refreshes INSTANCE once. Never throws for expected failures; a request is
-// in flight for at most config.timeout, and at most config.concurrency run
-// at once across all instances sharing SERVICES.
+// in flight for at most config.timeout.
 boost::asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> services,
                                               Instance instance);
+
+// refresh(), once one of config.concurrency slots shared by SERVICES is free.
+// Waiting costs only this small frame, not a whole refresh's.
+boost::asio::awaitable<RefreshResult> refresh_when_free(std::shared_ptr<Services> services,
+                                                        Instance instance);
 
 // Probes INSTANCE's server and verifies it against the installed file, as
 // verify-full clients would. Asks for a refresh when the file no longer

@@ -1,0 +1,184 @@
+"""Fleet benchmark. See bench/fleet; results go to bench/RESULTS.md."""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from harness import BINARY, GOOD_TOKEN, FakeApi, Pki, peak_rss, wait_for  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def accepts(api):
+    """nginx's count of accepted TCP connections (stub_status)."""
+    out = subprocess.run(["curl", "-s", "--cacert", str(api.trust), "-H",
+                          f"Authorization: Bearer {GOOD_TOKEN}", f"{api.url}/nginx_status"],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.splitlines()[2].split()[0])
+
+
+def write_config(path, api, n, cert_dir, state_dir, **extra):
+    cfg = {"api": {"url": api.url, "token_file": str(path.parent / "token"),
+                   "ca_file": str(api.trust)},
+           "cert_dir": str(cert_dir), "state_dir": str(state_dir),
+           "instances": [{"org": "org_bench", "id": f"i{i}"} for i in range(n)]}
+    cfg.update(extra)
+    (path.parent / "token").write_text(GOOD_TOKEN)
+    path.write_text(json.dumps(cfg))
+
+
+def curl_jq_loop(api, work, sample):
+    """The loop Tembo's docs suggest, one instance at a time, on SAMPLE instances."""
+    script = work / "loop.sh"
+    script.write_text(f"""set -e
+for i in $(seq 0 {sample - 1}); do
+  curl -s --cacert {api.trust} -H "Authorization: Bearer {GOOD_TOKEN}" \\
+    "{api.url}/api/v1/orgs/org_bench/instances/i$i/secrets/certificate" \\
+    | jq -r '."ca.crt"' > {work}/curl-$i.crt
+done
+""")
+    start = time.monotonic()
+    subprocess.run(["bash", str(script)], check=True)
+    return time.monotonic() - start
+
+
+def once(api, work, n, name):
+    cert_dir, state_dir = work / f"{name}-certs", work / f"{name}-state"
+    cfg = work / f"{name}.json"
+    write_config(cfg, api, n, cert_dir, state_dir)
+    return cfg, cert_dir
+
+
+def timed_once(api, cfg):
+    before = accepts(api)
+    start = time.monotonic()
+    code, kib, stderr = peak_rss([BINARY, "--config", cfg, "--once", "--log-level", "warning"])
+    elapsed = time.monotonic() - start
+    assert code == 0, stderr[-2000:]
+    return elapsed, kib, accepts(api) - before
+
+
+def wrk_rate(api, seconds=5):
+    url = f"{api.url}/api/v1/orgs/org_bench/instances/i0/secrets/certificate"
+    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "-H",
+                          f"Authorization: Bearer {GOOD_TOKEN}", url],
+                         capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def daemon_run(api, work, n):
+    """Start to first file, peak RSS after the first pass, CPU ticks over 10 s idle."""
+    cert_dir, state_dir = work / "daemon-certs", work / "daemon-state"
+    cfg = work / "daemon.json"
+    write_config(cfg, api, n, cert_dir, state_dir)
+    notify_path = str(work / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    env = {**os.environ, "NOTIFY_SOCKET": notify_path}
+    start = time.monotonic()
+    proc = subprocess.Popen([str(BINARY), "--config", str(cfg), "--log-level", "warning"], env=env)
+    try:
+        def first_file():
+            try:
+                return next(os.scandir(cert_dir), None) is not None
+            except FileNotFoundError:
+                return False
+        while not first_file():
+            time.sleep(0.0005)
+        first = time.monotonic() - start
+        notify.settimeout(600)
+        while b"READY=1" not in notify.recv(4096):
+            pass
+        pass_done = time.monotonic() - start
+        status = pathlib.Path(f"/proc/{proc.pid}/status").read_text()
+        hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
+
+        def ticks():
+            fields = pathlib.Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+        t0 = ticks()
+        time.sleep(10)  # the measurement window itself
+        idle = ticks() - t0
+        return first, pass_done, hwm, idle
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--instances", type=int, default=5000)
+    ap.add_argument("--sample", type=int, default=100, help="curl|jq loop sample, scaled up")
+    args = ap.parse_args()
+    n = args.instances
+    work = pathlib.Path(tempfile.mkdtemp(prefix="rootcertd-bench-"))
+    api = FakeApi(work / "api", Pki(work / "pki"))
+    try:
+        ca = api.pki.ca("bench-ca", "Bench CA")
+        body = json.dumps({"ca.crt": ca.read_text()})
+        for i in range(n):
+            api.serve("org_bench", f"i{i}", body=body)
+
+        print(f"fleet benchmark: {n} instances, nginx over TLS on loopback", flush=True)
+        loop = curl_jq_loop(api, work, args.sample)
+        loop_scaled = loop / args.sample * n
+        cfg, cert_dir = once(api, work, n, "once")
+        cold, cold_kib, cold_conns = timed_once(api, cfg)
+        assert len(os.listdir(cert_dir)) == n
+        warm, warm_kib, warm_conns = timed_once(api, cfg)
+        wrk = wrk_rate(api)
+        first, pass_done, hwm, idle = daemon_run(api, work, n)
+    finally:
+        api.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows = [
+        ("curl|jq loop (scaled from a sample)", f"{loop_scaled:.1f} s",
+         f"{args.sample} instances in {loop:.2f} s, {loop / args.sample * 1000:.1f} ms each"),
+        ("rootcertd --once, cold (durable writes)", f"{cold:.2f} s",
+         f"{n / cold:.0f} instances/s; {loop_scaled / cold:.0f}x the loop (target >= 100x)"),
+        ("rootcertd --once, warm (nothing changed)", f"{warm:.2f} s",
+         f"{n / warm:.0f} req/s = {n / warm / wrk:.2f}x wrk (target >= 0.5x)"),
+        ("wrk keep-alive limit, same nginx and path", f"{wrk:.0f} req/s", "2 threads, 16 connections"),
+        ("TCP connections accepted by nginx", f"{cold_conns} cold, {warm_conns} warm",
+         f"for {n} requests each (target <= 64)"),
+        ("peak RSS", f"{max(cold_kib, warm_kib, hwm) / 1024:.1f} MiB",
+         f"--once {cold_kib / 1024:.1f}/{warm_kib / 1024:.1f} MiB, daemon {hwm / 1024:.1f} MiB (target <= 48)"),
+        ("CPU over 10 s idle after the first pass", f"{idle} ticks", f"CLK_TCK={CLK_TCK} (target <= 5)"),
+        ("start to first file (daemon)", f"{first * 1000:.1f} ms",
+         f"first pass done after {pass_done:.2f} s (target <= 50 ms)"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    table = [f"| {'figure'.ljust(width)} | value | notes |", f"|{'-' * (width + 2)}|---|---|"]
+    table += [f"| {a.ljust(width)} | {b} | {c} |" for a, b, c in rows]
+    print("\n".join(table))
+
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "daemon"],
+                           capture_output=True, text=True).stdout.strip()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    header = (f"\n## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}"
+              f"{' (+ uncommitted daemon changes)' if dirty else ''}\n\n"
+              f"`bench/fleet --instances {n} --sample {args.sample}` on {platform.node()}: "
+              f"{os.cpu_count()} cores ({cpu}), {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') >> 30} GiB, "
+              f"Debian {pathlib.Path('/etc/debian_version').read_text().strip()}, "
+              f"{platform.release()}, filesystem of /tmp: "
+              f"{subprocess.run(['stat', '-f', '-c', '%T', '/tmp'], capture_output=True, text=True).stdout.strip()}\n\n")
+    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
+        f.write(header + "\n".join(table) + "\n")
+
+
+if __name__ == "__main__":
+    main()
