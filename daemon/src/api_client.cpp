@@ -1,6 +1,8 @@
 #include "rootcertd/api_client.hpp"
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -11,6 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cstdlib>
 #include <ctime>
 #include <unordered_map>
 #include <unordered_set>
@@ -66,7 +69,7 @@ struct Conn {
     beast::flat_buffer buffer;
     Clock::time_point idle_since{};
 
-private:
+  private:
     std::unordered_set<Conn*>& registry_;
 };
 
@@ -84,11 +87,11 @@ std::string describe(const boost::system::error_code& ec, Duration budget) {
 }
 
 class Client final : public HttpClient, public std::enable_shared_from_this<Client> {
-public:
+  public:
     Client(asio::any_io_executor ex, const ClientOptions& options)
         : ex_(std::move(ex)), options_(options), tls_(ssl::context::tls_client), prune_(ex_) {
         SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
-        tls_.set_default_verify_paths();
+        load_system_trust();
         if (options.ca_file) {
             boost::system::error_code ec;
             tls_.load_verify_file(options.ca_file->string(), ec);
@@ -98,6 +101,19 @@ public:
             }
         }
         tls_.set_verify_mode(ssl::verify_peer);
+    }
+
+    // The system store, looked up lazily in its hashed directory: parsing the
+    // whole bundle file up front costs ~60 ms of start-up in OpenSSL 3.0.
+    // SSL_CERT_FILE and SSL_CERT_DIR are honoured as OpenSSL does.
+    void load_system_trust() {
+        SSL_CTX* ctx = tls_.native_handle();
+        if (const char* file = std::getenv(X509_get_default_cert_file_env())) {
+            SSL_CTX_load_verify_file(ctx, file);
+        }
+        const char* dir = std::getenv(X509_get_default_cert_dir_env());
+        SSL_CTX_load_verify_dir(ctx, dir != nullptr ? dir : X509_get_default_cert_dir());
+        ERR_clear_error();
     }
 
     asio::awaitable<Outcome<HttpResponse>> get(Endpoint endpoint, std::string target,
@@ -117,8 +133,8 @@ public:
             }
             HttpResponse response;
             bool keep_alive = false;
-            auto err = co_await exchange(*conn, endpoint, target, token, deadline, response,
-                                         keep_alive);
+            auto err =
+                co_await exchange(*conn, endpoint, target, token, deadline, response, keep_alive);
             if (!err) {
                 if (keep_alive && !closed_) put_idle(origin, std::move(conn));
                 co_return response;
@@ -138,7 +154,7 @@ public:
 
     std::size_t open_connections() const override { return live_.size(); }
 
-private:
+  private:
     asio::awaitable<std::optional<std::string>> connect(Conn& conn, const Endpoint& ep,
                                                         Clock::time_point deadline) {
         const auto origin = ep.origin();
@@ -149,8 +165,8 @@ private:
         guard.async_wait([&resolver = conn.resolver](boost::system::error_code ec) {
             if (!ec) resolver.cancel();
         });
-        auto [rec, results] = co_await conn.resolver.async_resolve(
-            ep.host, std::to_string(ep.port), awaitable_tuple());
+        auto [rec, results] = co_await conn.resolver.async_resolve(ep.host, std::to_string(ep.port),
+                                                                   awaitable_tuple());
         const bool resolve_timed_out = Clock::now() >= connect_deadline;
         guard.cancel();
         if (rec) {
@@ -171,12 +187,13 @@ private:
         conn.stream.set_verify_callback(ssl::host_name_verification(ep.host));
         // 4. Handshake under the whole-request deadline.
         tcp_layer.expires_at(deadline);
-        auto [hec] = co_await conn.stream.async_handshake(ssl::stream_base::client,
-                                                          awaitable_tuple());
+        auto [hec] =
+            co_await conn.stream.async_handshake(ssl::stream_base::client, awaitable_tuple());
         if (hec) {
             std::string why = describe(hec, options_.timeout);
             const long verify = SSL_get_verify_result(conn.stream.native_handle());
-            if (verify != X509_V_OK) why += ": " + std::string(X509_verify_cert_error_string(verify));
+            if (verify != X509_V_OK)
+                why += ": " + std::string(X509_verify_cert_error_string(verify));
             co_return "TLS handshake with " + origin + ": " + why;
         }
         co_return std::nullopt;
@@ -203,8 +220,8 @@ private:
         http::response_parser<http::string_body> parser;
         parser.body_limit(options_.body_limit);
         parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
-        auto [rec, r] = co_await http::async_read(conn.stream, conn.buffer, parser,
-                                                  awaitable_tuple());
+        auto [rec, r] =
+            co_await http::async_read(conn.stream, conn.buffer, parser, awaitable_tuple());
         if (rec) {
             std::string why;
             if (rec == http::error::body_limit) {

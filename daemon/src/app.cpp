@@ -1,16 +1,17 @@
 #include "rootcertd/app.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cstdio>
 #include <set>
-#include <spdlog/spdlog.h>
 
 #include "rootcertd/blocking.hpp"
 #include "rootcertd/config.hpp"
@@ -59,9 +60,12 @@ bool same_globals(Config a, Config b) {
 }
 
 class App {
-public:
+  public:
     explicit App(RunOptions options)
-        : options_(std::move(options)), signals_(ioc_), grace_(ioc_), scheduler_(ioc_.get_executor()) {}
+        : options_(std::move(options)),
+          signals_(ioc_),
+          grace_(ioc_),
+          scheduler_(ioc_.get_executor()) {}
 
     int run() {
         std::optional<Config> cfg = load(false);
@@ -69,19 +73,20 @@ public:
         services_ = make_services(std::move(*cfg));
         if (!services_) return exit_failed;
         board_.sync(services_->config);
-        asio::co_spawn(ioc_, scan_existing(services_), asio::detached);
+        if (!options_.once) asio::co_spawn(ioc_, scan_existing(services_), asio::detached);
         const int code = options_.once ? run_once() : run_daemon();
         pool_.join();
         return code;
     }
 
-private:
+  private:
     std::optional<Config> load(bool reloading) {
         try {
             return load_config(options_.config_path);
         } catch (const ConfigError& e) {
             if (reloading) {
-                spdlog::error("reload failed, still running the previous configuration: {}", e.what());
+                spdlog::error("reload failed, still running the previous configuration: {}",
+                              e.what());
             } else {
                 spdlog::error("{}", e.what());
             }
@@ -98,8 +103,8 @@ private:
                 return nullptr;
             }
             if (removed.value() > 0) {
-                spdlog::info("removed {} temp file(s) left in {} by an earlier crash", removed.value(),
-                             s->store.dir().string());
+                spdlog::info("removed {} temp file(s) left in {} by an earlier crash",
+                             removed.value(), s->store.dir().string());
             }
             if (auto state = s->state_store.prepare(); !state) {
                 spdlog::error("state_dir: {}", state.error());
@@ -154,7 +159,8 @@ private:
         scheduler_.on_empty = [this] {
             if (stopping_) ioc_.stop();
         };
-        scheduler_.on_scheduled = [this](const std::string& name, std::chrono::steady_clock::time_point at) {
+        scheduler_.on_scheduled = [this](const std::string& name,
+                                         std::chrono::steady_clock::time_point at) {
             if (auto* st = board_.find(name)) {
                 st->next_refresh = std::chrono::system_clock::now() +
                                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
@@ -206,14 +212,16 @@ private:
             checker = Scheduler::Checker{[this, s, inst] { return check_and_record(s, inst); },
                                          inst.verify_interval};
         }
-        scheduler_.start(inst.name, {{"name", inst.name}, {"org", inst.org}, {"id", inst.id}},
-                         policy, [this, s, inst] { return refresh_and_record(s, inst); }, checker);
+        scheduler_.start(
+            inst.name, {{"name", inst.name}, {"org", inst.org}, {"id", inst.id}}, policy,
+            [this, s, inst] { return refresh_and_record(s, inst); }, checker);
     }
 
     asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s, Instance inst) {
         const auto started = std::chrono::steady_clock::now();
         auto r = co_await refresh_when_free(s, inst);
-        record(s, inst, r, std::chrono::duration<double>(std::chrono::steady_clock::now() - started));
+        record(s, inst, r,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started));
         co_return r;
     }
 
@@ -299,26 +307,32 @@ private:
             [this, inst](std::exception_ptr e, HookRun run) {
                 if (e) run.summary = "aborted";
                 LogFields fields{{"name", inst.name}, {"org", inst.org}, {"id", inst.id}};
-                if (auto* st = board_.find(inst.name)) ++(run.ok ? st->hook_successes : st->hook_failures);
-                log_event(run.ok ? spdlog::level::info : spdlog::level::warn,
-                          inst.name + ": on_change " + inst.on_change->command[0] + " " + run.summary,
-                          fields);
+                if (auto* st = board_.find(inst.name))
+                    ++(run.ok ? st->hook_successes : st->hook_failures);
+                log_event(
+                    run.ok ? spdlog::level::info : spdlog::level::warn,
+                    inst.name + ": on_change " + inst.on_change->command[0] + " " + run.summary,
+                    fields);
                 if (--hooks_running_ == 0 && once_done_) ioc_.stop();
             });
     }
 
-    // Files already in place count for readiness until a refresh says otherwise.
+    // Files already in place count for readiness until a refresh says
+    // otherwise. Validation goes through the content-keyed cache: one data
+    // plane's CA is parsed once, however many instances share it.
     asio::awaitable<void> scan_existing(std::shared_ptr<Services> s) {
         for (const auto& inst : s->config.instances) {
+            if (auto* st = board_.find(inst.name); !st || st->attempted) continue;
             auto read = [s, file = inst.name + ".crt"] { return s->store.read(file); };
             auto bytes = co_await run_blocking(pool_, std::move(read));
+            if (!bytes || !bytes->has_value()) continue;
+            auto bundle =
+                co_await validate_with_cache(s, **bytes, std::chrono::system_clock::now());
             auto* st = board_.find(inst.name);
-            if (!st || st->attempted || !bytes || !bytes->has_value()) continue;
-            if (auto b = validate_bundle(**bytes, std::chrono::system_clock::now())) {
-                st->file_valid = true;
-                st->fingerprint = b->fingerprints();
-                st->not_after = b->newest().not_after;
-            }
+            if (!st || st->attempted || !bundle) continue;
+            st->file_valid = true;
+            st->fingerprint = bundle->fingerprints();
+            st->not_after = bundle->newest().not_after;
         }
     }
 
@@ -338,7 +352,8 @@ private:
             if (board_.ready(&reason)) return {200, "text/plain; charset=utf-8", "ready\n", ""};
             return {503, "text/plain; charset=utf-8", reason + "\n", ""};
         }
-        return {200, "text/plain; charset=utf-8", "ok\n", ""};  // /livez, /healthz: the loop answered
+        return {200, "text/plain; charset=utf-8", "ok\n",
+                ""};  // /livez, /healthz: the loop answered
     }
 
     void reload() {
@@ -418,7 +433,8 @@ private:
         grace_.expires_after(shutdown_grace);
         grace_.async_wait([this](boost::system::error_code ec) {
             if (!ec) {
-                spdlog::warn("work still running after {} ms; exiting anyway", shutdown_grace.count());
+                spdlog::warn("work still running after {} ms; exiting anyway",
+                             shutdown_grace.count());
                 ioc_.stop();
             }
         });

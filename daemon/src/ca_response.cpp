@@ -28,12 +28,18 @@ namespace {
 
 const char* kind_of(const json::value& v) {
     switch (v.kind()) {
-        case json::kind::null: return "null";
-        case json::kind::bool_: return "a boolean";
-        case json::kind::array: return "an array";
-        case json::kind::object: return "an object";
-        case json::kind::string: return "a string";
-        default: return "a number";
+        case json::kind::null:
+            return "null";
+        case json::kind::bool_:
+            return "a boolean";
+        case json::kind::array:
+            return "an array";
+        case json::kind::object:
+            return "an object";
+        case json::kind::string:
+            return "a string";
+        default:
+            return "a number";
     }
 }
 
@@ -63,8 +69,8 @@ Outcome<std::string> extract_ca(unsigned status, std::string_view body) {
     boost::system::error_code ec;
     const auto v = json::parse(body, ec);
     if (ec) {
-        return fail("response is not JSON (" + ec.message() + "): '" +
-                    printable_snippet(body, 60) + "'");
+        return fail("response is not JSON (" + ec.message() + "): '" + printable_snippet(body, 60) +
+                    "'");
     }
     if (!v.is_object()) {
         return fail(std::string("response is ") + kind_of(v) + ", not a JSON object");

@@ -85,10 +85,12 @@ Outcome<Parsed> parse(std::string_view pem) {
             ERR_clear_error();
             return fail("certificate " + std::to_string(block) + " does not parse as X.509");
         }
-        CertInfo info{subject_of(x.get()), sha256_of(x.get()), to_time(X509_get0_notBefore(x.get())),
-                      to_time(X509_get0_notAfter(x.get())), ""};
-        const bool duplicate = std::any_of(p.bundle.certs.begin(), p.bundle.certs.end(),
-                                           [&](const CertInfo& c) { return c.sha256 == info.sha256; });
+        CertInfo info{subject_of(x.get()), sha256_of(x.get()),
+                      to_time(X509_get0_notBefore(x.get())), to_time(X509_get0_notAfter(x.get())),
+                      ""};
+        const bool duplicate =
+            std::any_of(p.bundle.certs.begin(), p.bundle.certs.end(),
+                        [&](const CertInfo& c) { return c.sha256 == info.sha256; });
         if (duplicate) continue;
         Owned<BIO> one(BIO_new(BIO_s_mem()));
         PEM_write_bio_X509(one.get(), x.get());

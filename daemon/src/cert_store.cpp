@@ -19,7 +19,7 @@ constexpr std::string_view temp_marker = ".tmp-";
 
 // Closes a file descriptor on scope exit.
 class Fd {
-public:
+  public:
     explicit Fd(int fd = -1) : fd_(fd) {}
     Fd(const Fd&) = delete;
     Fd& operator=(const Fd&) = delete;
@@ -29,7 +29,7 @@ public:
     int get() const { return fd_; }
     int release() { return std::exchange(fd_, -1); }
 
-private:
+  private:
     int fd_;
 };
 
@@ -71,7 +71,8 @@ Outcome<std::string> read_fd(int fd, const std::filesystem::path& path) {
 }  // namespace
 
 bool CertStore::is_temp_name(std::string_view name) {
-    return name.size() > 1 && name.front() == '.' && name.find(temp_marker) != std::string_view::npos;
+    return name.size() > 1 && name.front() == '.' &&
+           name.find(temp_marker) != std::string_view::npos;
 }
 
 Outcome<int> CertStore::prepare() const {
@@ -79,7 +80,8 @@ Outcome<int> CertStore::prepare() const {
     if (std::filesystem::create_directories(dir_, ec); ec) {
         return fail("create " + dir_.string() + ": " + ec.message());
     }
-    if (!std::filesystem::is_directory(dir_, ec)) return fail(dir_.string() + " is not a directory");
+    if (!std::filesystem::is_directory(dir_, ec))
+        return fail(dir_.string() + " is not a directory");
     std::filesystem::permissions(dir_, std::filesystem::perms(0755),
                                  std::filesystem::perm_options::add, ec);
     Fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -101,7 +103,7 @@ Outcome<std::optional<std::string>> CertStore::read(const std::string& file_name
         if (errno == ENOENT || errno == ELOOP) return std::optional<std::string>{};
         return fail(sys_error("open", path, errno));
     }
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return fail(sys_error("stat", path, errno));
     if (!S_ISREG(st.st_mode)) return fail(path.string() + " is not a regular file");
     auto bytes = read_fd(fd.get(), path);
@@ -126,9 +128,10 @@ std::optional<Outcome<Installed>> stage(int dir, const std::filesystem::path& di
     Installed result;
     {
         // O_NOFOLLOW: a symlink planted at the target is treated as absent and replaced.
-        Fd cur(::openat(dir, job.file_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+        Fd cur(
+            ::openat(dir, job.file_name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
         if (cur.get() >= 0) {
-            struct stat st{};
+            struct stat st {};
             if (::fstat(cur.get(), &st) != 0) return fail(sys_error("stat", target, errno));
             if (S_ISDIR(st.st_mode)) return fail(target.string() + " is a directory");
             if (S_ISREG(st.st_mode)) {
@@ -136,7 +139,8 @@ std::optional<Outcome<Installed>> stage(int dir, const std::filesystem::path& di
                 if (!old) return fail(old.error());
                 if (old.value() == job.bytes) {
                     // Same bytes: no rewrite; only repair drifted permissions.
-                    if ((st.st_mode & 07777) != job.ownership.mode) ::fchmod(cur.get(), job.ownership.mode);
+                    if ((st.st_mode & 07777) != job.ownership.mode)
+                        ::fchmod(cur.get(), job.ownership.mode);
                     return result;
                 }
                 result.previous = std::move(old.value());
@@ -160,9 +164,8 @@ std::optional<Outcome<Installed>> stage(int dir, const std::filesystem::path& di
     const auto& own = job.ownership;
     if (!write_all(out.get(), job.bytes)) return abandon("write");
     if (::fchmod(out.get(), own.mode) != 0) return abandon("chmod");
-    if ((own.uid || own.gid) &&
-        ::fchown(out.get(), own.uid.value_or(static_cast<uid_t>(-1)),
-                 own.gid.value_or(static_cast<gid_t>(-1))) != 0) {
+    if ((own.uid || own.gid) && ::fchown(out.get(), own.uid.value_or(static_cast<uid_t>(-1)),
+                                         own.gid.value_or(static_cast<gid_t>(-1))) != 0) {
         return abandon("chown");
     }
     if (sync_now && ::fsync(out.get()) != 0) return abandon("fsync");
@@ -226,7 +229,8 @@ std::vector<Outcome<Installed>> CertStore::install_all(const std::vector<Install
     if (renamed && ::fsync(dir.get()) != 0) {
         const int err = errno;
         for (auto& st : staged) {
-            if (results[st.index]) results[st.index] = fail(sys_error("fsync directory", dir_, err));
+            if (results[st.index])
+                results[st.index] = fail(sys_error("fsync directory", dir_, err));
         }
     }
     return results;

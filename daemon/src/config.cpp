@@ -1,13 +1,13 @@
 #include "rootcertd/config.hpp"
-#include "rootcertd/http_server.hpp"
 
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
-#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
@@ -16,7 +16,8 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <yaml-cpp/yaml.h>
+
+#include "rootcertd/http_server.hpp"
 
 namespace rootcertd {
 
@@ -102,6 +103,7 @@ struct Site {
 // Expands ${NAME} and ${NAME:-fallback} from the environment; an unset
 // variable without a fallback is an error.
 std::string expand_env(const Site& site, const std::string& in) {
+    if (in.find("${") == std::string::npos) return in;
     std::string out;
     for (std::size_t i = 0; i < in.size();) {
         if (in.compare(i, 2, "${") == 0) {
@@ -128,7 +130,7 @@ std::string expand_env(const Site& site, const std::string& in) {
 
 // A YAML mapping read strictly: each key once, every key known.
 class MapReader {
-public:
+  public:
     MapReader(const std::string& source, const YAML::Node& node, std::string path)
         : source_(source), node_(node), path_(std::move(path)) {
         if (!node.IsMap()) raise({source_, node.Mark(), path_}, "must be a mapping of keys");
@@ -141,7 +143,7 @@ public:
     }
 
     // The value at KEY, or nothing when absent; an explicit null counts as absent.
-    std::optional<YAML::Node> take(const std::string& key) {
+    std::optional<YAML::Node> take(const char* key) {
         known_.push_back(key);
         const auto it = entries_.find(key);
         if (it == entries_.end()) return std::nullopt;
@@ -150,7 +152,7 @@ public:
         return it->second.value;
     }
 
-    std::optional<std::string> text(const std::string& key) {
+    std::optional<std::string> text(const char* key) {
         auto node = take(key);
         if (!node) return std::nullopt;
         if (!node->IsScalar()) raise(site(*node, key), "must be a single value");
@@ -158,7 +160,7 @@ public:
     }
 
     template <class T, class Parse>
-    std::optional<T> parsed(const std::string& key, Parse parse) {
+    std::optional<T> parsed(const char* key, Parse parse) {
         auto node = take(key);
         if (!node) return std::nullopt;
         if (!node->IsScalar()) raise(site(*node, key), "must be a single value");
@@ -167,7 +169,7 @@ public:
         return std::move(result.value());
     }
 
-    std::string required(const std::string& key) {
+    std::string required(const char* key) {
         auto value = text(key);
         if (!value || value->empty()) raise({source_, node_.Mark(), key_path(key)}, "is required");
         return *value;
@@ -176,6 +178,14 @@ public:
     Site site(const YAML::Node& node, const std::string& key) const {
         return {source_, node.Mark(), key_path(key)};
     }
+    // Where KEY's value is, or the mapping itself when KEY is absent. (Looking
+    // up yaml-cpp nodes by key is a linear scan that allocates: avoid it.)
+    Site site(const char* key) const {
+        const auto it = entries_.find(key);
+        return {source_, it == entries_.end() ? node_.Mark() : it->second.value.Mark(),
+                key_path(key)};
+    }
+    bool has(const char* key) const { return entries_.contains(key); }
     Site site() const { return {source_, node_.Mark(), path_}; }
 
     // Rejects keys nobody asked for: a typo must never be silently ignored.
@@ -183,13 +193,13 @@ public:
         for (const auto& [key, entry] : entries_) {
             if (entry.used) continue;
             std::string known;
-            for (const auto& k : known_) known += (known.empty() ? "" : ", ") + k;
+            for (const char* k : known_) known += (known.empty() ? "" : ", ") + std::string(k);
             raise({source_, entry.key.Mark(), key_path(key)},
                   "unknown key (expected one of: " + known + ")");
         }
     }
 
-private:
+  private:
     struct Entry {
         YAML::Node key, value;
         bool used = false;
@@ -202,7 +212,7 @@ private:
     YAML::Node node_;
     std::string path_;
     std::map<std::string, Entry> entries_;
-    std::vector<std::string> known_;
+    std::vector<const char*> known_;  // literals: keys are only ever asked by name
 };
 
 Outcome<Duration> positive_duration(const std::string& text) {
@@ -259,7 +269,8 @@ void read_ownership(MapReader& map, FileOwnership& file) {
 }
 
 // on_change: {command: [argv...], timeout: DURATION}, global or per instance.
-std::optional<Hook> read_hook(const std::string& source, MapReader& parent, const std::string& path) {
+std::optional<Hook> read_hook(const std::string& source, MapReader& parent,
+                              const std::string& path) {
     auto node = parent.take("on_change");
     if (!node) return std::nullopt;
     MapReader m(source, *node, path);
@@ -274,7 +285,8 @@ std::optional<Hook> read_hook(const std::string& source, MapReader& parent, cons
         hook.command.push_back(expand_env(m.site(arg, "command"), arg.Scalar()));
     }
     if (!hook.command[0].starts_with("/")) {
-        raise(m.site((*command)[0], "command"), "'" + hook.command[0] + "' must be an absolute path");
+        raise(m.site((*command)[0], "command"),
+              "'" + hook.command[0] + "' must be an absolute path");
     }
     if (::access(hook.command[0].c_str(), X_OK) != 0) {
         raise(m.site((*command)[0], "command"),
@@ -299,14 +311,14 @@ std::optional<Duration> read_rotation(const std::string& source, MapReader& pare
 // ^[A-Za-z0-9_]+$ (a Tembo org or instance id). Plain loops: std::regex was
 // a third of the time to load a 5,000-instance file.
 bool is_id(const std::string& s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
-        return std::isalnum(c) || c == '_';
-    });
+    return !s.empty() && std::all_of(s.begin(), s.end(),
+                                     [](unsigned char c) { return std::isalnum(c) || c == '_'; });
 }
 
 // [A-Za-z0-9_][A-Za-z0-9._-]*, without "..": safe as a file stem.
 bool is_safe_name(const std::string& s) {
-    if (s.empty() || s.size() > 200 || !(std::isalnum(static_cast<unsigned char>(s[0])) || s[0] == '_')) {
+    if (s.empty() || s.size() > 200 ||
+        !(std::isalnum(static_cast<unsigned char>(s[0])) || s[0] == '_')) {
         return false;
     }
     return s.find("..") == std::string::npos &&
@@ -369,7 +381,8 @@ Config parse_config(const std::string& yaml, const std::string& source) {
         }
     }
     if (auto f = top.text("pg_service_file")) cfg.pg_service_file = resolve(base_dir, *f);
-    if (auto d = top.parsed<Duration>("verify_interval", positive_duration)) cfg.verify_interval = *d;
+    if (auto d = top.parsed<Duration>("verify_interval", positive_duration))
+        cfg.verify_interval = *d;
     cfg.keep_previous = read_rotation(source, top, "rotation").value_or(cfg.keep_previous);
     cfg.on_change = read_hook(source, top, "on_change");
     if (auto metrics = top.take("metrics")) {
@@ -430,20 +443,17 @@ Config parse_config(const std::string& yaml, const std::string& source) {
         Instance inst;
         for (auto [field, dest] : {std::pair{"org", &inst.org}, std::pair{"id", &inst.id}}) {
             *dest = m.required(field);
-            if (!is_id(*dest)) {
-                raise(m.site(node[field], field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
-            }
+            if (!is_id(*dest)) raise(m.site(field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
         }
         inst.name = m.text("name").value_or(inst.id);
         if (!is_safe_name(inst.name)) {
-            raise(m.site(node["name"] ? node["name"] : node, "name"),
+            raise(m.site("name"),
                   "'" + inst.name + "' is not a safe file name (letters, digits, '_', '.', '-')");
         }
         const int line = node.Mark().line + 1;
         if (auto [it, fresh] = seen_names.emplace(inst.name, line); !fresh) {
-            raise(m.site(node["name"] ? node["name"] : node, "name"),
-                  "'" + inst.name + "' is already used by the instance at line " +
-                      std::to_string(it->second));
+            raise(m.site("name"), "'" + inst.name + "' is already used by the instance at line " +
+                                      std::to_string(it->second));
         }
         auto endpoint = m.parsed<Endpoint>("api_url", parse_https_url);
         if (!endpoint && !cfg.api) raise(m.site(), "no api_url here and no api.url to inherit");
@@ -452,32 +462,33 @@ Config parse_config(const std::string& yaml, const std::string& source) {
                                     .value_or(cfg.refresh_interval);
         inst.file = cfg.file;
         read_ownership(m, inst.file);
-        inst.keep_previous = read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
+        inst.keep_previous =
+            read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
         inst.host = m.text("host");
-        if (inst.host && (inst.host->empty() ||
-                          inst.host->find_first_of(" \t/") != std::string::npos)) {
-            raise(m.site(node["host"], "host"), "'" + *inst.host + "' is not a host name or address");
+        if (inst.host &&
+            (inst.host->empty() || inst.host->find_first_of(" \t/") != std::string::npos)) {
+            raise(m.site("host"), "'" + *inst.host + "' is not a host name or address");
         }
-        if (auto p = m.parsed<std::uint16_t>("port", [](const std::string& t) -> Outcome<std::uint16_t> {
-                unsigned v = 0;
-                const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
-                if (ec != std::errc{} || end != t.data() + t.size() || v < 1 || v > 65535) {
-                    return fail("'" + t + "' is not a port from 1 to 65535");
-                }
-                return static_cast<std::uint16_t>(v);
-            })) {
+        if (auto p =
+                m.parsed<std::uint16_t>("port", [](const std::string& t) -> Outcome<std::uint16_t> {
+                    unsigned v = 0;
+                    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+                    if (ec != std::errc{} || end != t.data() + t.size() || v < 1 || v > 65535) {
+                        return fail("'" + t + "' is not a port from 1 to 65535");
+                    }
+                    return static_cast<std::uint16_t>(v);
+                })) {
             inst.port = *p;
         }
-        inst.verify_interval = m.parsed<Duration>("verify_interval", positive_duration)
-                                   .value_or(cfg.verify_interval);
+        inst.verify_interval =
+            m.parsed<Duration>("verify_interval", positive_duration).value_or(cfg.verify_interval);
         inst.on_change = read_hook(source, m, path + ".on_change");
         if (!inst.on_change) inst.on_change = cfg.on_change;
         inst.dbname = m.text("dbname");
         inst.user = m.text("user");
         for (const char* key : {"port", "verify_interval", "dbname", "user"}) {
-            if (!inst.host && node[key]) {
-                raise(m.site(node[key], key), "needs 'host' (the PostgreSQL server to check)");
-            }
+            if (!inst.host && m.has(key))
+                raise(m.site(key), "needs 'host' (the PostgreSQL server to check)");
         }
         m.finish();
         cfg.instances.push_back(std::move(inst));

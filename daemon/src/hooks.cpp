@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <spdlog/spdlog.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,7 +17,6 @@
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstring>
-#include <spdlog/spdlog.h>
 
 extern char** environ;
 
@@ -36,7 +36,8 @@ asio::awaitable<void> relay_output(asio::posix::stream_descriptor pipe, std::str
         auto [ec, n] = co_await asio::async_read_until(pipe, buffer, '\n', tuple_token());
         if (n == 0 && ec) n = buffer.size();  // a last line without a newline
         if (n == 0) break;
-        std::string line(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + n);
+        std::string line(asio::buffers_begin(buffer.data()),
+                         asio::buffers_begin(buffer.data()) + n);
         buffer.consume(n);
         while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
         if (logged < (64 << 10)) spdlog::info("{}: hook: {}", log_name, line);
@@ -85,8 +86,8 @@ asio::awaitable<HookRun> run_hook(asio::any_io_executor ex, Hook hook,
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setpgroup(&attr, 0);  // its own group: a timeout kills its children too
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = 0;
     const int err = ::posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);

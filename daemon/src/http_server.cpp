@@ -18,7 +18,8 @@ using tcp = asio::ip::tcp;
 
 Outcome<tcp::endpoint> parse_listen(std::string_view text) {
     const auto bad = [&] {
-        return fail("'" + std::string(text) + "' is not host:port (e.g. 127.0.0.1:9464, [::1]:9464)");
+        return fail("'" + std::string(text) +
+                    "' is not host:port (e.g. 127.0.0.1:9464, [::1]:9464)");
     };
     std::string host;
     std::string_view port_text;
@@ -34,8 +35,10 @@ Outcome<tcp::endpoint> parse_listen(std::string_view text) {
         port_text = text.substr(colon + 1);
     }
     unsigned port = 0;
-    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535) return bad();
+    const auto [end, ec] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535)
+        return bad();
     if (host == "localhost") host = "127.0.0.1";
     boost::system::error_code aec;
     const auto address = asio::ip::make_address(host, aec);
@@ -48,8 +51,9 @@ namespace {
 auto tuple_token() { return asio::as_tuple(asio::use_awaitable); }
 
 class Server final : public HttpServer, public std::enable_shared_from_this<Server> {
-public:
-    Server(asio::any_io_executor ex, tcp::endpoint endpoint, HttpHandler handler, ServerLimits limits)
+  public:
+    Server(asio::any_io_executor ex, tcp::endpoint endpoint, HttpHandler handler,
+           ServerLimits limits)
         : acceptor_(ex), handler_(std::move(handler)), limits_(limits) {
         boost::system::error_code ec;
         acceptor_.open(endpoint.protocol(), ec);
@@ -74,7 +78,7 @@ public:
         for (auto* s : sessions_) s->socket().close(ec);
     }
 
-private:
+  private:
     static asio::awaitable<void> accept_loop(std::shared_ptr<Server> self) {
         for (;;) {
             auto [ec, socket] = co_await self->acceptor_.async_accept(tuple_token());
@@ -101,8 +105,9 @@ private:
                 // Named locals, not temporaries inside co_await: GCC 12 corrupts those.
                 const HttpReply too_large{431, "text/plain", "header too large\n", ""};
                 const HttpReply malformed{400, "text/plain", "bad request\n", ""};
-                const bool gone = rec == beast::error::timeout || rec == http::error::end_of_stream ||
-                                  rec == asio::error::eof || rec == asio::error::connection_reset ||
+                const bool gone = rec == beast::error::timeout ||
+                                  rec == http::error::end_of_stream || rec == asio::error::eof ||
+                                  rec == asio::error::connection_reset ||
                                   rec == asio::error::operation_aborted;
                 if (rec == http::error::header_limit) {
                     co_await reply(stream, 11, false, too_large, false);
@@ -116,7 +121,8 @@ private:
             target = target.substr(0, target.find('?'));
             const HttpReply answer = self->handler_(req.method_string(), target);
             const bool keep = req.keep_alive() && n + 1 < self->limits_.max_requests_per_connection;
-            if (!co_await reply(stream, req.version(), keep, answer, req.method() == http::verb::head) ||
+            if (!co_await reply(stream, req.version(), keep, answer,
+                                req.method() == http::verb::head) ||
                 !keep) {
                 break;
             }
@@ -152,9 +158,11 @@ private:
 
 }  // namespace
 
-std::shared_ptr<HttpServer> start_http_server(asio::any_io_executor executor, tcp::endpoint endpoint,
-                                              HttpHandler handler, ServerLimits limits) {
-    auto server = std::make_shared<Server>(std::move(executor), endpoint, std::move(handler), limits);
+std::shared_ptr<HttpServer> start_http_server(asio::any_io_executor executor,
+                                              tcp::endpoint endpoint, HttpHandler handler,
+                                              ServerLimits limits) {
+    auto server =
+        std::make_shared<Server>(std::move(executor), endpoint, std::move(handler), limits);
     server->start();
     return server;
 }

@@ -16,9 +16,9 @@ asio::awaitable<Outcome<Installed>> InstallQueue::install(InstallJob job) {
     auto enqueue = [self = shared_from_this()](auto handler, InstallJob j) {
         // std::function needs a copyable target: share the move-only handler.
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        self->pending_.push_back(Waiting{std::move(j), [shared](std::optional<Outcome<Installed>> r) {
-                                             std::move (*shared)(std::move(r));
-                                         }});
+        self->pending_.push_back(Waiting{
+            std::move(j),
+            [shared](std::optional<Outcome<Installed>> r) { std::move (*shared)(std::move(r)); }});
         self->flush();
     };
     auto result = co_await asio::async_initiate<const asio::use_awaitable_t<>&,
@@ -37,11 +37,13 @@ void InstallQueue::flush() {
         std::vector<InstallJob> jobs;
         jobs.reserve(batch->size());
         for (const auto& w : *batch) jobs.push_back(w.job);
-        auto results = std::make_shared<std::vector<Outcome<Installed>>>(self->store_.install_all(jobs));
+        auto results =
+            std::make_shared<std::vector<Outcome<Installed>>>(self->store_.install_all(jobs));
         auto loop = work.get_executor();
         asio::post(loop, [self, batch, results, work = std::move(work)] {
             self->flushing_ = false;
-            for (std::size_t i = 0; i < batch->size(); ++i) (*batch)[i].done(std::move((*results)[i]));
+            for (std::size_t i = 0; i < batch->size(); ++i)
+                (*batch)[i].done(std::move((*results)[i]));
             self->flush();
         });
     });

@@ -1,16 +1,15 @@
 #include "rootcertd/logging.hpp"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <cstdlib>
-
-#include <boost/json/serialize.hpp>
-#include <boost/json/value.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <cstdio>
+#include <cstdlib>
 
 namespace rootcertd {
 
@@ -20,11 +19,13 @@ namespace {
 thread_local const LogFields* current_fields = nullptr;
 
 class JsonFormatter final : public spdlog::formatter {
-public:
+  public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
         const auto t = std::chrono::system_clock::to_time_t(msg.time);
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            msg.time.time_since_epoch()).count() % 1000;
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch())
+                .count() %
+            1000;
         std::tm tm{};
         gmtime_r(&t, &tm);
         char ts[40];
@@ -48,7 +49,7 @@ public:
 
 // "<N>message": the journal reads the priority and adds its own timestamp.
 class JournalFormatter final : public spdlog::formatter {
-public:
+  public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
         static constexpr char priority[] = {'7', '7', '6', '4', '3', '2', '6'};  // by spdlog level
         dest.push_back('<');
@@ -67,7 +68,7 @@ public:
 bool stderr_is_journal() {
     const char* stream = std::getenv("JOURNAL_STREAM");
     if (stream == nullptr) return false;
-    struct stat st{};
+    struct stat st {};
     if (::fstat(STDERR_FILENO, &st) != 0) return false;
     unsigned long long dev = 0, ino = 0;
     if (std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
@@ -81,9 +82,9 @@ std::optional<LogFormat> parse_log_format(std::string_view name) {
 }
 
 std::optional<spdlog::level::level_enum> parse_log_level(std::string_view name) {
-    for (auto l : {spdlog::level::trace, spdlog::level::debug, spdlog::level::info,
-                   spdlog::level::warn, spdlog::level::err, spdlog::level::critical,
-                   spdlog::level::off}) {
+    for (auto l :
+         {spdlog::level::trace, spdlog::level::debug, spdlog::level::info, spdlog::level::warn,
+          spdlog::level::err, spdlog::level::critical, spdlog::level::off}) {
         const auto s = spdlog::level::to_string_view(l);
         if (name == std::string_view(s.data(), s.size())) return l;
     }
@@ -98,7 +99,8 @@ std::unique_ptr<spdlog::formatter> make_formatter(LogFormat format) {
     return std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%e %l %v");
 }
 
-void log_event(spdlog::level::level_enum level, const std::string& message, const LogFields& fields) {
+void log_event(spdlog::level::level_enum level, const std::string& message,
+               const LogFields& fields) {
     current_fields = &fields;
     spdlog::log(level, "{}", message);
     current_fields = nullptr;

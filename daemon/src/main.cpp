@@ -73,11 +73,13 @@ int main(int argc, char** argv) {
         } else if (arg == "--log-level") {
             auto v = value();
             auto parsed = v ? rootcertd::parse_log_level(*v) : std::nullopt;
-            if (!parsed) return usage_error("--log-level takes trace, debug, info, warning, error or off");
+            if (!parsed)
+                return usage_error("--log-level takes trace, debug, info, warning, error or off");
             level = *parsed;
         } else if (arg == "--log-output") {
             auto v = value();
-            if (!v || (*v != "stderr" && *v != "stdout")) return usage_error("--log-output takes stderr or stdout");
+            if (!v || (*v != "stderr" && *v != "stdout"))
+                return usage_error("--log-output takes stderr or stdout");
             to_stdout = *v == "stdout";
         } else if (arg == "--log-format") {
             auto v = value();

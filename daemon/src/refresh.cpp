@@ -1,13 +1,11 @@
 #include "rootcertd/refresh.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "rootcertd/blocking.hpp"
 #include "rootcertd/ca_response.hpp"
@@ -29,7 +27,8 @@ Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& bloc
       installs(std::make_shared<InstallQueue>(ex, blocking_pool, store)),
       state_store(config.state_dir),
       blocking(blocking_pool),
-      slots(ex, config.concurrency) {}
+      slots(ex, config.concurrency),
+      admission(ex, std::max<std::size_t>(64, 4 * std::size_t{config.concurrency})) {}
 
 std::string redact(std::string message, const std::string& secret) {
     if (secret.empty()) return message;
@@ -41,16 +40,18 @@ std::string redact(std::string message, const std::string& secret) {
 
 namespace {
 
-// Holds one concurrency slot; frees it on every exit path, cancellation included.
+// Holds one slot of a semaphore; frees it on every exit path, cancellation included.
 class SlotGuard {
-public:
-    explicit SlotGuard(Services& s) : s_(s) {}
+  public:
+    explicit SlotGuard(Services::Semaphore& s) : s_(s) {}
     SlotGuard(const SlotGuard&) = delete;
     SlotGuard& operator=(const SlotGuard&) = delete;
-    ~SlotGuard() { s_.slots.try_receive([](boost::system::error_code) {}); }
+    ~SlotGuard() {
+        s_.try_receive([](boost::system::error_code) {});
+    }
 
-private:
-    Services& s_;
+  private:
+    Services::Semaphore& s_;
 };
 
 std::string summary(const CertBundle& b) {
@@ -105,9 +106,7 @@ std::string union_of(const std::string& candidate, const std::string& current) {
     return out;
 }
 
-std::string server_of(const Instance& inst) {
-    return *inst.host + ":" + std::to_string(inst.port);
-}
+std::string server_of(const Instance& inst) { return *inst.host + ":" + std::to_string(inst.port); }
 
 std::string sha256_hex(std::string_view bytes) {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -116,25 +115,18 @@ std::string sha256_hex(std::string_view bytes) {
     return std::string(reinterpret_cast<const char*>(md), n);
 }
 
-// validate_bundle(), skipping the X.509 parse when the bytes are the ones
-// validated last time for NAME: only the validity dates are checked again.
-Outcome<CertBundle> validate_cached(Services& s, const std::string& name, const std::string& pem,
-                                    SysTime now) {
-    const auto digest = sha256_hex(pem);
-    if (auto it = s.validated.find(name); it != s.validated.end() && it->second.digest == digest) {
-        const auto& certs = it->second.bundle.certs;
-        if (std::any_of(certs.begin(), certs.end(),
-                        [&](const CertInfo& c) { return c.not_before <= now && now <= c.not_after; })) {
-            return it->second.bundle;
-        }
+// The bundle validated before for these exact bytes (DIGEST), when one of
+// its certificates is still valid NOW.
+std::optional<CertBundle> cached_bundle(const Services& s, const std::string& digest, SysTime now) {
+    auto it = s.validated.find(digest);
+    if (it == s.validated.end()) return std::nullopt;
+    const auto& certs = it->second.certs;
+    if (std::none_of(certs.begin(), certs.end(), [&](const CertInfo& c) {
+            return c.not_before <= now && now <= c.not_after;
+        })) {
+        return std::nullopt;
     }
-    auto fresh = validate_bundle(pem, now);
-    if (fresh) {
-        s.validated[name] = Services::Validated{digest, fresh.value()};
-    } else {
-        s.validated.erase(name);
-    }
-    return fresh;
+    return it->second;
 }
 
 struct OnDisk {
@@ -163,8 +155,12 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
                     format_time(*result.token_expiry) + ": rotate it before refreshes fail");
     }
 
-    std::optional<Outcome<HttpResponse>> response =
-        co_await s->client->get(inst.api, inst.url_path(), token.value());
+    std::optional<Outcome<HttpResponse>> response;
+    {
+        co_await s->slots.async_send(boost::system::error_code{}, asio::use_awaitable);
+        SlotGuard slot(s->slots);
+        response = co_await s->client->get(inst.api, inst.url_path(), token.value());
+    }
     if (!*response) {
         result.error = redact(where + response->error(), token.value());
         co_return result;
@@ -186,7 +182,8 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         }
         co_return result;
     }
-    auto served = validate_cached(*s, inst.name, pem.value(), now);
+    // Parsing X.509 costs ~1.6M instructions per certificate in OpenSSL 3.0.
+    auto served = co_await validate_with_cache(s, pem.value(), now);
     if (!served) {
         result.error = where + "invalid CA: " + served.error();
         co_return result;
@@ -230,8 +227,8 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     // Consult the live server before changing what clients trust.
     std::optional<PresentedChain> chain;
     if (inst.host && current && final_pem != *current) {
-        auto probed = co_await probe_server(co_await asio::this_coro::executor, *inst.host, inst.port,
-                                            s->config.timeout);
+        auto probed = co_await probe_server(co_await asio::this_coro::executor, *inst.host,
+                                            inst.port, s->config.timeout);
         if (!probed) {
             add_warning("live check before install: " + probed.error());
         } else {
@@ -239,23 +236,25 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
             const auto next = verify_chain(*chain, final_pem, *inst.host);
             if (!next.ok && !next.host_mismatch && verify_chain(*chain, *current, *inst.host).ok) {
                 final_pem = union_of(final_pem, *current);
-                spdlog::warn("{}: server {} does not yet present a certificate under the new CA; "
-                             "installing the new CA together with the current one",
-                             inst.name, server_of(inst));
+                spdlog::warn(
+                    "{}: server {} does not yet present a certificate under the new CA; "
+                    "installing the new CA together with the current one",
+                    inst.name, server_of(inst));
             }
         }
     }
 
-    auto installed_bundle = final_pem == served->pem ? Outcome<CertBundle>(served.value())
-                                                     : parse_bundle(final_pem);
+    auto installed_bundle =
+        final_pem == served->pem ? Outcome<CertBundle>(served.value()) : parse_bundle(final_pem);
     // Rotation state is kept on disk only while a previous CA is kept (else
     // the file itself says what was served), and saved before the file: a
     // crash in between can only lengthen an overlap, never lose one.
     const bool keeps = !comp.state.kept.empty();
     const bool kept = !s->states[inst.name].kept.empty();
     if ((keeps || kept) && !(comp.state == s->states[inst.name])) {
-        auto save = [s, state_name, keeps, text = keeps ? serialize_state(comp.state) : std::string()]()
-            -> Outcome<bool> {
+        auto save = [s, state_name, keeps,
+                     text =
+                         keeps ? serialize_state(comp.state) : std::string()]() -> Outcome<bool> {
             if (!keeps) return s->state_store.remove(state_name);
             auto saved = s->state_store.install(state_name, text, FileOwnership{0600, {}, {}});
             if (!saved) return fail(saved.error());
@@ -276,7 +275,8 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     }
     s->states[inst.name] = comp.state;
     if (installed->change != Change::unchanged) {
-        log_change(inst, s->config.cert_path(inst), installed.value(), installed_bundle.value(), comp);
+        log_change(inst, s->config.cert_path(inst), installed.value(), installed_bundle.value(),
+                   comp);
     }
     const auto& newest = served->newest();
     if (newest.not_after - now < s->config.expiry_warning) {
@@ -310,9 +310,22 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     co_return result;
 }
 
+asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Services> s,
+                                                         std::string pem, SysTime now) {
+    const auto digest = sha256_hex(pem);
+    if (auto hit = cached_bundle(*s, digest, now)) co_return std::move(*hit);
+    auto check = [text = std::move(pem), now] { return validate_bundle(text, now); };
+    auto fresh = co_await run_blocking(s->blocking, std::move(check));
+    if (fresh) {
+        if (s->validated.size() >= Services::max_validated) s->validated.clear();
+        s->validated[digest] = fresh.value();
+    }
+    co_return fresh;
+}
+
 asio::awaitable<RefreshResult> refresh_when_free(std::shared_ptr<Services> s, Instance inst) {
-    co_await s->slots.async_send(boost::system::error_code{}, asio::use_awaitable);
-    SlotGuard slot(*s);
+    co_await s->admission.async_send(boost::system::error_code{}, asio::use_awaitable);
+    SlotGuard admitted(s->admission);
     co_return co_await refresh(s, std::move(inst));
 }
 

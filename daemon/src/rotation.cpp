@@ -22,8 +22,8 @@ std::int64_t to_seconds(SysTime t) {
 
 }  // namespace
 
-Composition compose(const RotationState& previous, const CertBundle& served,
-                    Duration keep_previous, SysTime now) {
+Composition compose(const RotationState& previous, const CertBundle& served, Duration keep_previous,
+                    SysTime now) {
     Composition c;
     c.state.served = served.pem;
     const bool rotated = previous.served != served.pem;
@@ -43,8 +43,9 @@ Composition compose(const RotationState& previous, const CertBundle& served,
     if (rotated && prior) {
         for (const auto& old : prior->certs) {
             if (contains(served, old.sha256)) continue;
-            const bool already = std::any_of(c.state.kept.begin(), c.state.kept.end(),
-                                             [&](const KeptCert& k) { return k.sha256 == old.sha256; });
+            const bool already =
+                std::any_of(c.state.kept.begin(), c.state.kept.end(),
+                            [&](const KeptCert& k) { return k.sha256 == old.sha256; });
             KeptCert k{old.pem, old.sha256, old.subject,
                        std::min(now + keep_previous, old.not_after)};
             if (already) continue;
@@ -97,13 +98,14 @@ Outcome<RotationState> parse_state(std::string_view text) {
         const auto* sha = k->if_contains("sha256");
         const auto* subject = k->if_contains("subject");
         const auto* until = k->if_contains("until");
-        if (!pem || !pem->is_string() || !sha || !sha->is_string() || !until || !until->is_int64()) {
+        if (!pem || !pem->is_string() || !sha || !sha->is_string() || !until ||
+            !until->is_int64()) {
             return fail("state has a malformed 'kept' entry");
         }
-        s.kept.push_back(KeptCert{
-            std::string(pem->get_string()), std::string(sha->get_string()),
-            subject && subject->is_string() ? std::string(subject->get_string()) : "",
-            SysTime{std::chrono::seconds(until->get_int64())}});
+        s.kept.push_back(
+            KeptCert{std::string(pem->get_string()), std::string(sha->get_string()),
+                     subject && subject->is_string() ? std::string(subject->get_string()) : "",
+                     SysTime{std::chrono::seconds(until->get_int64())}});
     }
     return s;
 }

@@ -1,13 +1,14 @@
 #include "rootcertd/scheduler.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cmath>
-#include <spdlog/spdlog.h>
 
 namespace rootcertd {
 
@@ -19,14 +20,16 @@ Duration next_delay(const RetryPolicy& p, unsigned failures, std::optional<Durat
                     double uniform) {
     if (failures == 0) {
         const double factor = 1.0 + p.jitter * (2.0 * uniform - 1.0);
-        return Duration{static_cast<Duration::rep>(static_cast<double>(p.interval.count()) * factor)};
+        return Duration{
+            static_cast<Duration::rep>(static_cast<double>(p.interval.count()) * factor)};
     }
     const double doubled = static_cast<double>(p.retry_min.count()) *
                            std::pow(2.0, static_cast<double>(std::min(failures - 1, 40U)));
     const double cap = static_cast<double>(std::min(p.retry_max, p.interval).count());
     const double base = std::min(doubled, cap);
     Duration delay{static_cast<Duration::rep>(base / 2.0 + base / 2.0 * uniform)};
-    if (retry_after) delay = std::max(delay, std::min(*retry_after, Duration{std::chrono::hours(24)}));
+    if (retry_after)
+        delay = std::max(delay, std::min(*retry_after, Duration{std::chrono::hours(24)}));
     return delay;
 }
 
@@ -75,22 +78,22 @@ void Scheduler::start(const std::string& name, LogFields labels, RetryPolicy pol
     auto loop = std::make_shared<Loop>();
     loops_[name] = loop;
     ++alive_;
-    asio::co_spawn(executor_, run(name, std::move(labels), policy, std::move(job), std::move(checker)),
-                   asio::bind_cancellation_slot(
-                       loop->cancel.slot(), [this, name, loop](std::exception_ptr e) {
-                           try {
-                               if (e) std::rethrow_exception(e);
-                           } catch (const boost::system::system_error& err) {
-                               if (err.code() != asio::error::operation_aborted) {
-                                   spdlog::error("{}: refresh loop ended: {}", name, err.what());
-                               }
-                           } catch (const std::exception& err) {
-                               spdlog::error("{}: refresh loop ended: {}", name, err.what());
-                           }
-                           auto it = loops_.find(name);
-                           if (it != loops_.end() && it->second == loop) loops_.erase(it);
-                           if (--alive_ == 0 && on_empty) on_empty();
-                       }));
+    asio::co_spawn(
+        executor_, run(name, std::move(labels), policy, std::move(job), std::move(checker)),
+        asio::bind_cancellation_slot(loop->cancel.slot(), [this, name, loop](std::exception_ptr e) {
+            try {
+                if (e) std::rethrow_exception(e);
+            } catch (const boost::system::system_error& err) {
+                if (err.code() != asio::error::operation_aborted) {
+                    spdlog::error("{}: refresh loop ended: {}", name, err.what());
+                }
+            } catch (const std::exception& err) {
+                spdlog::error("{}: refresh loop ended: {}", name, err.what());
+            }
+            auto it = loops_.find(name);
+            if (it != loops_.end() && it->second == loop) loops_.erase(it);
+            if (--alive_ == 0 && on_empty) on_empty();
+        }));
 }
 
 void Scheduler::stop(const std::string& name) {
@@ -136,7 +139,8 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
             }
             if (co_await stopped()) break;
             if (c.problem.empty()) {
-                if (check_failures.on_success() > 0) log(spdlog::level::info, "live check passes again");
+                if (check_failures.on_success() > 0)
+                    log(spdlog::level::info, "live check passes again");
             } else if (check_failures.on_failure(c.problem, Steady::now()) !=
                        FailureLog::Verdict::quiet) {
                 log(spdlog::level::warn, "live check: " + c.problem, {{"error", c.problem}});
@@ -165,7 +169,8 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
         }
         if (r.ok) {
             if (const auto n = failures.on_success(); n > 0) {
-                log(spdlog::level::info, "recovered after " + std::to_string(n) + " failed attempt(s)");
+                log(spdlog::level::info,
+                    "recovered after " + std::to_string(n) + " failed attempt(s)");
             }
             spdlog::debug("{}: refreshed; next in {}", name, human(delay));
             continue;
@@ -174,8 +179,8 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
         if (r.http_status != 0) detail.emplace_back("status", std::to_string(r.http_status));
         switch (failures.on_failure(r.error, Steady::now())) {
             case FailureLog::Verdict::log:
-                log(spdlog::level::warn, "refresh failed: " + r.error + "; retrying in " + human(delay),
-                    detail);
+                log(spdlog::level::warn,
+                    "refresh failed: " + r.error + "; retrying in " + human(delay), detail);
                 break;
             case FailureLog::Verdict::repeat:
                 log(spdlog::level::warn,

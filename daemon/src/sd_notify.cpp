@@ -12,7 +12,8 @@ namespace rootcertd {
 
 Notifier Notifier::from_environment() {
     Notifier n;
-    if (const char* path = std::getenv("NOTIFY_SOCKET"); path && (path[0] == '/' || path[0] == '@')) {
+    if (const char* path = std::getenv("NOTIFY_SOCKET");
+        path && (path[0] == '/' || path[0] == '@')) {
         n.socket_path_ = path;
     }
     const char* usec = std::getenv("WATCHDOG_USEC");

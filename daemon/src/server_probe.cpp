@@ -10,8 +10,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <memory>
@@ -145,7 +145,8 @@ Verdict verify_chain(const PresentedChain& chain, std::string_view bundle_pem,
     if (!v.ok) {
         const int err = X509_STORE_CTX_get_error(ctx.get());
         v.reason = X509_verify_cert_error_string(err);
-        v.host_mismatch = err == X509_V_ERR_HOSTNAME_MISMATCH || err == X509_V_ERR_IP_ADDRESS_MISMATCH;
+        v.host_mismatch =
+            err == X509_V_ERR_HOSTNAME_MISMATCH || err == X509_V_ERR_IP_ADDRESS_MISMATCH;
         if (v.host_mismatch) {
             v.reason = "the server certificate ('" + chain.leaf_subject + "') does not cover '" +
                        host + "'; the CA is right. With a custom domain, connect with " +

@@ -87,9 +87,7 @@ json::value time_or_null(const std::optional<SysTime>& t) {
     return json::string(format_time(*t));
 }
 
-double seconds(SysTime t) {
-    return std::chrono::duration<double>(t.time_since_epoch()).count();
-}
+double seconds(SysTime t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); }
 
 // Label values escape backslash, double quote and newline.
 std::string escape(const std::string& v) {
@@ -116,17 +114,18 @@ std::string number(double v) {
 std::string StatusBoard::to_json() const {
     json::array list;
     for (const auto& [name, s] : instances_) {
-        json::object o{{"name", s.name},
-                       {"org", s.org},
-                       {"id", s.id},
-                       {"file", s.file},
-                       {"file_valid", s.file_valid},
-                       {"fingerprint", s.fingerprint},
-                       {"not_after", time_or_null(s.not_after)},
-                       {"last_success", time_or_null(s.last_success)},
-                       {"last_error", s.last_error.empty() ? json::value(nullptr) : json::value(s.last_error)},
-                       {"consecutive_failures", s.consecutive_failures},
-                       {"next_refresh", time_or_null(s.next_refresh)}};
+        json::object o{
+            {"name", s.name},
+            {"org", s.org},
+            {"id", s.id},
+            {"file", s.file},
+            {"file_valid", s.file_valid},
+            {"fingerprint", s.fingerprint},
+            {"not_after", time_or_null(s.not_after)},
+            {"last_success", time_or_null(s.last_success)},
+            {"last_error", s.last_error.empty() ? json::value(nullptr) : json::value(s.last_error)},
+            {"consecutive_failures", s.consecutive_failures},
+            {"next_refresh", time_or_null(s.next_refresh)}};
         if (s.live_ok) {
             o["live_check_ok"] = *s.live_ok;
             o["server_not_after"] = time_or_null(s.server_not_after);
@@ -153,18 +152,22 @@ std::string render_metrics(const StatusBoard& board) {
                escape(s.id) + "\"" + extra + "}";
     };
     // One family with a sample per instance; VALUE returns nothing to skip one.
-    const auto per_instance = [&](const char* name, const char* type, const char* help, auto value) {
+    const auto per_instance = [&](const char* name, const char* type, const char* help,
+                                  auto value) {
         family(name, type, help);
         for (const auto& [_, s] : board.instances()) {
-            if (const std::optional<std::string> v = value(s)) out += name + labels(s) + " " + *v + "\n";
+            if (const std::optional<std::string> v = value(s))
+                out += name + labels(s) + " " + *v + "\n";
         }
     };
     // A counter split by result="success"|"failure".
     const auto by_result = [&](const char* name, const char* help, auto success, auto failure) {
         family(name, "counter", help);
         for (const auto& [_, s] : board.instances()) {
-            out += name + labels(s, ",result=\"success\"") + " " + std::to_string(success(s)) + "\n";
-            out += name + labels(s, ",result=\"failure\"") + " " + std::to_string(failure(s)) + "\n";
+            out +=
+                name + labels(s, ",result=\"success\"") + " " + std::to_string(success(s)) + "\n";
+            out +=
+                name + labels(s, ",result=\"failure\"") + " " + std::to_string(failure(s)) + "\n";
         }
     };
     const auto time_of = [](const std::optional<SysTime>& t) -> std::optional<std::string> {
@@ -179,12 +182,16 @@ std::string render_metrics(const StatusBoard& board) {
     family("rootcertd_ready", "gauge", "1 when every instance has a valid CA file in place.");
     out += std::string("rootcertd_ready ") + (board.ready(nullptr) ? "1" : "0") + "\n";
 
-    by_result("rootcertd_refresh_total", "Refreshes by result.",
-              [](const InstanceStatus& s) { return s.successes; },
-              [](const InstanceStatus& s) { return s.failures; });
-    per_instance("rootcertd_consecutive_failures", "gauge", "Failed refreshes since the last success.",
-                 [](const InstanceStatus& s) { return std::optional(std::to_string(s.consecutive_failures)); });
-    per_instance("rootcertd_cert_changes_total", "counter", "Times the CA file was created or replaced.",
+    by_result(
+        "rootcertd_refresh_total", "Refreshes by result.",
+        [](const InstanceStatus& s) { return s.successes; },
+        [](const InstanceStatus& s) { return s.failures; });
+    per_instance("rootcertd_consecutive_failures", "gauge",
+                 "Failed refreshes since the last success.", [](const InstanceStatus& s) {
+                     return std::optional(std::to_string(s.consecutive_failures));
+                 });
+    per_instance("rootcertd_cert_changes_total", "counter",
+                 "Times the CA file was created or replaced.",
                  [](const InstanceStatus& s) { return std::optional(std::to_string(s.changes)); });
     per_instance("rootcertd_last_success_timestamp_seconds", "gauge",
                  "Unix time of the last successful refresh.",
@@ -201,21 +208,24 @@ std::string render_metrics(const StatusBoard& board) {
     per_instance("rootcertd_server_cert_not_after_timestamp_seconds", "gauge",
                  "Unix time when the certificate the server presented expires.",
                  [&](const InstanceStatus& s) { return time_of(s.server_not_after); });
-    by_result("rootcertd_hook_runs_total", "on_change hook runs by result.",
-              [](const InstanceStatus& s) { return s.hook_successes; },
-              [](const InstanceStatus& s) { return s.hook_failures; });
+    by_result(
+        "rootcertd_hook_runs_total", "on_change hook runs by result.",
+        [](const InstanceStatus& s) { return s.hook_successes; },
+        [](const InstanceStatus& s) { return s.hook_failures; });
 
     const auto& g = board.global();
     if (g.token_expiry) {
         family("rootcertd_token_expiry_timestamp_seconds", "gauge",
                "Unix time when the API token (a JWT) expires, from its exp claim.");
-        out += "rootcertd_token_expiry_timestamp_seconds " + number(seconds(*g.token_expiry)) + "\n";
+        out +=
+            "rootcertd_token_expiry_timestamp_seconds " + number(seconds(*g.token_expiry)) + "\n";
     }
     family("rootcertd_refresh_duration_seconds", "histogram",
            "Time for one refresh: request, validation and install.");
     for (std::size_t i = 0; i < std::size(GlobalStatus::buckets); ++i) {
-        out += "rootcertd_refresh_duration_seconds_bucket{le=\"" + number(GlobalStatus::buckets[i]) +
-               "\"} " + std::to_string(g.latency_counts[i]) + "\n";
+        out += "rootcertd_refresh_duration_seconds_bucket{le=\"" +
+               number(GlobalStatus::buckets[i]) + "\"} " + std::to_string(g.latency_counts[i]) +
+               "\n";
     }
     out += "rootcertd_refresh_duration_seconds_bucket{le=\"+Inf\"} " +
            std::to_string(g.latency_count) + "\n";

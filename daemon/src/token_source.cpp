@@ -80,7 +80,7 @@ Outcome<std::string> TokenSource::get() {
         if (token) remember(token.value());
         return token;
     }
-    struct stat st{};
+    struct stat st {};
     if (::stat(file_->c_str(), &st) != 0) {
         return fail("token file " + file_->string() + ": " + std::strerror(errno));
     }

@@ -52,13 +52,13 @@ print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
 """
 
 
-def peak_rss(cmd):
+def peak_rss(cmd, env=None):
     """Runs CMD; returns (exit code, peak RSS in KiB, stderr).
 
     Linux carries a parent's peak RSS across fork and exec, so CMD is started
     from a fresh, small interpreter rather than from this one."""
     r = subprocess.run([sys.executable, "-c", _PEAK_RSS, *map(str, cmd)], capture_output=True,
-                       text=True, timeout=120)
+                       text=True, timeout=120, env=env)
     code, kib = r.stdout.split()
     return int(code), int(kib), r.stderr
 

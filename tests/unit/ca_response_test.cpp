@@ -12,7 +12,8 @@ std::string error_of(unsigned status, std::string_view body) {
 }  // namespace
 
 TEST(ExtractCa, ReturnsThePemOfA200) {
-    auto r = extract_ca(200, R"({"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"})");
+    auto r = extract_ca(
+        200, R"({"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"})");
     ASSERT_TRUE(r.ok()) << r.error();
     EXPECT_EQ(r.value(), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
 }
@@ -26,7 +27,9 @@ TEST(ExtractCa, NamesWhatIsWrongWithA200) {
     EXPECT_EQ(error_of(200, R"({"ca.crt": ""})"), "\"ca.crt\" is empty");
     EXPECT_EQ(error_of(200, R"({"tls.crt": "x", "tls.key": "y"})"),
               "response has no \"ca.crt\" (keys: tls.crt, tls.key)");
-    EXPECT_EQ(error_of(200, "<html><body>Bad gateway</body></html>").rfind("response is not JSON", 0), 0u);
+    EXPECT_EQ(
+        error_of(200, "<html><body>Bad gateway</body></html>").rfind("response is not JSON", 0),
+        0u);
     EXPECT_EQ(error_of(200, R"({"ca.crt": "-----BEGIN)").rfind("response is not JSON", 0), 0u);
     EXPECT_EQ(error_of(200, "").rfind("response is not JSON", 0), 0u);
 }
@@ -43,5 +46,7 @@ TEST(ExtractCa, ErrorStatusesCarryTembosMessage) {
 TEST(ExtractCa, SnippetsAreBoundedAndPrintable) {
     const auto e = error_of(500, std::string(10000, 'x') + "\x01\x02");
     EXPECT_LE(e.size(), 140u);
-    EXPECT_EQ(printable_snippet("a\x01\x02" "b\n"), "a b ");
+    EXPECT_EQ(printable_snippet("a\x01\x02"
+                                "b\n"),
+              "a b ");
 }

@@ -49,14 +49,15 @@ TEST(CertBundle, KeepsOrderAndDropsDuplicates) {
 TEST(CertBundle, RejectsALeaf) {
     EXPECT_EQ(error_of(make_cert_pem({.cn = "db.example", .ca = false})),
               "certificate 'CN=db.example' is not a CA (basicConstraints CA:TRUE missing)");
-    EXPECT_NE(error_of(make_cert_pem() + make_cert_pem({.cn = "leaf", .ca = false})).find("not a CA"),
-              std::string::npos)
+    EXPECT_NE(
+        error_of(make_cert_pem() + make_cert_pem({.cn = "leaf", .ca = false})).find("not a CA"),
+        std::string::npos)
         << "one leaf in a mixed bundle spoils it";
 }
 
 TEST(CertBundle, NeedsOneCertificateValidNow) {
-    const auto expired = make_cert_pem({.cn = "Old", .not_before_offset = -900 * 86400L,
-                                        .not_after_offset = -86400});
+    const auto expired = make_cert_pem(
+        {.cn = "Old", .not_before_offset = -900 * 86400L, .not_after_offset = -86400});
     EXPECT_NE(error_of(expired).find("no certificate is valid now (newest 'CN=Old' expired"),
               std::string::npos);
     const auto future = make_cert_pem({.cn = "Next", .not_before_offset = 86400});

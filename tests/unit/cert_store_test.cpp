@@ -1,7 +1,7 @@
 #include "rootcertd/cert_store.hpp"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -25,7 +25,7 @@ std::vector<std::string> entries(const std::filesystem::path& dir) {
 }
 
 struct stat stat_of(const std::filesystem::path& p) {
-    struct stat st{};
+    struct stat st {};
     EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
     return st;
 }

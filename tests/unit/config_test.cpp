@@ -121,11 +121,13 @@ instances:
 
 TEST(Config, UnknownKeysNameFileLineAndKey) {
     const auto top = error_of(minimal + "refresh_intervl: 5m\n");
-    EXPECT_EQ(top.rfind("/etc/rootcertd/test.yaml:8:1: refresh_intervl: unknown key", 0), 0u) << top;
+    EXPECT_EQ(top.rfind("/etc/rootcertd/test.yaml:8:1: refresh_intervl: unknown key", 0), 0u)
+        << top;
     EXPECT_NE(top.find("refresh_interval"), std::string::npos) << "lists the known keys: " << top;
 
     const auto inst = error_of(with_instance_line("nmae: prod"));
-    EXPECT_NE(inst.find("test.yaml:8:5: instances[0].nmae: unknown key"), std::string::npos) << inst;
+    EXPECT_NE(inst.find("test.yaml:8:5: instances[0].nmae: unknown key"), std::string::npos)
+        << inst;
 
     const auto api = error_of(R"(api:
   url: https://h
@@ -140,8 +142,9 @@ TEST(Config, SyntaxErrorsNameLineAndColumn) {
     const auto e = error_of("api:\n  url: [unclosed\ninstances: []\n");
     EXPECT_NE(e.find("test.yaml:"), std::string::npos) << e;
     EXPECT_NE(e.find("YAML syntax error"), std::string::npos) << e;
-    EXPECT_NE(error_of("api: {url: https://h, token_env: T}\n\tinstances: x\n").find("test.yaml:2:"),
-              std::string::npos);
+    EXPECT_NE(
+        error_of("api: {url: https://h, token_env: T}\n\tinstances: x\n").find("test.yaml:2:"),
+        std::string::npos);
 }
 
 TEST(Config, RejectsEachMistake) {
@@ -151,24 +154,33 @@ TEST(Config, RejectsEachMistake) {
     const std::vector<Case> cases{
         {"", "the file is empty"},
         {"instances: []\n", "'api' section is required"},
-        {"api: {url: http://h, token_env: T}\ninstances: [{org: a, id: b}]\n", "api.url: 'http://h' must use https://"},
-        {"api: {url: https://h}\ninstances: [{org: a, id: b}]\n", "exactly one of token_file and token_env"},
-        {"api: {url: https://h, token_env: T, token_file: /t}\ninstances: [{org: a, id: b}]\n", "exactly one"},
-        {"api: {url: https://h, token_env: T, timeout: 10}\ninstances: [{org: a, id: b}]\n", "api.timeout: '10' has no unit"},
-        {"api: {url: https://h, token_env: T, timeout: 0}\ninstances: [{org: a, id: b}]\n", "greater than zero"},
-        {"api: {url: https://h, token_env: T, ca_file: /nonexistent/ca.pem}\ninstances: [{org: a, id: b}]\n", "api.ca_file: cannot read '/nonexistent/ca.pem'"},
+        {"api: {url: http://h, token_env: T}\ninstances: [{org: a, id: b}]\n",
+         "api.url: 'http://h' must use https://"},
+        {"api: {url: https://h}\ninstances: [{org: a, id: b}]\n",
+         "exactly one of token_file and token_env"},
+        {"api: {url: https://h, token_env: T, token_file: /t}\ninstances: [{org: a, id: b}]\n",
+         "exactly one"},
+        {"api: {url: https://h, token_env: T, timeout: 10}\ninstances: [{org: a, id: b}]\n",
+         "api.timeout: '10' has no unit"},
+        {"api: {url: https://h, token_env: T, timeout: 0}\ninstances: [{org: a, id: b}]\n",
+         "greater than zero"},
+        {"api: {url: https://h, token_env: T, ca_file: /nonexistent/ca.pem}\ninstances: [{org: a, "
+         "id: b}]\n",
+         "api.ca_file: cannot read '/nonexistent/ca.pem'"},
         {"api: {token_env: T}\ninstances: [{org: a, id: b}]\n", "no api_url here and no api.url"},
         {minimal + "instances: []\n", "duplicate key"},
         {"api: {url: https://h, token_env: T}\ninstances: []\n", "at least one instance"},
         {"api: {url: https://h, token_env: T}\ninstances: {a: 1}\n", "at least one instance"},
-        {with_instance_line("name: ../etc/passwd"), "instances[0].name: '../etc/passwd' is not a safe file name"},
+        {with_instance_line("name: ../etc/passwd"),
+         "instances[0].name: '../etc/passwd' is not a safe file name"},
         {with_instance_line("name: .hidden"), "not a safe file name"},
         {with_instance_line("name: a..b"), "not a safe file name"},
         {with_instance_line("api_url: https://h/path"), "instances[0].api_url:"},
         {with_instance_line("refresh_interval: soon"), "instances[0].refresh_interval:"},
         {with_instance_line("file_mode: \"0999\""), "not an octal file mode"},
         {with_instance_line("file_mode: \"0200\""), "owner read"},
-        {with_instance_line("owner: no_such_user_rootcertd"), "no user named 'no_such_user_rootcertd'"},
+        {with_instance_line("owner: no_such_user_rootcertd"),
+         "no user named 'no_such_user_rootcertd'"},
         {with_instance_line("group: no_such_group_rootcertd"), "no group named"},
         {with_instance_line("name: [a]"), "instances[0].name: must be a single value"},
         {minimal + "jitter: 0.9\n", "jitter: '0.9' must be a fraction between 0 and 0.5"},
@@ -176,7 +188,8 @@ TEST(Config, RejectsEachMistake) {
         {minimal + "retry: {min: 10s, max: 1s}\n", "max must not be less than min"},
         {minimal + "retry: {mni: 1s}\n", "retry.mni: unknown key"},
         {"api: [1]\ninstances: [{org: a, id: b}]\n", "api: must be a mapping"},
-        {"api: {url: https://h, token_env: T}\ninstances: [{id: b}]\n", "instances[0].org: is required"},
+        {"api: {url: https://h, token_env: T}\ninstances: [{id: b}]\n",
+         "instances[0].org: is required"},
     };
     for (const auto& c : cases) {
         const auto e = error_of(c.yaml);
@@ -186,7 +199,8 @@ TEST(Config, RejectsEachMistake) {
 }
 
 TEST(Config, IdsMustMatchThePattern) {
-    const auto e = error_of("api: {url: https://h, token_env: T}\ninstances:\n  - org: org-a\n    id: b\n");
+    const auto e =
+        error_of("api: {url: https://h, token_env: T}\ninstances:\n  - org: org-a\n    id: b\n");
     EXPECT_NE(e.find("test.yaml:3:10: instances[0].org: 'org-a' must match ^[A-Za-z0-9_]+$"),
               std::string::npos)
         << e;
@@ -201,9 +215,11 @@ instances:
     EXPECT_NE(e.find("test.yaml:4:"), std::string::npos) << e;
     EXPECT_NE(e.find("'prod' is already used by the instance at line 3"), std::string::npos) << e;
     // The default name is the id, so the same id twice collides too.
-    EXPECT_NE(error_of("api: {url: https://h, token_env: T}\ninstances: [{org: a, id: x}, {org: b, id: x}]\n")
-                  .find("already used"),
-              std::string::npos);
+    EXPECT_NE(
+        error_of(
+            "api: {url: https://h, token_env: T}\ninstances: [{org: a, id: x}, {org: b, id: x}]\n")
+            .find("already used"),
+        std::string::npos);
 }
 
 TEST(Config, RotationAndLiveCheckKeys) {
@@ -238,8 +254,9 @@ instances:
 }
 
 TEST(Config, RotationAndLiveCheckMistakes) {
-    EXPECT_NE(error_of(minimal + "state_dir: /tmp/certs/state\n").find("must not be inside cert_dir"),
-              std::string::npos);
+    EXPECT_NE(
+        error_of(minimal + "state_dir: /tmp/certs/state\n").find("must not be inside cert_dir"),
+        std::string::npos);
     EXPECT_NE(error_of(minimal + "state_dir: /tmp/certs\n").find("must not be inside cert_dir"),
               std::string::npos);
     EXPECT_EQ(error_of(minimal + "state_dir: /tmp/certs-state\n"), "");
@@ -249,7 +266,8 @@ TEST(Config, RotationAndLiveCheckMistakes) {
               std::string::npos);
     EXPECT_NE(error_of(with_instance_line("host: db.example\n    port: 70000")).find("not a port"),
               std::string::npos);
-    EXPECT_NE(error_of(with_instance_line("host: \"a b\"")).find("not a host name"), std::string::npos);
+    EXPECT_NE(error_of(with_instance_line("host: \"a b\"")).find("not a host name"),
+              std::string::npos);
     EXPECT_NE(error_of(with_instance_line("rotation: {keep_previous: soon}"))
                   .find("instances[0].rotation.keep_previous:"),
               std::string::npos);
@@ -266,7 +284,8 @@ instances:
                                   "/etc/x.yaml");
     EXPECT_EQ(cfg.metrics_listen, "[::1]:9464");
     ASSERT_TRUE(cfg.instances[0].on_change.has_value());
-    EXPECT_EQ(cfg.instances[0].on_change->command, (std::vector<std::string>{"/bin/true", "reload"}));
+    EXPECT_EQ(cfg.instances[0].on_change->command,
+              (std::vector<std::string>{"/bin/true", "reload"}));
     EXPECT_EQ(cfg.instances[0].on_change->timeout, 5s);
     EXPECT_EQ(cfg.instances[1].on_change->command[0], "/bin/echo");
     EXPECT_EQ(cfg.instances[1].on_change->timeout, 30s) << "default timeout";
@@ -274,11 +293,14 @@ instances:
     EXPECT_NE(error_of(minimal + "on_change: {command: [systemctl, reload, x]}\n")
                   .find("on_change.command: 'systemctl' must be an absolute path"),
               std::string::npos);
-    EXPECT_NE(error_of(minimal + "on_change: {command: /bin/true}\n").find("command must be a list"),
-              std::string::npos);
-    EXPECT_NE(error_of(minimal + "on_change: {command: [/nonexistent/hook]}\n").find("cannot execute"),
-              std::string::npos);
-    EXPECT_NE(error_of(minimal + "metrics: {listen: 9464}\n").find("metrics.listen: '9464' is not host:port"),
+    EXPECT_NE(
+        error_of(minimal + "on_change: {command: /bin/true}\n").find("command must be a list"),
+        std::string::npos);
+    EXPECT_NE(
+        error_of(minimal + "on_change: {command: [/nonexistent/hook]}\n").find("cannot execute"),
+        std::string::npos);
+    EXPECT_NE(error_of(minimal + "metrics: {listen: 9464}\n")
+                  .find("metrics.listen: '9464' is not host:port"),
               std::string::npos);
     EXPECT_NE(error_of(minimal + "metrics: {port: 9464}\n").find("metrics.port: unknown key"),
               std::string::npos);
@@ -287,15 +309,19 @@ instances:
 TEST(Config, ExpandsEnvironmentVariables) {
     ::setenv("ROOTCERTD_TEST_CREDS", "/run/credentials/rootcertd.service", 1);
     const auto cfg = parse_config(
-        "api: {url: https://h, token_file: \"${ROOTCERTD_TEST_CREDS}/token\"}\ninstances: [{org: a, id: b}]\n",
+        "api: {url: https://h, token_file: \"${ROOTCERTD_TEST_CREDS}/token\"}\ninstances: [{org: "
+        "a, id: b}]\n",
         "/etc/x.yaml");
     EXPECT_EQ(cfg.token_file, "/run/credentials/rootcertd.service/token");
     ::unsetenv("ROOTCERTD_TEST_UNSET");
     const auto fallback = parse_config(
-        "api: {url: https://h, token_file: \"${ROOTCERTD_TEST_UNSET:-/etc/rootcertd}/token\"}\ninstances: [{org: a, id: b}]\n",
+        "api: {url: https://h, token_file: "
+        "\"${ROOTCERTD_TEST_UNSET:-/etc/rootcertd}/token\"}\ninstances: [{org: a, id: b}]\n",
         "/etc/x.yaml");
     EXPECT_EQ(fallback.token_file, "/etc/rootcertd/token");
-    const auto e = error_of("api: {url: https://h, token_file: \"${ROOTCERTD_TEST_UNSET}/t\"}\ninstances: [{org: a, id: b}]\n");
+    const auto e = error_of(
+        "api: {url: https://h, token_file: \"${ROOTCERTD_TEST_UNSET}/t\"}\ninstances: [{org: a, "
+        "id: b}]\n");
     EXPECT_NE(e.find("api.token_file: environment variable 'ROOTCERTD_TEST_UNSET' is not set"),
               std::string::npos)
         << e;
@@ -306,7 +332,8 @@ TEST(Config, LoadNamesAnUnreadableFile) {
         load_config("/nonexistent/rootcertd.yaml");
         FAIL() << "loaded a missing file";
     } catch (const ConfigError& e) {
-        EXPECT_EQ(std::string(e.what()), "/nonexistent/rootcertd.yaml: cannot read: No such file or directory");
+        EXPECT_EQ(std::string(e.what()),
+                  "/nonexistent/rootcertd.yaml: cannot read: No such file or directory");
     }
     test::TempDir dir;
     const auto path = dir.write("c.yaml", minimal);

@@ -1,11 +1,10 @@
 #include "rootcertd/logging.hpp"
 
 #include <gtest/gtest.h>
-
-#include <boost/json/parse.hpp>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/json/parse.hpp>
 #include <sstream>
 
 #include "rootcertd/api_client.hpp"
@@ -24,7 +23,8 @@ TEST(Logging, JsonLinesParseEvenWithQuotesAndNewlines) {
     EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << "one line per record";
     const auto v = boost::json::parse(line);
     EXPECT_EQ(v.at("level").as_string(), "warning");
-    EXPECT_EQ(v.at("msg").as_string(), "prod: refresh failed: HTTP 404: \"Secret\nnot found\" \\ \x01");
+    EXPECT_EQ(v.at("msg").as_string(),
+              "prod: refresh failed: HTTP 404: \"Secret\nnot found\" \\ \x01");
     const std::string ts(v.at("ts").as_string());
     EXPECT_EQ(ts.size(), 24u) << ts;
     EXPECT_EQ(ts.back(), 'Z');

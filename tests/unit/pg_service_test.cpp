@@ -36,9 +36,10 @@ TEST(PgService, HandWrittenSectionsArePreserved) {
 
     const std::string after = "[later]\nhost=elsewhere\n";
     const auto with_tail = first + after;
-    const auto replaced = merge_service_block(with_tail, "# BEGIN rootcertd managed block: edits "
-                                                        "between these lines are overwritten\n"
-                                                        "# END rootcertd managed block\n");
+    const auto replaced = merge_service_block(with_tail,
+                                              "# BEGIN rootcertd managed block: edits "
+                                              "between these lines are overwritten\n"
+                                              "# END rootcertd managed block\n");
     EXPECT_EQ(replaced.find("[prod]"), std::string::npos) << "the old block is replaced";
     EXPECT_EQ(replaced.rfind(mine, 0), 0u);
     EXPECT_NE(replaced.find(after), std::string::npos);

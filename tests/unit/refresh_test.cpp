@@ -15,7 +15,7 @@ namespace {
 
 // Plays the API without sockets and records what it was asked.
 class FakeClient final : public HttpClient {
-public:
+  public:
     Outcome<HttpResponse> next = fail("no response staged");
     std::string seen_target, seen_token;
     int calls = 0;
@@ -32,14 +32,19 @@ public:
 };
 
 class Refresh : public ::testing::Test {
-protected:
+  protected:
     Refresh() {
         ::setenv("ROOTCERTD_TEST_REFRESH_TOKEN", "tok-123.secret", 1);
-        auto cfg = parse_config("api: {url: https://api.example, token_env: ROOTCERTD_TEST_REFRESH_TOKEN}\n"
-                                "cert_dir: " + (dir / "certs").string() + "\n"
-                                "state_dir: " + (dir / "state").string() + "\n"
-                                "instances: [{org: org_a, id: inst_1, name: prod}]\n",
-                                "test.yaml");
+        auto cfg = parse_config(
+            "api: {url: https://api.example, token_env: ROOTCERTD_TEST_REFRESH_TOKEN}\n"
+            "cert_dir: " +
+                (dir / "certs").string() +
+                "\n"
+                "state_dir: " +
+                (dir / "state").string() +
+                "\n"
+                "instances: [{org: org_a, id: inst_1, name: prod}]\n",
+            "test.yaml");
         instance = cfg.instances[0];
         services = std::make_shared<Services>(ioc.get_executor(), cfg, pool);
         services->client = fake;

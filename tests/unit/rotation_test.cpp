@@ -66,7 +66,8 @@ TEST(Compose, AKeptCaLeavesWhenItExpiresFirst) {
 TEST(Compose, ZeroKeepsNothing) {
     const auto a = test::make_cert_pem({.cn = "A"});
     const auto b = test::make_cert_pem({.cn = "B"});
-    auto after = compose(compose({}, bundle(a), Duration{0}, now).state, bundle(b), Duration{0}, now);
+    auto after =
+        compose(compose({}, bundle(a), Duration{0}, now).state, bundle(b), Duration{0}, now);
     EXPECT_EQ(after.pem, b);
     EXPECT_TRUE(after.kept.empty());
     EXPECT_EQ(after.dropped.size(), 1u);
@@ -76,8 +77,8 @@ TEST(Compose, ACaServedAgainIsNotDuplicated) {
     const auto a = test::make_cert_pem({.cn = "A"});
     const auto b = test::make_cert_pem({.cn = "B"});
     auto s1 = compose({}, bundle(a), week, now).state;
-    auto s2 = compose(s1, bundle(b), week, now).state;   // A kept
-    auto back = compose(s2, bundle(a), week, now);       // rolled back to A
+    auto s2 = compose(s1, bundle(b), week, now).state;  // A kept
+    auto back = compose(s2, bundle(a), week, now);      // rolled back to A
     EXPECT_EQ(back.pem, a + b) << "A served once, B now kept";
 }
 
@@ -90,8 +91,9 @@ TEST(RotationState, RoundTripsThroughJson) {
     EXPECT_EQ(parsed->served, state.served);
     ASSERT_EQ(parsed->kept.size(), 1u);
     EXPECT_EQ(parsed->kept[0].sha256, state.kept[0].sha256);
-    EXPECT_EQ(std::chrono::duration_cast<std::chrono::seconds>(parsed->kept[0].until.time_since_epoch()),
-              std::chrono::duration_cast<std::chrono::seconds>(state.kept[0].until.time_since_epoch()));
+    EXPECT_EQ(
+        std::chrono::duration_cast<std::chrono::seconds>(parsed->kept[0].until.time_since_epoch()),
+        std::chrono::duration_cast<std::chrono::seconds>(state.kept[0].until.time_since_epoch()));
     EXPECT_FALSE(parse_state("{}").ok());
     EXPECT_FALSE(parse_state("not json").ok());
     EXPECT_FALSE(parse_state(R"({"served": "", "kept": [{"pem": 1}]})").ok());

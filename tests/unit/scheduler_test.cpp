@@ -128,7 +128,8 @@ TEST(Scheduler, ACheckThatFindsTheServerRotatedRefreshesAtOnce) {
     boost::asio::io_context ioc;
     Scheduler scheduler(ioc.get_executor());
     int runs = 0, checks = 0;
-    scheduler.start("x", {}, {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
+    scheduler.start(
+        "x", {}, {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
         [&]() -> boost::asio::awaitable<RefreshResult> {
             if (++runs == 2) scheduler.stop_all();
             co_return RefreshResult{.ok = true};
@@ -147,7 +148,8 @@ TEST(Scheduler, ChecksDoNotBypassTheBackoffOfAFailingInstance) {
     boost::asio::io_context ioc;
     Scheduler scheduler(ioc.get_executor());
     int runs = 0, checks = 0;
-    scheduler.start("x", {}, {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
+    scheduler.start(
+        "x", {}, {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
         [&]() -> boost::asio::awaitable<RefreshResult> {
             ++runs;
             co_return RefreshResult{.ok = false, .error = "API still serves the old CA"};

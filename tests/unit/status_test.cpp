@@ -9,8 +9,9 @@ using namespace rootcertd;
 
 namespace {
 Config config_with(const std::string& instances) {
-    return parse_config("api: {url: https://h, token_env: T}\ncert_dir: /c\ninstances: " + instances + "\n",
-                        "t.yaml");
+    return parse_config(
+        "api: {url: https://h, token_env: T}\ncert_dir: /c\ninstances: " + instances + "\n",
+        "t.yaml");
 }
 }  // namespace
 
@@ -56,10 +57,12 @@ TEST(Metrics, ExpositionHasHelpTypeAndEscapedLabels) {
     const auto text = render_metrics(board);
     EXPECT_NE(text.find("# HELP rootcertd_refresh_total "), std::string::npos);
     EXPECT_NE(text.find("# TYPE rootcertd_refresh_total counter"), std::string::npos);
-    EXPECT_NE(text.find("rootcertd_refresh_total{name=\"we\\\"ird\\\\name\",org=\"a\",id=\"one\",result=\"success\"} 3"),
+    EXPECT_NE(text.find("rootcertd_refresh_total{name=\"we\\\"ird\\\\name\",org=\"a\",id=\"one\","
+                        "result=\"success\"} 3"),
               std::string::npos)
         << text;
-    EXPECT_NE(text.find("rootcertd_refresh_duration_seconds_bucket{le=\"+Inf\"} 0"), std::string::npos);
+    EXPECT_NE(text.find("rootcertd_refresh_duration_seconds_bucket{le=\"+Inf\"} 0"),
+              std::string::npos);
     EXPECT_EQ(text.find("rootcertd_token_expiry_timestamp_seconds "), std::string::npos)
         << "no token expiry when it is unknown";
 }
@@ -78,7 +81,8 @@ TEST(ParseListen, HostPortForms) {
     EXPECT_EQ(parse_listen("127.0.0.1:9464")->port(), 9464);
     EXPECT_EQ(parse_listen("[::1]:9464")->address().to_string(), "::1");
     EXPECT_EQ(parse_listen("localhost:9")->address().to_string(), "127.0.0.1");
-    for (const char* bad : {"9464", "127.0.0.1", "::1:9464", "[::1]9464", "host:99999", "example.com:1"}) {
+    for (const char* bad :
+         {"9464", "127.0.0.1", "::1:9464", "[::1]9464", "host:99999", "example.com:1"}) {
         EXPECT_FALSE(parse_listen(bad).ok()) << bad;
     }
 }

@@ -10,9 +10,10 @@
 namespace rootcertd::test {
 
 class TempDir {
-public:
+  public:
     TempDir() {
-        std::string templ = (std::filesystem::temp_directory_path() / "rootcertd-test-XXXXXX").string();
+        std::string templ =
+            (std::filesystem::temp_directory_path() / "rootcertd-test-XXXXXX").string();
         if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp");
         path_ = templ;
     }
@@ -33,7 +34,7 @@ public:
         return p;
     }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 

@@ -32,16 +32,15 @@ struct ClientOptions {
 
 // The seam between the refresh pipeline and the network.
 class HttpClient {
-public:
+  public:
     virtual ~HttpClient() = default;
 
     // GET https://ENDPOINT/TARGET with "Authorization: Bearer TOKEN". Any HTTP
     // status is a response; transport and protocol errors (timeout, TLS
     // verification, oversize body) fail with a message naming the step.
     // Messages never contain the token.
-    virtual boost::asio::awaitable<Outcome<HttpResponse>> get(Endpoint endpoint,
-                                                               std::string target,
-                                                               std::string token) = 0;
+    virtual boost::asio::awaitable<Outcome<HttpResponse>> get(Endpoint endpoint, std::string target,
+                                                              std::string token) = 0;
 
     // Aborts requests in flight and closes every connection; later calls fail.
     virtual void close() = 0;

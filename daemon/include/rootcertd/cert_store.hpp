@@ -28,7 +28,7 @@ struct InstallJob {
 // All calls block (they fsync): run them off the event loop. Safe to call
 // from several threads at once for different file names.
 class CertStore {
-public:
+  public:
     explicit CertStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
 
     const std::filesystem::path& dir() const { return dir_; }
@@ -61,7 +61,7 @@ public:
     // True for names install() uses for its temp files.
     static bool is_temp_name(std::string_view name);
 
-private:
+  private:
     std::filesystem::path dir_;
 };
 

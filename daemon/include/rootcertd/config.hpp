@@ -98,7 +98,7 @@ struct Config {
 
 // A configuration mistake; what() reads "FILE:LINE:COL: KEY: problem".
 class ConfigError : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

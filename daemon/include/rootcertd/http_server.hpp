@@ -24,9 +24,9 @@ struct HttpReply {
 using HttpHandler = std::function<HttpReply(std::string_view method, std::string_view target)>;
 
 struct ServerLimits {
-    std::size_t max_connections = 64;   // further ones are closed at once
+    std::size_t max_connections = 64;                    // further ones are closed at once
     Duration request_timeout{std::chrono::seconds(10)};  // idle and slow clients alike
-    std::size_t header_limit = 8 << 10;  // larger requests get 431 and a close
+    std::size_t header_limit = 8 << 10;                  // larger requests get 431 and a close
     unsigned max_requests_per_connection = 100;
 };
 
@@ -34,7 +34,7 @@ struct ServerLimits {
 Outcome<boost::asio::ip::tcp::endpoint> parse_listen(std::string_view text);
 
 class HttpServer {
-public:
+  public:
     virtual ~HttpServer() = default;
     virtual boost::asio::ip::tcp::endpoint local_endpoint() const = 0;
     // Stops accepting and closes every connection.

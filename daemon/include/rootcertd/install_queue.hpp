@@ -17,13 +17,14 @@ namespace rootcertd {
 // arrive wait for the next batch, so a fleet's cold pass costs a few
 // filesystem flushes instead of one fsync per file. Event loop only.
 class InstallQueue : public std::enable_shared_from_this<InstallQueue> {
-public:
-    InstallQueue(boost::asio::any_io_executor loop, boost::asio::thread_pool& pool, CertStore store);
+  public:
+    InstallQueue(boost::asio::any_io_executor loop, boost::asio::thread_pool& pool,
+                 CertStore store);
 
     // The outcome of CertStore::install for JOB, made durable with its batch.
     boost::asio::awaitable<Outcome<Installed>> install(InstallJob job);
 
-private:
+  private:
     struct Waiting {
         InstallJob job;
         std::function<void(std::optional<Outcome<Installed>>)> done;

@@ -1,16 +1,15 @@
 // Sets up the process-wide spdlog logger: text or one JSON object per line.
 #pragma once
 
+#include <spdlog/common.h>
+#include <spdlog/formatter.h>
+
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <memory>
-
-#include <spdlog/common.h>
-#include <spdlog/formatter.h>
 
 namespace rootcertd {
 
@@ -30,7 +29,8 @@ using LogFields = std::vector<std::pair<std::string, std::string>>;
 
 // Logs MESSAGE at LEVEL; in JSON format each field becomes a top-level key
 // (name, org, id, fingerprint, status, error...). Text format shows MESSAGE.
-void log_event(spdlog::level::level_enum level, const std::string& message, const LogFields& fields);
+void log_event(spdlog::level::level_enum level, const std::string& message,
+               const LogFields& fields);
 
 // Logs go to stderr (or stdout). JSON lines carry "ts", "level" and "msg".
 void setup_logging(spdlog::level::level_enum level, LogFormat format, bool to_stdout = false);

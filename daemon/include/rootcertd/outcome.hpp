@@ -16,8 +16,8 @@ inline Failure fail(std::string message) { return Failure{std::move(message)}; }
 
 template <class T>
 class Outcome {
-public:
-    Outcome(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  public:
+    Outcome(T value) : v_(std::move(value)) {}            // NOLINT(google-explicit-constructor)
     Outcome(Failure failure) : v_(std::move(failure)) {}  // NOLINT(google-explicit-constructor)
 
     bool ok() const { return v_.index() == 0; }
@@ -30,7 +30,7 @@ public:
     const T* operator->() const { return &value(); }
     const std::string& error() const { return std::get<1>(v_).message; }
 
-private:
+  private:
     std::variant<T, Failure> v_;
 };
 

@@ -4,6 +4,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,8 +12,6 @@
 #include "rootcertd/api_client.hpp"
 #include "rootcertd/cert_bundle.hpp"
 #include "rootcertd/cert_store.hpp"
-#include <map>
-
 #include "rootcertd/config.hpp"
 #include "rootcertd/install_queue.hpp"
 #include "rootcertd/rotation.hpp"
@@ -30,7 +29,7 @@ struct RefreshResult {
     std::string warning;               // worth an operator's attention, file still fine
     unsigned http_status = 0;          // of the API's answer, when there was one
     std::optional<SysTime> token_expiry;
-    std::optional<bool> live_ok;       // the server verified against the installed file
+    std::optional<bool> live_ok;  // the server verified against the installed file
     std::optional<SysTime> server_not_after;
 };
 
@@ -43,19 +42,20 @@ struct Services {
     std::shared_ptr<HttpClient> client;
     TokenSource token;
     CertStore store;
-    std::shared_ptr<InstallQueue> installs;  // group commit into store
-    CertStore state_store;  // rotation state, one JSON file per instance
+    std::shared_ptr<InstallQueue> installs;       // group commit into store
+    CertStore state_store;                        // rotation state, one JSON file per instance
     std::map<std::string, RotationState> states;  // cache; event loop only
-    // The last bundle validated per instance, keyed by SHA-256 of the bytes
-    // served: unchanged bytes skip X.509 parsing (costly in OpenSSL 3).
-    struct Validated {
-        std::string digest;
-        CertBundle bundle;
-    };
-    std::map<std::string, Validated> validated;  // event loop only
+    // Bundles validated before, keyed by SHA-256 of the bytes served: the
+    // same CA (instances of one data plane share it) is parsed once, not per
+    // instance and refresh (X.509 parsing is costly in OpenSSL 3). Bounded;
+    // event loop only.
+    std::map<std::string, CertBundle> validated;
+    static constexpr std::size_t max_validated = 4096;
     boost::asio::thread_pool& blocking;  // fsync and file reads run here
-    // A counting semaphore: a send takes a slot, a receive frees one.
-    boost::asio::experimental::channel<void(boost::system::error_code)> slots;
+    // Counting semaphores: a send takes a slot, a receive frees one.
+    using Semaphore = boost::asio::experimental::channel<void(boost::system::error_code)>;
+    Semaphore slots;      // API requests in flight: config.concurrency
+    Semaphore admission;  // refreshes under way: bounds memory, lets installs batch
 };
 
 // Refreshes INSTANCE once. Never throws for expected failures; a request is
@@ -63,8 +63,15 @@ struct Services {
 boost::asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> services,
                                               Instance instance);
 
-// refresh(), once one of config.concurrency slots shared by SERVICES is free.
-// Waiting costs only this small frame, not a whole refresh's.
+// validate_bundle() through SERVICES' content-keyed cache: bytes validated
+// before are not parsed again (only their dates are checked against NOW);
+// new ones are parsed on the blocking pool.
+boost::asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Services> services,
+                                                                std::string pem, SysTime now);
+
+// refresh(), once one of the admission slots shared by SERVICES is free:
+// waiting costs only this small frame, not a whole refresh's, and up to
+// 4 x concurrency installs can gather into one durable batch.
 boost::asio::awaitable<RefreshResult> refresh_when_free(std::shared_ptr<Services> services,
                                                         Instance instance);
 

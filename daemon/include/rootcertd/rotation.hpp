@@ -29,10 +29,10 @@ struct RotationState {
 };
 
 struct Composition {
-    std::string pem;                 // the file: served certificates, then kept ones
-    RotationState state;             // to persist
-    std::vector<CertInfo> added;     // newly served
-    std::vector<KeptCert> kept;      // previous ones still in the file
+    std::string pem;                   // the file: served certificates, then kept ones
+    RotationState state;               // to persist
+    std::vector<CertInfo> added;       // newly served
+    std::vector<KeptCert> kept;        // previous ones still in the file
     std::vector<std::string> dropped;  // "sha256 (subject)" of those leaving the file
 };
 
@@ -40,8 +40,8 @@ struct Composition {
 // stops being served is kept until min(now + KEEP_PREVIOUS, its notAfter).
 // Kept certificates past their time, or served again, leave the kept list.
 // KEEP_PREVIOUS of zero keeps nothing.
-Composition compose(const RotationState& previous, const CertBundle& served,
-                    Duration keep_previous, SysTime now);
+Composition compose(const RotationState& previous, const CertBundle& served, Duration keep_previous,
+                    SysTime now);
 
 std::string serialize_state(const RotationState& state);
 Outcome<RotationState> parse_state(std::string_view json);

@@ -35,13 +35,13 @@ Duration next_delay(const RetryPolicy& policy, unsigned failures,
 // Decides which failures reach the log so a persistent one does not flood it:
 // a new or changed reason always, the same reason again once an hour.
 class FailureLog {
-public:
+  public:
     enum class Verdict { log, repeat, quiet };
     Verdict on_failure(const std::string& reason, std::chrono::steady_clock::time_point now);
     // Failures since the last success; resets to 0.
     unsigned on_success();
 
-private:
+  private:
     std::string last_;
     std::chrono::steady_clock::time_point last_logged_{};
     unsigned count_ = 0;
@@ -49,7 +49,7 @@ private:
 
 // Owns one loop per instance name on one executor.
 class Scheduler {
-public:
+  public:
     using Job = std::function<boost::asio::awaitable<RefreshResult>()>;
     using Check = std::function<boost::asio::awaitable<CheckResult>()>;
 
@@ -77,14 +77,15 @@ public:
     // Called whenever a loop has ended and none are left.
     std::function<void()> on_empty;
     // Called with each loop's next refresh time after a refresh.
-    std::function<void(const std::string& name, std::chrono::steady_clock::time_point)> on_scheduled;
+    std::function<void(const std::string& name, std::chrono::steady_clock::time_point)>
+        on_scheduled;
 
-private:
+  private:
     struct Loop {
         boost::asio::cancellation_signal cancel;
     };
-    boost::asio::awaitable<void> run(std::string name, LogFields labels, RetryPolicy policy, Job job,
-                                     std::optional<Checker> checker);
+    boost::asio::awaitable<void> run(std::string name, LogFields labels, RetryPolicy policy,
+                                     Job job, std::optional<Checker> checker);
 
     boost::asio::any_io_executor executor_;
     std::map<std::string, std::shared_ptr<Loop>> loops_;

@@ -8,7 +8,7 @@
 namespace rootcertd {
 
 class Notifier {
-public:
+  public:
     // Reads NOTIFY_SOCKET ("/path" or "@abstract"), WATCHDOG_USEC and
     // WATCHDOG_PID. Without NOTIFY_SOCKET every call does nothing.
     static Notifier from_environment();
@@ -28,7 +28,7 @@ public:
     // is the one systemd watches.
     std::optional<std::chrono::microseconds> watchdog_period() const { return watchdog_period_; }
 
-private:
+  private:
     std::string socket_path_;  // a leading '@' means the abstract namespace
     std::optional<std::chrono::microseconds> watchdog_period_;
 };

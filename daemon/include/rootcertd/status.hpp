@@ -15,17 +15,17 @@ namespace rootcertd {
 
 struct InstanceStatus {
     std::string name, org, id, file;
-    bool attempted = false;   // a first refresh has completed, either way
-    bool file_valid = false;  // a valid CA file is in place (this run or found at start)
-    std::string fingerprint;  // of the installed file's certificates, comma-separated
+    bool attempted = false;            // a first refresh has completed, either way
+    bool file_valid = false;           // a valid CA file is in place (this run or found at start)
+    std::string fingerprint;           // of the installed file's certificates, comma-separated
     std::optional<SysTime> not_after;  // latest notAfter in the installed file
     std::optional<SysTime> last_success;
     std::string last_error;
     std::optional<SysTime> next_refresh;
     std::uint64_t successes = 0, failures = 0, changes = 0;
     unsigned consecutive_failures = 0;
-    std::optional<bool> live_ok;                // last live check, when the instance has a host
-    std::optional<SysTime> server_not_after;    // the server leaf's notAfter at that check
+    std::optional<bool> live_ok;              // last live check, when the instance has a host
+    std::optional<SysTime> server_not_after;  // the server leaf's notAfter at that check
     std::uint64_t hook_successes = 0, hook_failures = 0;
 };
 
@@ -42,7 +42,7 @@ struct GlobalStatus {
 
 // Event-loop only. Instances are kept in name order.
 class StatusBoard {
-public:
+  public:
     // Makes the board list exactly CONFIG's instances, keeping what it knew
     // about those that stay.
     void sync(const Config& config);
@@ -60,7 +60,7 @@ public:
     // GET /status: a JSON document with every instance.
     std::string to_json() const;
 
-private:
+  private:
     std::map<std::string, InstanceStatus> instances_;
     GlobalStatus global_;
 };

@@ -15,7 +15,7 @@ namespace rootcertd {
 // Not thread-safe: use from the event loop. The token itself never appears
 // in any message this class produces.
 class TokenSource {
-public:
+  public:
     static TokenSource from_file(std::filesystem::path path);
     static TokenSource from_env(std::string variable);
 
@@ -27,7 +27,7 @@ public:
     // for a token that is not a JWT or has no exp.
     std::optional<std::chrono::system_clock::time_point> expiry() const { return expiry_; }
 
-private:
+  private:
     void remember(const std::string& token);
 
     std::optional<std::filesystem::path> file_;
