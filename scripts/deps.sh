@@ -14,8 +14,8 @@ packages=(
   prometheus  # for promtool, which checks the /metrics exposition format
   # packaging and the service unit's checks
   debhelper lintian fakeroot dpkg-dev systemd python3-yaml groff-base man-db
-  # bench/fleet: the server's own keep-alive limit
-  wrk
+  # bench/fleet: the server's own keep-alive limit; valgrind for the leak check
+  wrk valgrind
 )
 
 missing=()

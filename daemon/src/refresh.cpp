@@ -147,6 +147,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         result.error = where + token.error();
         co_return result;
     }
+    if (!s->token.exposure().empty()) add_warning(s->token.exposure());
     const auto now = std::chrono::system_clock::now();
     result.token_expiry = s->token.expiry();
     if (result.token_expiry && *result.token_expiry - now < std::chrono::hours(24 * 7)) {

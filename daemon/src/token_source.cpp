@@ -2,6 +2,7 @@
 
 #include <boost/json/parse.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -86,7 +87,7 @@ Outcome<std::string> TokenSource::get() {
     }
     const bool same = seen_ && seen_->dev == st.st_dev && seen_->ino == st.st_ino &&
                       seen_->size == st.st_size && seen_->mtime.tv_sec == st.st_mtim.tv_sec &&
-                      seen_->mtime.tv_nsec == st.st_mtim.tv_nsec;
+                      seen_->mtime.tv_nsec == st.st_mtim.tv_nsec && seen_->mode == st.st_mode;
     if (same) return cached_;
     std::ifstream in(*file_, std::ios::binary);
     if (!in) return fail("token file " + file_->string() + ": " + std::strerror(errno));
@@ -94,8 +95,15 @@ Outcome<std::string> TokenSource::get() {
     text << in.rdbuf();
     auto token = clean_token(text.str(), "token file " + file_->string());
     if (!token) return token;
-    seen_ = Seen{st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+    seen_ = Seen{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_mode};
     cached_ = token.value();
+    exposure_.clear();
+    if ((st.st_mode & 077) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        exposure_ = "token file " + file_->string() + " is readable by group or others (mode " +
+                    mode + "): chmod 0600 it";
+    }
     remember(cached_);
     return token;
 }

@@ -276,6 +276,7 @@ class Daemon:
         self.cert_dir = self.dir / "certs"
         self.token_file = self.dir / "token"
         self.token_file.write_text(token + "\n")
+        self.token_file.chmod(0o600)  # as a careful operator would
         self.config = self.dir / "rootcertd.yaml"
         self.log = self.dir / "rootcertd.log"
         self.server = server

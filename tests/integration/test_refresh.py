@@ -338,3 +338,14 @@ def test_installed_file_lets_psql_verify_full(api, pki, make_daemon):
         assert ok.stdout.strip() == "1"
     finally:
         pg.stop()
+
+
+def test_a_token_file_others_can_read_is_warned_about_without_the_token(api, pki, make_daemon):
+    api.serve("org_a", "inst_1", pki.ca("ca-one"))
+    d = make_daemon([{"org": "org_a", "id": "inst_1"}])
+    assert "readable by group or others" not in d.once().stderr
+    d.token_file.chmod(0o644)
+    r = d.once()
+    assert r.returncode == 0
+    assert f"token file {d.token_file} is readable by group or others (mode 0644)" in r.stderr
+    assert d.token_file.read_text().strip() not in r.stderr

@@ -46,3 +46,17 @@ TEST(TokenSource, ReadsTheEnvironment) {
     EXPECT_EQ(TokenSource::from_env("ROOTCERTD_TEST_TOKEN").get().error(),
               "environment variable ROOTCERTD_TEST_TOKEN is not set");
 }
+
+TEST(TokenSource, SaysWhenTheFileIsNotPrivate) {
+    test::TempDir dir;
+    const auto path = dir.write("token", "tok");
+    std::filesystem::permissions(path, std::filesystem::perms(0644));
+    auto source = TokenSource::from_file(path);
+    ASSERT_TRUE(source.get().ok());
+    EXPECT_NE(source.exposure().find("readable by group or others (mode 0644): chmod 0600 it"),
+              std::string::npos)
+        << source.exposure();
+    std::filesystem::permissions(path, std::filesystem::perms(0600));  // a chmod alone
+    ASSERT_TRUE(source.get().ok());
+    EXPECT_EQ(source.exposure(), "");
+}

@@ -27,6 +27,10 @@ class TokenSource {
     // for a token that is not a JWT or has no exp.
     std::optional<std::chrono::system_clock::time_point> expiry() const { return expiry_; }
 
+    // Why the token file is less private than a secret should be (readable
+    // by group or others), or empty.
+    const std::string& exposure() const { return exposure_; }
+
   private:
     void remember(const std::string& token);
 
@@ -37,9 +41,11 @@ class TokenSource {
         ino_t ino;
         off_t size;
         timespec mtime;
+        mode_t mode;  // a chmod alone changes what exposure() says
     };
     std::optional<Seen> seen_;
     std::string cached_;
+    std::string exposure_;
     std::string expiry_of_;  // the token expiry_ was computed for
     std::optional<std::chrono::system_clock::time_point> expiry_;
 };

@@ -1,0 +1,121 @@
+"""Faults the daemon must survive without ever leaving a client a broken file."""
+import json
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from harness import BINARY, GOOD_TOKEN, wait_for
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts, other users)")
+
+
+def test_kill_9_at_random_moments_never_leaves_a_broken_file(api, pki, make_daemon):
+    a, b = pki.ca("k9-a").read_text(), pki.ca("k9-b").read_text()
+    names = [f"i{n}" for n in range(60)]
+
+    def serve(pem):
+        body = json.dumps({"ca.crt": pem})
+        for n in names:
+            api.serve("org_a", n, body=body)
+
+    serve(a)
+    d = make_daemon([{"org": "org_a", "id": n} for n in names], refresh_interval="20ms", jitter=0,
+                    rotation={"keep_previous": "0"})
+    rng = random.Random(20261128)  # reproducible kill moments
+    rewrites = 0
+    for round_ in range(12):
+        d.start()
+        # Keep the files changing: the API flips between two CAs every ~20 ms.
+        for flip in range(rng.randint(2, 12)):
+            serve(b if flip % 2 == 0 else a)
+            time.sleep(0.02)
+        d.proc.send_signal(signal.SIGKILL)  # at whatever point the rewrites are
+        d.proc.wait()
+        for n in names:
+            f = d.file(n)
+            if f.exists():
+                assert f.read_text() in (a, b), f"round {round_}: {f.name} is not a whole bundle"
+        rewrites += d.output().count("CA changed")
+    assert rewrites > 100, f"only {rewrites} rewrites: the kills did not land amid writes"
+    serve(a)
+    r = d.once()
+    assert r.returncode == 0, r.stderr
+    assert all(d.file(n).read_text() == a for n in names)
+    assert not [p for p in os.listdir(d.cert_dir) if ".tmp-" in p], "temp files cleaned at start"
+
+
+@ROOT_ONLY
+def test_unwritable_cert_dir_keeps_the_old_file(api, pki):
+    root = pathlib.Path(tempfile.mkdtemp(prefix="rootcertd-eacces-"))
+    try:
+        root.chmod(0o755)
+        certs = root / "certs"
+        certs.mkdir()  # owned by root, 0755: not writable by the daemon's user
+        (certs / "inst_1.crt").write_text(pki.ca("eacces-old").read_text())
+        (root / "token").write_text(GOOD_TOKEN)
+        (root / "token").chmod(0o644)
+        shutil.copy(api.trust, root / "api-ca.pem")
+        api.serve("org_a", "inst_1", pki.ca("eacces-new"))
+        (root / "cfg.yaml").write_text(
+            f"api: {{url: '{api.url}', token_file: {root}/token, ca_file: {root}/api-ca.pem}}\n"
+            f"cert_dir: {certs}\nstate_dir: /tmp/rootcertd-eacces-state-{os.getpid()}\n"
+            "instances: [{org: org_a, id: inst_1}]\n")
+        r = subprocess.run(["setpriv", "--reuid=65532", "--regid=65532", "--clear-groups",
+                            str(BINARY), "--config", str(root / "cfg.yaml"), "--once"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1
+        assert f"create temp file in {certs}: Permission denied" in r.stderr, r.stderr
+        assert (certs / "inst_1.crt").read_text() == pki.ca("eacces-old").read_text()
+        assert os.listdir(certs) == ["inst_1.crt"]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(f"/tmp/rootcertd-eacces-state-{os.getpid()}", ignore_errors=True)
+
+
+@ROOT_ONLY
+def test_read_only_filesystem_keeps_the_old_file(api, pki, make_daemon):
+    old = pki.ca("erofs-old")
+    api.serve("org_a", "inst_1", old)
+    d = make_daemon([{"org": "org_a", "id": "inst_1"}])
+    d.cert_dir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(d.cert_dir)], check=True)
+    try:
+        assert d.once().returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(d.cert_dir)], check=True)
+        api.serve("org_a", "inst_1", pki.ca("erofs-new"))
+        r = d.once()
+        assert r.returncode == 1
+        assert "Read-only file system" in r.stderr, r.stderr
+        assert d.file("inst_1").read_text() == old.read_text()
+    finally:
+        subprocess.run(["umount", str(d.cert_dir)], check=True)
+
+
+def test_cert_dir_replaced_by_a_file_is_a_clear_start_error(api, pki, make_daemon):
+    d = make_daemon([{"org": "org_a", "id": "inst_1"}])
+    d.cert_dir.write_text("not a directory")
+    r = d.once()
+    assert r.returncode == 1
+    assert f"cert_dir: create {d.cert_dir}" in r.stderr or f"{d.cert_dir} is not a directory" in r.stderr, r.stderr
+    assert d.cert_dir.read_text() == "not a directory"
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind missing")
+@pytest.mark.skipif("asan" in str(BINARY), reason="valgrind and ASan do not mix")
+def test_valgrind_finds_no_errors_or_leaks_in_once(api, pki, make_daemon):
+    api.serve("org_a", "inst_1", pki.ca("vg-ca"))
+    d = make_daemon([{"org": "org_a", "id": "inst_1"}, {"org": "org_a", "id": "missing"}])
+    r = subprocess.run(["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                        "--error-exitcode=99", str(BINARY), "--config", str(d.config), "--once"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr[-3000:]  # 1: the missing instance, not 99: valgrind
+    assert "ERROR SUMMARY: 0 errors" in r.stderr, r.stderr[-3000:]
+    assert "definitely lost: 0 bytes" in r.stderr or "All heap blocks were freed" in r.stderr
+    assert d.file("inst_1").exists()
