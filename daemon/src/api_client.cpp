@@ -83,6 +83,9 @@ std::string describe(const boost::system::error_code& ec, Duration budget) {
     if (ec == beast::error::timeout) {
         return "timed out (budget " + std::to_string(budget.count()) + " ms)";
     }
+    if (ec == ssl::error::stream_truncated || ec == http::error::partial_message) {
+        return "connection closed before the response was complete (" + ec.message() + ")";
+    }
     return ec.message();
 }
 

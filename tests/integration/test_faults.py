@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from fault_server import FaultServer
 from harness import BINARY, GOOD_TOKEN, wait_for
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts, other users)")
@@ -119,3 +120,36 @@ def test_valgrind_finds_no_errors_or_leaks_in_once(api, pki, make_daemon):
     assert "ERROR SUMMARY: 0 errors" in r.stderr, r.stderr[-3000:]
     assert "definitely lost: 0 bytes" in r.stderr or "All heap blocks were freed" in r.stderr
     assert d.file("inst_1").exists()
+
+
+@pytest.fixture
+def faults(api, pki):
+    server = FaultServer(*pki.leaf("api-localhost", api.trust, "DNS:localhost,IP:127.0.0.1",
+                                   "localhost"))
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("fault, reason", [
+    ("reset", "read response:"),
+    ("badchunk", "read response: bad chunk"),
+    ("short", "read response: connection closed before the response was complete"),
+    ("long", "response is not JSON"),
+    ("hugeheader", "response header exceeds 16384 bytes"),
+    ("stall", "TLS handshake with https://localhost:"),
+])
+def test_protocol_faults_are_named_and_keep_the_old_file(faults, pki, make_daemon, fault, reason):
+    port = faults.stall_port if fault == "stall" else faults.port
+    d = make_daemon([{"org": "org_f", "id": fault, "api_url": f"https://localhost:{port}"}],
+                    api={"timeout": "1s"})
+    d.cert_dir.mkdir()
+    good = pki.ca("fault-old").read_text()
+    d.file(fault).write_text(good)
+    started = time.monotonic()
+    r = d.once()
+    assert time.monotonic() - started < 5, "bounded by api.timeout"
+    assert r.returncode == 1
+    assert reason in r.stderr, r.stderr
+    assert f"GET /api/v1/orgs/org_f/instances/{fault}/secrets/certificate" in r.stderr
+    assert d.file(fault).read_text() == good
+    assert os.listdir(d.cert_dir) == [f"{fault}.crt"]
