@@ -16,6 +16,8 @@ packages=(
   debhelper lintian fakeroot dpkg-dev systemd python3-yaml groff-base man-db
   # bench/fleet: the server's own keep-alive limit; valgrind for the leak check
   wrk valgrind
+  # libFuzzer targets
+  clang libclang-rt-14-dev
 )
 
 missing=()

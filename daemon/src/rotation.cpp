@@ -98,8 +98,11 @@ Outcome<RotationState> parse_state(std::string_view text) {
         const auto* sha = k->if_contains("sha256");
         const auto* subject = k->if_contains("subject");
         const auto* until = k->if_contains("until");
+        // system_clock counts nanoseconds in 64 bits, so it ends in 2262:
+        // anything past 2200-01-01 is not a real time.
+        constexpr std::int64_t max_until = 7258118400;
         if (!pem || !pem->is_string() || !sha || !sha->is_string() || !until ||
-            !until->is_int64()) {
+            !until->is_int64() || until->get_int64() < 0 || until->get_int64() > max_until) {
             return fail("state has a malformed 'kept' entry");
         }
         s.kept.push_back(

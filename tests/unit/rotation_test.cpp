@@ -97,4 +97,8 @@ TEST(RotationState, RoundTripsThroughJson) {
     EXPECT_FALSE(parse_state("{}").ok());
     EXPECT_FALSE(parse_state("not json").ok());
     EXPECT_FALSE(parse_state(R"({"served": "", "kept": [{"pem": 1}]})").ok());
+    // Found by fuzz_rotation_state: seconds past 2262 overflow system_clock.
+    EXPECT_FALSE(
+        parse_state(R"({"served": "", "kept": [{"pem": "", "sha256": "", "until": 18000001000}]})")
+            .ok());
 }
