@@ -69,7 +69,8 @@ def test_without_overlap_the_live_check_keeps_clients_working(world):
     world.api.serve("org_a", "inst_1", world.ca2)
     d.wait_log("does not yet present a certificate under the new CA")
     union = world.ca2.read_text() + world.ca1.read_text()
-    assert d.file("inst_1").read_text() == union
+    # The warning is logged just before the install: wait for the file itself.
+    wait_for(lambda: d.file("inst_1").read_text() == union, 10, "the union installed")
     world.pg.use_certificate(*world.leaf2)
     # Once the server presents v2, the next refresh narrows the file to v2 alone.
     wait_for(lambda: d.file("inst_1").read_text() == world.ca2.read_text(), 10, "v2 alone")
