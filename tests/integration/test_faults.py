@@ -35,8 +35,10 @@ def test_kill_9_at_random_moments_never_leaves_a_broken_file(api, pki, make_daem
     for round_ in range(12):
         d.start()
         # The kill window opens only once this daemon is writing (a slower,
-        # sanitized build takes longer to get there).
-        serve(b if round_ % 2 == 0 else a)
+        # sanitized build takes longer to get there). Serving the opposite of
+        # what the first file holds guarantees there is something to write.
+        first = d.file(names[0])
+        serve(b if first.exists() and first.read_text() == a else a)
         wait_for(lambda: any(w in d.output() for w in writes), 30, "the daemon writing")
         # Keep the files changing: the API flips between two CAs every ~20 ms.
         for flip in range(rng.randint(2, 12)):
