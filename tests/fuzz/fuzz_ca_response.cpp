@@ -7,6 +7,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 2) return 0;
     const unsigned status = 100u + (data[0] | (data[1] << 8)) % 500u;
-    rootcertd::extract_ca(status, std::string_view(reinterpret_cast<const char*>(data + 2), size - 2));
+    rootcertd::extract_ca(status,
+                          std::string_view(reinterpret_cast<const char*>(data + 2), size - 2));
     return 0;
 }

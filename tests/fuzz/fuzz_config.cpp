@@ -6,7 +6,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     try {
-        rootcertd::parse_config(std::string(reinterpret_cast<const char*>(data), size), "fuzz.yaml");
+        rootcertd::parse_config(std::string(reinterpret_cast<const char*>(data), size),
+                                "fuzz.yaml");
     } catch (const rootcertd::ConfigError&) {
     }
     return 0;
