@@ -16,6 +16,8 @@ packages=(
   debhelper lintian fakeroot dpkg-dev systemd python3-yaml groff-base man-db
   # bench/fleet: the server's own keep-alive limit; valgrind for the leak check
   wrk valgrind
+  # a real HTTP CONNECT proxy for the proxy tests
+  tinyproxy
   # libFuzzer targets
   clang libclang-rt-14-dev
 )
@@ -38,5 +40,5 @@ export DEBIAN_FRONTEND=noninteractive
 # The packages start nginx and a PostgreSQL cluster on default ports; the
 # tests start their own instances on free ports, so the stock ones stay off.
 if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-  "${sudo[@]}" systemctl disable --now nginx postgresql prometheus >/dev/null 2>&1 || true
+  "${sudo[@]}" systemctl disable --now nginx postgresql prometheus tinyproxy >/dev/null 2>&1 || true
 fi

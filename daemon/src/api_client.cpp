@@ -161,6 +161,12 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
     asio::awaitable<std::optional<std::string>> connect(Conn& conn, const Endpoint& ep,
                                                         Clock::time_point deadline) {
         const auto origin = ep.origin();
+        // Through a proxy, the proxy resolves the API's name: only its own is looked up here.
+        const Proxy* proxy = options_.proxy.proxy_for(ep);
+        const std::string& dial_host = proxy ? proxy->host : ep.host;
+        const std::uint16_t dial_port = proxy ? proxy->port : ep.port;
+        const std::string dialled = proxy ? "proxy " + proxy->origin() : origin;
+        const std::string via = proxy ? " via proxy " + proxy->origin() : "";
         // 1. Resolve, bounded by the connect deadline (getaddrinfo has none).
         const auto connect_deadline = std::min(deadline, Clock::now() + options_.connect_timeout);
         asio::steady_timer guard(ex_);
@@ -168,20 +174,25 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         guard.async_wait([&resolver = conn.resolver](boost::system::error_code ec) {
             if (!ec) resolver.cancel();
         });
-        auto [rec, results] = co_await conn.resolver.async_resolve(ep.host, std::to_string(ep.port),
-                                                                   awaitable_tuple());
+        auto [rec, results] = co_await conn.resolver.async_resolve(
+            dial_host, std::to_string(dial_port), awaitable_tuple());
         const bool resolve_timed_out = Clock::now() >= connect_deadline;
         guard.cancel();
         if (rec) {
-            co_return "resolve " + ep.host + ": " +
+            co_return "resolve " + (proxy ? "proxy " : std::string()) + dial_host + ": " +
                 (resolve_timed_out ? std::string("timed out") : rec.message());
         }
         // 2. TCP connect under the connect deadline.
         auto& tcp_layer = beast::get_lowest_layer(conn.stream);
         tcp_layer.expires_at(connect_deadline);
         auto [cec, _] = co_await tcp_layer.async_connect(results, awaitable_tuple());
-        if (cec) co_return "connect to " + origin + ": " + describe(cec, options_.connect_timeout);
+        if (cec) co_return "connect to " + dialled + ": " + describe(cec, options_.connect_timeout);
         tcp_layer.socket().set_option(tcp::no_delay(true));
+        // 2b. Through a proxy: a CONNECT tunnel, inside which TLS runs end to end.
+        if (proxy) {
+            tcp_layer.expires_at(std::min(deadline, Clock::now() + options_.connect_timeout));
+            if (auto err = co_await tunnel(tcp_layer, *proxy, ep)) co_return *err;
+        }
         // 3. SNI and host-name verification: the name we asked for, exactly.
         if (!is_ip_literal(ep.host) &&
             !SSL_set_tlsext_host_name(conn.stream.native_handle(), ep.host.c_str())) {
@@ -197,9 +208,54 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             const long verify = SSL_get_verify_result(conn.stream.native_handle());
             if (verify != X509_V_OK)
                 why += ": " + std::string(X509_verify_cert_error_string(verify));
-            co_return "TLS handshake with " + origin + ": " + why;
+            co_return "TLS handshake with " + origin + via + ": " + why;
         }
         co_return std::nullopt;
+    }
+
+    // Asks PROXY for a tunnel to EP. Only the target's host and port and the
+    // proxy's own credentials cross in clear text; never the token.
+    asio::awaitable<std::optional<std::string>> tunnel(beast::tcp_stream& stream,
+                                                       const Proxy& proxy, const Endpoint& ep) {
+        const std::string target = authority(ep.host) + ":" + std::to_string(ep.port);
+        const std::string asked = "proxy " + proxy.origin() + " (CONNECT " + target + ")";
+        http::request<http::empty_body> req{http::verb::connect, target, 11};
+        req.set(http::field::host, target);
+        req.set(http::field::user_agent, "rootcertd/" ROOTCERTD_VERSION);
+        std::string credentials = proxy.credentials;
+        if (options_.proxy_credentials) {
+            auto fresh = options_.proxy_credentials();
+            if (!fresh) co_return asked + ": " + fresh.error();
+            credentials = std::move(fresh.value());
+        }
+        if (!credentials.empty()) {
+            req.set(http::field::proxy_authorization, basic_authorization(credentials));
+        }
+        auto [wec, w] = co_await http::async_write(stream, req, awaitable_tuple());
+        if (wec) co_return asked + ": send: " + describe(wec, options_.connect_timeout);
+        // A CONNECT answer has no body to read: a refusal's is left unread.
+        beast::flat_buffer buffer;
+        http::response_parser<http::empty_body> parser;
+        parser.skip(true);
+        parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
+        auto [rec, r] = co_await http::async_read_header(stream, buffer, parser, awaitable_tuple());
+        if (rec) co_return asked + ": read answer: " + describe(rec, options_.connect_timeout);
+        const auto& res = parser.get();
+        if (res.result_int() / 100 != 2) {
+            std::string why = asked + ": answered " + std::to_string(res.result_int()) + " " +
+                std::string(res.reason());
+            if (res.result() == http::status::proxy_authentication_required) {
+                why += credentials.empty() ? ": set api.proxy_auth_file"
+                                           : ": the proxy refused the credentials";
+            }
+            co_return why;
+        }
+        if (buffer.size() != 0) co_return asked + ": sent data before the TLS handshake";
+        co_return std::nullopt;
+    }
+
+    static std::string authority(const std::string& host) {
+        return host.find(':') != std::string::npos ? "[" + host + "]" : host;
     }
 
     asio::awaitable<std::optional<ExchangeError>> exchange(Conn& conn, const Endpoint& ep,
@@ -208,10 +264,9 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
                                                            Clock::time_point deadline,
                                                            HttpResponse& out, bool& keep_alive) {
         auto& tcp_layer = beast::get_lowest_layer(conn.stream);
-        const bool v6 = ep.host.find(':') != std::string::npos;
         http::request<http::empty_body> req{http::verb::get, target, 11};
-        req.set(http::field::host, (v6 ? "[" + ep.host + "]" : ep.host) +
-                                       (ep.port == 443 ? "" : ":" + std::to_string(ep.port)));
+        req.set(http::field::host,
+                authority(ep.host) + (ep.port == 443 ? "" : ":" + std::to_string(ep.port)));
         req.set(http::field::user_agent, "rootcertd/" ROOTCERTD_VERSION);
         req.set(http::field::accept, "application/json");
         req.set(http::field::authorization, "Bearer " + token);

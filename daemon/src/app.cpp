@@ -110,6 +110,11 @@ class App {
                 spdlog::error("state_dir: {}", state.error());
                 return nullptr;
             }
+            if (const auto& route = s->proxy; route.proxy) {
+                spdlog::info("API requests go through proxy {} (from {}){}", route.proxy->origin(),
+                             route.source,
+                             route.no_proxy.empty() ? "" : ", except no_proxy " + route.no_proxy);
+            }
             write_service_file(s->config);
             return s;
         } catch (const std::exception& e) {

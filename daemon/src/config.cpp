@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "rootcertd/http_server.hpp"
+#include "rootcertd/proxy.hpp"
 
 namespace rootcertd {
 
@@ -360,8 +361,26 @@ Config parse_config(const std::string& yaml, const std::string& source) {
     if (auto ca = api.text("ca_file")) {
         cfg.ca_file = resolve(base_dir, *ca);
         if (::access(cfg.ca_file->c_str(), R_OK) != 0) {
-            raise(api.site(*api_node, "ca_file"),
+            raise(api.site("ca_file"),
                   "cannot read '" + cfg.ca_file->string() + "': " + std::strerror(errno));
+        }
+    }
+    if (auto proxy = api.text("proxy")) {
+        if (*proxy != "none") {
+            auto parsed = parse_proxy_url(*proxy);
+            if (!parsed) raise(api.site("proxy"), parsed.error());
+            if (!parsed->credentials.empty()) {
+                raise(api.site("proxy"),
+                      "must not carry credentials: put 'user:password' in api.proxy_auth_file");
+            }
+        }
+        cfg.proxy = *proxy;
+    }
+    if (auto f = api.text("proxy_auth_file")) {
+        cfg.proxy_auth_file = resolve(base_dir, *f);
+        if (::access(cfg.proxy_auth_file->c_str(), R_OK) != 0) {
+            raise(api.site("proxy_auth_file"),
+                  "cannot read '" + cfg.proxy_auth_file->string() + "': " + std::strerror(errno));
         }
     }
     if (auto d = api.parsed<Duration>("timeout", positive_duration)) cfg.timeout = *d;

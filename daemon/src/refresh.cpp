@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -16,11 +17,35 @@ namespace rootcertd {
 
 namespace asio = boost::asio;
 
+namespace {
+
+ProxyRoute proxy_route(const Config& config) {
+    auto route = resolve_proxy(config.proxy, config.proxy_auth_file, std::getenv);
+    if (!route) throw std::runtime_error(route.error());
+    return std::move(route.value());
+}
+
+ClientOptions client_options(const Services& s) {
+    ClientOptions options;
+    options.ca_file = s.config.ca_file;
+    options.timeout = s.config.timeout;
+    options.connect_timeout = s.config.connect_timeout;
+    options.proxy = s.proxy;
+    if (s.proxy_auth) {
+        options.proxy_credentials = [auth = s.proxy_auth] { return auth->get(); };
+    }
+    return options;
+}
+
+}  // namespace
+
 Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& blocking_pool)
     : config(std::move(cfg)),
-      client(make_https_client(ex, ClientOptions{.ca_file = config.ca_file,
-                                                 .timeout = config.timeout,
-                                                 .connect_timeout = config.connect_timeout})),
+      proxy(proxy_route(config)),
+      proxy_auth(config.proxy_auth_file ? std::make_shared<TokenSource>(TokenSource::from_file(
+                                              *config.proxy_auth_file, "proxy auth file"))
+                                        : nullptr),
+      client(make_https_client(ex, client_options(*this))),
       token(config.token_file ? TokenSource::from_file(*config.token_file)
                               : TokenSource::from_env(*config.token_env)),
       store(config.cert_dir),
@@ -148,6 +173,9 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         co_return result;
     }
     if (!s->token.exposure().empty()) add_warning(s->token.exposure());
+    if (s->proxy_auth && !s->proxy_auth->exposure().empty()) {
+        add_warning(s->proxy_auth->exposure());
+    }
     const auto now = std::chrono::system_clock::now();
     result.token_expiry = s->token.expiry();
     if (result.token_expiry && *result.token_expiry - now < std::chrono::hours(24 * 7)) {

@@ -10,9 +10,10 @@
 
 namespace rootcertd {
 
-TokenSource TokenSource::from_file(std::filesystem::path path) {
+TokenSource TokenSource::from_file(std::filesystem::path path, std::string label) {
     TokenSource t;
     t.file_ = std::move(path);
+    t.label_ = std::move(label);
     return t;
 }
 
@@ -83,17 +84,17 @@ Outcome<std::string> TokenSource::get() {
     }
     struct stat st {};
     if (::stat(file_->c_str(), &st) != 0) {
-        return fail("token file " + file_->string() + ": " + std::strerror(errno));
+        return fail(label_ + " " + file_->string() + ": " + std::strerror(errno));
     }
     const bool same = seen_ && seen_->dev == st.st_dev && seen_->ino == st.st_ino &&
                       seen_->size == st.st_size && seen_->mtime.tv_sec == st.st_mtim.tv_sec &&
                       seen_->mtime.tv_nsec == st.st_mtim.tv_nsec && seen_->mode == st.st_mode;
     if (same) return cached_;
     std::ifstream in(*file_, std::ios::binary);
-    if (!in) return fail("token file " + file_->string() + ": " + std::strerror(errno));
+    if (!in) return fail(label_ + " " + file_->string() + ": " + std::strerror(errno));
     std::ostringstream text;
     text << in.rdbuf();
-    auto token = clean_token(text.str(), "token file " + file_->string());
+    auto token = clean_token(text.str(), label_ + " " + file_->string());
     if (!token) return token;
     seen_ = Seen{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_mode};
     cached_ = token.value();
@@ -101,7 +102,7 @@ Outcome<std::string> TokenSource::get() {
     if ((st.st_mode & 077) != 0) {
         char mode[8];
         std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-        exposure_ = "token file " + file_->string() + " is readable by group or others (mode " +
+        exposure_ = label_ + " " + file_->string() + " is readable by group or others (mode " +
                     mode + "): chmod 0600 it";
     }
     remember(cached_);

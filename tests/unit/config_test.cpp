@@ -339,3 +339,34 @@ TEST(Config, LoadNamesAnUnreadableFile) {
     const auto path = dir.write("c.yaml", minimal);
     EXPECT_EQ(load_config(path.string()).source, path.string());
 }
+
+TEST(Config, ProxySettings) {
+    test::TempDir dir;
+    const auto auth = dir.path() / "proxy-auth";
+    std::ofstream(auth) << "svc:secret\n";
+    const auto cfg = parse_config(R"(api:
+  url: https://h
+  token_env: T
+  proxy: http://proxy.internal:3128
+  proxy_auth_file: )" + auth.string() + R"(
+instances: [{org: a, id: b}]
+)",
+                                  "/etc/rootcertd/test.yaml");
+    EXPECT_EQ(cfg.proxy, "http://proxy.internal:3128");
+    EXPECT_EQ(cfg.proxy_auth_file, auth);
+
+    const auto with_api = [](const std::string& lines) {
+        return error_of("api:\n  url: https://h\n  token_env: T\n" + lines +
+                        "instances: [{org: a, id: b}]\n");
+    };
+    const auto creds = with_api("  proxy: http://svc:hunter2@proxy:3128\n");
+    EXPECT_NE(creds.find(":4:10: api.proxy: "), std::string::npos) << creds;
+    EXPECT_NE(creds.find("api.proxy_auth_file"), std::string::npos) << creds;
+    EXPECT_EQ(creds.find("hunter2"), std::string::npos) << creds;
+    const auto scheme = with_api("  proxy: https://proxy:3128\n");
+    EXPECT_NE(scheme.find(":4:10: api.proxy: "), std::string::npos) << scheme;
+    const auto missing = with_api("  proxy_auth_file: /nonexistent/auth\n");
+    EXPECT_NE(missing.find(":4:20: api.proxy_auth_file: cannot read"), std::string::npos)
+        << missing;
+    EXPECT_EQ(with_api("  proxy: none\n"), "");
+}

@@ -5,12 +5,14 @@
 #include <boost/asio/awaitable.hpp>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "rootcertd/config.hpp"
 #include "rootcertd/outcome.hpp"
+#include "rootcertd/proxy.hpp"
 
 namespace rootcertd {
 
@@ -28,6 +30,10 @@ struct ClientOptions {
     Duration idle_timeout{std::chrono::seconds(30)};  // idle keep-alive connections close after
     std::size_t body_limit = 1 << 20;
     std::size_t header_limit = 16 << 10;
+    ProxyRoute proxy;  // CONNECT tunnels, for the endpoints it does not exempt
+    // "user:password" for Proxy-Authorization, asked each time a tunnel
+    // opens (so a rotated file is picked up); unset: the proxy URL's own.
+    std::function<Outcome<std::string>()> proxy_credentials;
 };
 
 // The seam between the refresh pipeline and the network.

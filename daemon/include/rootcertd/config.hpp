@@ -72,6 +72,8 @@ struct Config {
     std::optional<std::filesystem::path> ca_file;
     Duration timeout{std::chrono::seconds(10)};
     Duration connect_timeout{std::chrono::seconds(5)};
+    std::optional<std::string> proxy;  // api.proxy: http:// URL without credentials, or "none"
+    std::optional<std::filesystem::path> proxy_auth_file;  // "user:password" for the proxy
 
     std::filesystem::path cert_dir{"/var/lib/rootcertd/certs"};
     std::filesystem::path state_dir{"/var/lib/rootcertd/state"};

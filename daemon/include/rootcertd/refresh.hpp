@@ -39,6 +39,8 @@ struct Services {
              boost::asio::thread_pool& blocking_pool);
 
     Config config;
+    ProxyRoute proxy;                         // api.proxy or the environment's
+    std::shared_ptr<TokenSource> proxy_auth;  // api.proxy_auth_file, when set
     std::shared_ptr<HttpClient> client;
     TokenSource token;
     CertStore store;

@@ -16,7 +16,8 @@ namespace rootcertd {
 // in any message this class produces.
 class TokenSource {
   public:
-    static TokenSource from_file(std::filesystem::path path);
+    // LABEL names the file in messages ("token file", "proxy auth file").
+    static TokenSource from_file(std::filesystem::path path, std::string label = "token file");
     static TokenSource from_env(std::string variable);
 
     // The current token. A token file is re-read whenever its identity, size
@@ -35,6 +36,7 @@ class TokenSource {
     void remember(const std::string& token);
 
     std::optional<std::filesystem::path> file_;
+    std::string label_;
     std::string env_;
     struct Seen {
         dev_t dev;
