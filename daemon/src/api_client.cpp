@@ -244,7 +244,9 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         if (res.result_int() / 100 != 2) {
             std::string why = asked + ": answered " + std::to_string(res.result_int()) + " " +
                 std::string(res.reason());
-            if (res.result() == http::status::proxy_authentication_required) {
+            // Some proxies (tinyproxy) answer bad credentials with 401, not 407.
+            if (res.result() == http::status::proxy_authentication_required ||
+                res.result() == http::status::unauthorized) {
                 why += credentials.empty() ? ": set api.proxy_auth_file"
                                            : ": the proxy refused the credentials";
             }

@@ -115,6 +115,13 @@ class App {
                              route.source,
                              route.no_proxy.empty() ? "" : ", except no_proxy " + route.no_proxy);
             }
+            if (s->proxy_auth) {  // read now so a careless mode is reported at start-up
+                if (auto credentials = s->proxy_auth->get(); !credentials) {
+                    spdlog::warn("{}", credentials.error());
+                } else if (!s->proxy_auth->exposure().empty()) {
+                    spdlog::warn("{}", s->proxy_auth->exposure());
+                }
+            }
             write_service_file(s->config);
             return s;
         } catch (const std::exception& e) {
