@@ -37,13 +37,6 @@ std::string sys_error(const std::string& what, const std::filesystem::path& path
     return what + " " + path.string() + ": " + std::strerror(err);
 }
 
-std::string temp_name_for(const std::string& file_name) {
-    static std::atomic<unsigned> counter{0};
-    thread_local std::mt19937 rng{std::random_device{}()};
-    return "." + file_name + std::string(temp_marker) + std::to_string(::getpid()) + "-" +
-           std::to_string(counter++) + "-" + std::to_string(rng() % 100000);
-}
-
 bool write_all(int fd, std::string_view bytes) {
     while (!bytes.empty()) {
         const ssize_t n = ::write(fd, bytes.data(), bytes.size());
@@ -111,6 +104,13 @@ Outcome<std::optional<std::string>> CertStore::read(const std::string& file_name
     return std::optional<std::string>(std::move(bytes.value()));
 }
 
+std::string CertStore::random_temp_name(const std::string& file_name) {
+    static std::atomic<unsigned> counter{0};
+    thread_local std::mt19937 rng{std::random_device{}()};
+    return "." + file_name + std::string(temp_marker) + std::to_string(::getpid()) + "-" +
+           std::to_string(counter++) + "-" + std::to_string(rng() % 100000);
+}
+
 namespace {
 
 // A changed file written to its temp name, waiting to be renamed.
@@ -123,7 +123,8 @@ struct Staged {
 // Compares JOB with what is in place; writes the temp file when it differs.
 // Returns the final result, or nothing when the job was staged.
 std::optional<Outcome<Installed>> stage(int dir, const std::filesystem::path& dir_path,
-                                        const InstallJob& job, bool sync_now, Staged& staged) {
+                                        const CertStore::TempNamer& namer, const InstallJob& job,
+                                        bool sync_now, Staged& staged) {
     const auto target = dir_path / job.file_name;
     Installed result;
     {
@@ -151,10 +152,17 @@ std::optional<Outcome<Installed>> stage(int dir, const std::filesystem::path& di
     }
     result.change = result.previous ? Change::replaced : Change::created;
 
-    const std::string temp = temp_name_for(job.file_name);
-    // O_EXCL: never reuse, or follow, anything already at the temp path.
-    Fd out(::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (out.get() < 0) return fail(sys_error("create temp file in", dir_path, errno));
+    // O_EXCL: never reuse, or follow, anything already at the temp path
+    // (a planted symlink included); leave it there and try another name.
+    std::string temp;
+    int fd = -1;
+    for (int attempt = 0; attempt < 3 && fd < 0; ++attempt) {
+        temp = namer(job.file_name);
+        fd = ::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) return fail(sys_error("create temp file in", dir_path, errno));
+    Fd out(fd);
     const auto abandon = [&](const std::string& step) {
         const int err = errno;
         ::close(out.release());
@@ -198,7 +206,7 @@ std::vector<Outcome<Installed>> CertStore::install_all(const std::vector<Install
     std::vector<Staged> staged;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
         Staged st{i, {}, {}};
-        if (auto done = stage(dir.get(), dir_, jobs[i], sync_each, st)) {
+        if (auto done = stage(dir.get(), dir_, namer_, jobs[i], sync_each, st)) {
             results[i] = std::move(*done);
         } else {
             staged.push_back(std::move(st));

@@ -113,6 +113,17 @@ void log_change(const Instance& inst, const std::filesystem::path& path, const I
     std::string old = "unparseable";
     if (auto previous = parse_bundle(done.previous.value_or(""))) old = previous->fingerprints();
     fields.emplace_back("old_fingerprint", old);
+    // rootcertd only ever writes whole bundles in its own encoding: bytes it
+    // cannot parse, or the same CAs written differently, came from elsewhere.
+    if (old == "unparseable" || old == installed.fingerprints()) {
+        log_event(spdlog::level::warn,
+                  inst.name + ": restored " + path.string() +
+                      ": something other than rootcertd had changed it (" +
+                      (old == "unparseable" ? "not a valid bundle" : "same CAs, other bytes") +
+                      "); now " + summary(installed),
+                  fields);
+        return;
+    }
     log_event(spdlog::level::info,
               inst.name + ": CA changed at " + path.string() + ": old sha256=" + old + " new " +
                   summary(installed) + describe_rotation(c),
@@ -173,9 +184,6 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         co_return result;
     }
     if (!s->token.exposure().empty()) add_warning(s->token.exposure());
-    if (s->proxy_auth && !s->proxy_auth->exposure().empty()) {
-        add_warning(s->proxy_auth->exposure());
-    }
     const auto now = std::chrono::system_clock::now();
     result.token_expiry = s->token.expiry();
     if (result.token_expiry && *result.token_expiry - now < std::chrono::hours(24 * 7)) {

@@ -160,3 +160,32 @@ def test_protocol_faults_are_named_and_keep_the_old_file(faults, pki, make_daemo
     assert f"GET /api/v1/orgs/org_f/instances/{fault}/secrets/certificate" in r.stderr
     assert d.file(fault).read_text() == good
     assert os.listdir(d.cert_dir) == [f"{fault}.crt"]
+
+
+def test_a_file_changed_by_someone_else_is_restored_at_the_next_refresh(api, pki, make_daemon):
+    ca = pki.ca("tamper-ca")
+    api.serve("org_a", "inst_1", ca)
+    d = make_daemon([{"org": "org_a", "id": "inst_1", "name": "prod"}], refresh_interval="200ms",
+                    jitter=0)
+    d.start()
+    path = d.file("prod")
+    wait_for(path.exists, 10, "the first file")
+    good = path.read_bytes()
+    edits = {
+        "garbage": lambda: path.write_text("not a certificate\n"),
+        "truncated": lambda: path.write_bytes(good[: len(good) // 2]),
+        "emptied": lambda: path.write_bytes(b""),
+        "deleted": path.unlink,
+        "chmod 0600": lambda: path.chmod(0o600),
+    }
+    for what, edit in edits.items():
+        edit()
+        wait_for(lambda: path.exists() and path.read_bytes() == good
+                 and path.stat().st_mode & 0o777 == 0o644, 10, f"the {what} file restored")
+    d.stop()
+    out = d.output()
+    # The stranger's bytes are never kept as a "previous CA" nor break the refresh.
+    assert "refresh failed" not in out
+    assert "CA changed" not in out
+    assert out.count("something other than rootcertd had changed it (not a valid bundle)") == 3
+    assert path.read_bytes() == good

@@ -1,6 +1,7 @@
 """Metrics, health and status endpoints, JSON logs, hooks and token expiry, against the binary."""
 import json
 import os
+import pathlib
 import shutil
 import socket
 import subprocess
@@ -236,3 +237,16 @@ def test_a_401_with_an_expired_token_says_so(api, pki, make_daemon):
     r = d.once()
     assert r.returncode == 1
     assert "HTTP 401: Unauthorized (the API token expired" in r.stderr
+
+
+def test_the_token_reaches_no_log_metric_status_or_process_title(observed):
+    token = observed.token_file.read_text().strip()
+    observed.wait_log("refresh failed")  # an error path has run as well
+    served = [http_get(observed.port, path)[2] for path in ("/metrics", "/status", "/readyz")]
+    pid = observed.proc.pid
+    titles = [pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode()]
+    titles += [p.read_text() for p in pathlib.Path(f"/proc/{pid}/task").glob("*/comm")]
+    assert "rootcertd" in titles[0] and "\0--config\0" in titles[0]
+    for text in [observed.output(), *served, *titles]:
+        assert token not in text
+        assert token.split(".")[1] not in text, "not even the JWT's payload"

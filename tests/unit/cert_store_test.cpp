@@ -188,3 +188,40 @@ TEST(CertStore, RemoveIsDurableAndToleratesAbsence) {
     EXPECT_FALSE(store.remove("state.json").value());
     EXPECT_TRUE(entries(dir.path()).empty());
 }
+
+TEST(CertStore, NeverFollowsOrRemovesWhatIsPlantedAtATempPath) {
+    TempDir dir, elsewhere;
+    const auto victim = elsewhere.write("victim", "precious");
+    const auto dangling = elsewhere.path() / "would-be-created";
+    // Every name this store tries is planted: a symlink to a file, a
+    // dangling symlink, a regular file.
+    int calls = 0;
+    CertStore store(dir.path(), [&calls](const std::string& name) {
+        return "." + name + ".tmp-planted-" + std::to_string(calls++ % 3);
+    });
+    ASSERT_TRUE(CertStore::is_temp_name(".prod.crt.tmp-planted-0"));
+    std::filesystem::create_symlink(victim, dir / ".prod.crt.tmp-planted-0");
+    std::filesystem::create_symlink(dangling, dir / ".prod.crt.tmp-planted-1");
+    std::ofstream(dir / ".prod.crt.tmp-planted-2") << "someone else's";
+
+    auto r = store.install("prod.crt", "new CA", default_owner);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().find("File exists"), std::string::npos) << r.error();
+    EXPECT_EQ(calls, 3) << "tries three names, then gives up";
+    EXPECT_EQ(read_file(victim), "precious");
+    EXPECT_FALSE(std::filesystem::exists(dangling));
+    EXPECT_EQ(read_file(dir / ".prod.crt.tmp-planted-2"), "someone else's");
+    EXPECT_TRUE(std::filesystem::is_symlink(dir / ".prod.crt.tmp-planted-0"))
+        << "what it did not create, it does not remove";
+    EXPECT_FALSE(std::filesystem::exists(dir / "prod.crt"));
+
+    // A fresh name past the planted ones: installed, nothing planted touched.
+    std::filesystem::remove(dir / ".prod.crt.tmp-planted-2");
+    calls = 0;
+    r = store.install("prod.crt", "new CA", default_owner);
+    ASSERT_TRUE(r.ok()) << r.error();
+    EXPECT_EQ(calls, 3);
+    EXPECT_EQ(read_file(dir / "prod.crt"), "new CA");
+    EXPECT_EQ(read_file(victim), "precious");
+    EXPECT_FALSE(std::filesystem::exists(dangling));
+}

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,7 +30,14 @@ struct InstallJob {
 // from several threads at once for different file names.
 class CertStore {
   public:
-    explicit CertStore(std::filesystem::path dir) : dir_(std::move(dir)) {}
+    // Names a temp file for FILE_NAME: unique per call, recognised by
+    // is_temp_name(). The default is random; tests pass their own to plant
+    // something at the exact path.
+    using TempNamer = std::function<std::string(const std::string& file_name)>;
+    static std::string random_temp_name(const std::string& file_name);
+
+    explicit CertStore(std::filesystem::path dir, TempNamer namer = random_temp_name)
+        : dir_(std::move(dir)), namer_(std::move(namer)) {}
 
     const std::filesystem::path& dir() const { return dir_; }
 
@@ -44,7 +52,8 @@ class CertStore {
     // Otherwise: temp file in the same directory, write, chmod/chown, fsync,
     // rename over the target, fsync the directory. On any failure the old
     // file stays byte-for-byte and no temp file remains. A symlink at the
-    // target is replaced, never written through.
+    // target is replaced, never written through; anything already at a temp
+    // path is left alone and another name is tried.
     Outcome<Installed> install(const std::string& file_name, std::string_view bytes,
                                const FileOwnership& ownership) const;
 
@@ -63,6 +72,7 @@ class CertStore {
 
   private:
     std::filesystem::path dir_;
+    TempNamer namer_;
 };
 
 }  // namespace rootcertd
