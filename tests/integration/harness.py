@@ -160,6 +160,13 @@ location = /api/v1/orgs/org_fault/instances/html/secrets/certificate {
     default_type text/html;
     return 200 '<html><body>maintenance</body></html>';
 }
+location ~ "^/api/v1/orgs/org_err/instances/" {
+    return 500 '"Internal server error"';
+}
+location ~ "^/api/v1/orgs/org_slow/instances/(?<slow>[A-Za-z0-9_]+)/secrets/certificate$" {
+    limit_rate 2k;
+    try_files /org_slow/$slow.json =404;
+}
 location ~ "^/api/v1/orgs/(?<org>[A-Za-z0-9_]+)/instances/(?<inst>[A-Za-z0-9_]+)/secrets/certificate$" {
     try_files /$org/$inst.json =404;
 }

@@ -1,0 +1,25 @@
+"""A short fleet soak in CI (bench/soak runs the 10,000-instance one)."""
+import os
+
+from soak import run_soak
+
+SECONDS = int(os.environ.get("ROOTCERTD_SOAK_SECONDS", "40"))
+
+
+def test_a_fleet_with_failing_and_slow_instances_keeps_cadence_and_flat_resources(tmp_path):
+    interval = 2.0
+    r = run_soak(tmp_path, instances=1000, seconds=SECONDS, interval_s=interval, concurrency=32)
+    assert r["statuses"]["healthy"] == [200] and r["statuses"]["slow"] == [200]
+    assert r["statuses"]["missing"] == [404] and r["statuses"]["err"] == [500]
+    # Every healthy instance keeps its cadence: interval +-10% jitter, plus
+    # the request itself; slow and failing neighbours do not hold it up.
+    assert r["healthy_gap_min"] >= 0.9 * interval - 0.05, r
+    assert r["healthy_gap_p99"] <= 1.1 * interval + 0.5, r
+    assert r["cycles_min"]["healthy"] >= SECONDS / (1.1 * interval + 0.5) - 2, r
+    # Failing instances retry no more often than the interval (backoff capped by it).
+    assert r["cycles_median"]["missing"] <= SECONDS / (0.5 * interval) + 1, r
+    # Flat: nothing grows between the second and the last quarter of the run.
+    assert r["rss_growth_kib"] <= 1024, r["rss_kib"]
+    assert r["fd_growth"] <= 2, r["fds"]
+    # Failures are logged when they start, not on every retry.
+    assert r["log_lines"] <= 200, r["log_tail"]
