@@ -1,6 +1,5 @@
 #include "rootcertd/refresh.hpp"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -144,17 +143,10 @@ std::string union_of(const std::string& candidate, const std::string& current) {
 
 std::string server_of(const Instance& inst) { return *inst.host + ":" + std::to_string(inst.port); }
 
-std::string sha256_hex(std::string_view bytes) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr);
-    return std::string(reinterpret_cast<const char*>(md), n);
-}
-
-// The bundle validated before for these exact bytes (DIGEST), when one of
-// its certificates is still valid NOW.
-std::optional<CertBundle> cached_bundle(const Services& s, const std::string& digest, SysTime now) {
-    auto it = s.validated.find(digest);
+// The bundle validated before for these exact bytes, when one of its
+// certificates is still valid NOW.
+std::optional<CertBundle> cached_bundle(const Services& s, const std::string& pem, SysTime now) {
+    auto it = s.validated.find(pem);
     if (it == s.validated.end()) return std::nullopt;
     const auto& certs = it->second.certs;
     if (std::none_of(certs.begin(), certs.end(), [&](const CertInfo& c) {
@@ -349,13 +341,12 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
 
 asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Services> s,
                                                          std::string pem, SysTime now) {
-    const auto digest = sha256_hex(pem);
-    if (auto hit = cached_bundle(*s, digest, now)) co_return std::move(*hit);
-    auto check = [text = std::move(pem), now] { return validate_bundle(text, now); };
+    if (auto hit = cached_bundle(*s, pem, now)) co_return std::move(*hit);
+    auto check = [text = pem, now] { return validate_bundle(text, now); };
     auto fresh = co_await run_blocking(s->blocking, std::move(check));
     if (fresh) {
         if (s->validated.size() >= Services::max_validated) s->validated.clear();
-        s->validated[digest] = fresh.value();
+        s->validated.insert_or_assign(std::move(pem), fresh.value());
     }
     co_return fresh;
 }
