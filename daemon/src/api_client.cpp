@@ -243,7 +243,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         const auto& res = parser.get();
         if (res.result_int() / 100 != 2) {
             std::string why = asked + ": answered " + std::to_string(res.result_int()) + " " +
-                std::string(res.reason());
+                              std::string(res.reason());
             // Some proxies (tinyproxy) answer bad credentials with 401, not 407.
             if (res.result() == http::status::proxy_authentication_required ||
                 res.result() == http::status::unauthorized) {

@@ -158,7 +158,8 @@ std::optional<Outcome<Installed>> stage(int dir, const std::filesystem::path& di
     int fd = -1;
     for (int attempt = 0; attempt < 3 && fd < 0; ++attempt) {
         temp = namer(job.file_name);
-        fd = ::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        fd =
+            ::openat(dir, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd < 0) return fail(sys_error("create temp file in", dir_path, errno));

@@ -34,6 +34,10 @@ Outcome<Proxy> parse_proxy_url(std::string_view text) {
     Proxy p;
     p.host = std::string(u.host_address());
     if (p.host.empty()) return bad("has no host");
+    const bool name_chars = std::all_of(p.host.begin(), p.host.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '-' || c == '.' || c == '_';
+    });
+    if (!name_chars && !is_ip_literal(p.host)) return bad("has an invalid host name");
     if (u.has_port()) {
         if (u.port().empty() || u.port_number() == 0) return bad("has an invalid port");
         p.port = u.port_number();

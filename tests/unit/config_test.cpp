@@ -348,7 +348,8 @@ TEST(Config, ProxySettings) {
   url: https://h
   token_env: T
   proxy: http://proxy.internal:3128
-  proxy_auth_file: )" + auth.string() + R"(
+  proxy_auth_file: )" + auth.string() +
+                                      R"(
 instances: [{org: a, id: b}]
 )",
                                   "/etc/rootcertd/test.yaml");

@@ -48,9 +48,10 @@ TEST(ProxyUrl, ParsesWhatCurlAccepts) {
 }
 
 TEST(ProxyUrl, RejectsWithoutEchoingCredentials) {
-    for (const char* bad : {"https://proxy:3128", "socks5://proxy:1080", "http://proxy:3128/path",
-                            "http://proxy:3128?q", "http://:3128", "http://proxy:0",
-                            "http://user:hunter2@proxy:3128/x"}) {
+    for (const char* bad :
+         {"https://proxy:3128", "socks5://proxy:1080", "http://proxy:3128/path",
+          "http://proxy:3128?q", "http://:3128", "http://proxy:0",
+          "http://user:hunter2@proxy:3128/x", "http://pr%40xy:3128", ")t%40c0corp%3As728/"}) {
         const auto p = parse_proxy_url(bad);
         EXPECT_FALSE(p) << bad;
         if (!p) {
@@ -106,15 +107,16 @@ TEST(ProxyRoute, ConfigWinsThenLowerThenUpperCase) {
 TEST(ProxyRoute, NoProxyExemptsEitherWay) {
     const Endpoint api{"api.data-1.use1.tembo.io", 443};
     const Endpoint other{"api.example.net", 443};
-    for (const std::optional<std::string>& configured : {std::optional<std::string>("proxy:1"),
-                                                        std::optional<std::string>()}) {
+    for (const std::optional<std::string>& configured :
+         {std::optional<std::string>("proxy:1"), std::optional<std::string>()}) {
         auto r = route(configured, {{"HTTPS_PROXY", "proxy:1"}, {"NO_PROXY", ".tembo.io"}});
         ASSERT_TRUE(r);
         EXPECT_EQ(r->proxy_for(api), nullptr);
         ASSERT_NE(r->proxy_for(other), nullptr);
     }
-    auto lower = route(std::nullopt, {{"HTTPS_PROXY", "proxy:1"}, {"no_proxy", "example.net"},
-                                      {"NO_PROXY", ".tembo.io"}});
+    auto lower =
+        route(std::nullopt,
+              {{"HTTPS_PROXY", "proxy:1"}, {"no_proxy", "example.net"}, {"NO_PROXY", ".tembo.io"}});
     ASSERT_TRUE(lower);
     EXPECT_NE(lower->proxy_for(api), nullptr) << "no_proxy is read before NO_PROXY";
     EXPECT_EQ(lower->proxy_for(other), nullptr);

@@ -17,9 +17,9 @@ namespace rootcertd {
 // travels inside the tunnel; the proxy sees the target host and port, and
 // the Proxy-Authorization credentials when there are any.
 struct Proxy {
-    std::string host;  // IPv6 without brackets
-    std::uint16_t port = 1080;  // curl's default when the URL names none
-    std::string credentials;  // "user:password" from the URL, percent-decoded; may be empty
+    std::string host;            // IPv6 without brackets
+    std::uint16_t port = 1080;   // curl's default when the URL names none
+    std::string credentials;     // "user:password" from the URL, percent-decoded; may be empty
     std::string origin() const;  // "http://host:port": never the credentials
     bool operator==(const Proxy&) const = default;
 };
