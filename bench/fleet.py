@@ -152,7 +152,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
     rows = [
-        ("curl|jq loop (scaled from a sample)", f"{loop_scaled:.1f} s",
+        ("curl\\|jq loop (scaled from a sample)", f"{loop_scaled:.1f} s",
          f"{args.sample} instances in {loop:.2f} s, {loop / args.sample * 1000:.1f} ms each"),
         ("rootcertd --once, cold (durable writes)", f"{cold:.2f} s",
          f"{n / cold:.0f} instances/s; {loop_scaled / cold:.0f}x the loop (target >= 100x)"),

@@ -98,10 +98,14 @@ def run_soak(work, instances, seconds, interval_s, concurrency, env=None):
         statuses.setdefault(kinds[m.group(1)], set()).add(int(status))
     gaps = {k: [] for k in set(kinds.values())}
     cycles = {k: [] for k in set(kinds.values())}
+    fifths = [[] for _ in range(5)]  # healthy gaps by when they ended
     for name, k in kinds.items():
         ts = sorted(times.get(name, []))
         cycles[k].append(len(ts))
         gaps[k] += [b - a for a, b in zip(ts, ts[1:])]
+        if k == "healthy":
+            for a, b in zip(ts, ts[1:]):
+                fifths[min(4, int((b - start_wall) / seconds * 5))].append(b - a)
     healthy = sorted(gaps["healthy"])
     log_text = (work / "rootcertd.log").read_text()
     return {
@@ -115,6 +119,8 @@ def run_soak(work, instances, seconds, interval_s, concurrency, env=None):
         "healthy_gap_p99": healthy[len(healthy) * 99 // 100],
         "healthy_gap_max": healthy[-1],
         "healthy_gap_min": healthy[0],
+        "healthy_gap_p99_by_fifth": [sorted(f)[len(f) * 99 // 100] if f else None
+                                     for f in fifths],
         "slow_gap_median": statistics.median(gaps["slow"]) if gaps["slow"] else None,
         "rss_kib": rss, "fds": fds,
         "rss_growth_kib": quarter_max(rss, 3) - quarter_max(rss, 1),
