@@ -1,10 +1,8 @@
 """Fleet benchmark. See bench/fleet; results go to bench/RESULTS.md."""
 import argparse
-import datetime
 import json
 import os
 import pathlib
-import platform
 import re
 import shutil
 import socket
@@ -16,11 +14,9 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from harness import BINARY, GOOD_TOKEN, FakeApi, Pki, peak_rss, wait_for  # noqa: E402
+from record import SERVICE_ENV, record  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# rootcertd runs as systemd would start it: without a shell's SSL_CERT_FILE,
-# which makes OpenSSL parse the whole system bundle up front (~60 ms here).
-SERVICE_ENV = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
 
 
 def accepts(api):
@@ -167,27 +163,10 @@ def main():
         ("start to first file (daemon)", f"{first * 1000:.1f} ms",
          f"first pass done after {pass_done:.2f} s (target <= 50 ms)"),
     ]
-    width = max(len(r[0]) for r in rows)
-    table = [f"| {'figure'.ljust(width)} | value | notes |", f"|{'-' * (width + 2)}|---|---|"]
-    table += [f"| {a.ljust(width)} | {b} | {c} |" for a, b, c in rows]
-    print("\n".join(table))
-
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "daemon"],
-                           capture_output=True, text=True).stdout.strip()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    header = (f"\n## {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}"
-              f"{' (+ uncommitted daemon changes)' if dirty else ''}\n\n"
-              f"`bench/fleet --instances {n} --sample {args.sample}` on {platform.node()}: "
-              f"{os.cpu_count()} cores ({cpu}), {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') >> 30} GiB, "
-              f"Debian {pathlib.Path('/etc/debian_version').read_text().strip()}, "
-              f"{platform.release()}; rootcertd run without SSL_CERT_FILE/SSL_CERT_DIR, as under systemd; "
-              f"filesystem of /tmp: "
-              f"{subprocess.run(['stat', '-f', '-c', '%T', '/tmp'], capture_output=True, text=True).stdout.strip()}\n\n")
-    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-        f.write(header + "\n".join(table) + "\n")
-
+    record("", f"bench/fleet --instances {n} --sample {args.sample}", rows,
+           "; rootcertd run without SSL_CERT_FILE/SSL_CERT_DIR, as under systemd; "
+           "filesystem of /tmp: " + subprocess.run(["stat", "-f", "-c", "%T", "/tmp"],
+                                                   capture_output=True, text=True).stdout.strip())
 
 if __name__ == "__main__":
     main()

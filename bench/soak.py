@@ -1,11 +1,7 @@
 """Fleet soak. See bench/soak; results go to bench/RESULTS.md."""
 import argparse
-import datetime
-import os
 import pathlib
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -13,8 +9,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from soak import run_soak  # noqa: E402
 
-# As systemd starts it: without a shell's SSL_CERT_FILE (see bench/fleet.py).
-SERVICE_ENV = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+from record import SERVICE_ENV, record  # noqa: E402
 
 
 def main():
@@ -58,23 +53,8 @@ def main():
         ("CPU time", f"{r['cpu_s']:.0f} s", f"{r['cpu_s'] / s * 100:.0f}% of one core"),
         ("log lines", f"{r['log_lines']}", "failures logged when they start, then hourly"),
     ]
-    width = max(len(x[0]) for x in rows)
-    table = [f"| {'figure'.ljust(width)} | value | notes |", f"|{'-' * (width + 2)}|---|---|"]
-    table += [f"| {a.ljust(width)} | {b} | {c} |" for a, b, c in rows]
-    print("\n".join(table))
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip() or "unknown"
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
-                if l.startswith("model name")), "?")
-    header = (f"\n## Soak, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-              f"commit {commit}\n\n"
-              f"`bench/soak --instances {n} --minutes {args.minutes} --interval {args.interval} "
-              f"--concurrency {args.concurrency}` on {platform.node()}: {os.cpu_count()} cores "
-              f"({cpu}), Debian {pathlib.Path('/etc/debian_version').read_text().strip()}, "
-              f"{platform.release()}\n\n")
-    with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-        f.write(header + "\n".join(table) + "\n")
-
+    record("Soak, ", f"bench/soak --instances {n} --minutes {args.minutes} --interval "
+           f"{args.interval} --concurrency {args.concurrency}", rows)
 
 if __name__ == "__main__":
     main()
