@@ -85,10 +85,8 @@ const Proxy* ProxyRoute::proxy_for(const Endpoint& endpoint) const {
 }
 
 Outcome<ProxyRoute> resolve_proxy(const std::optional<std::string>& configured,
-                                  const std::optional<std::filesystem::path>& auth_file,
                                   const std::function<const char*(const char*)>& getenv) {
     ProxyRoute route;
-    route.auth_file = auth_file;
     for (const char* name : {"no_proxy", "NO_PROXY"}) {
         if (const char* v = getenv(name); v != nullptr && *v != '\0') {
             route.no_proxy = v;

@@ -19,7 +19,7 @@ namespace asio = boost::asio;
 namespace {
 
 ProxyRoute proxy_route(const Config& config) {
-    auto route = resolve_proxy(config.proxy, config.proxy_auth_file, std::getenv);
+    auto route = resolve_proxy(config.proxy, std::getenv);
     if (!route) throw std::runtime_error(route.error());
     return std::move(route.value());
 }

@@ -11,7 +11,7 @@ namespace {
 // resolve_proxy() over a fake environment.
 Outcome<ProxyRoute> route(const std::optional<std::string>& configured,
                           std::map<std::string, std::string> env) {
-    return resolve_proxy(configured, std::nullopt, [&env](const char* name) -> const char* {
+    return resolve_proxy(configured, [&env](const char* name) -> const char* {
         const auto it = env.find(name);
         return it == env.end() ? nullptr : it->second.c_str();
     });

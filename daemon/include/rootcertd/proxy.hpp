@@ -2,7 +2,6 @@
 #pragma once
 
 #include <cstdint>
-#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -40,7 +39,6 @@ struct ProxyRoute {
     std::optional<Proxy> proxy;
     std::string no_proxy;
     std::string source;  // "api.proxy", "https_proxy" or "HTTPS_PROXY", for messages
-    std::optional<std::filesystem::path> auth_file;  // api.proxy_auth_file: "user:password"
 
     // The proxy to use for ENDPOINT, or nullptr to connect directly.
     const Proxy* proxy_for(const Endpoint& endpoint) const;
@@ -50,7 +48,6 @@ struct ProxyRoute {
 // https_proxy, then HTTPS_PROXY; no_proxy, then NO_PROXY, exempt hosts either
 // way. GETENV is injectable for tests.
 Outcome<ProxyRoute> resolve_proxy(const std::optional<std::string>& configured,
-                                  const std::optional<std::filesystem::path>& auth_file,
                                   const std::function<const char*(const char*)>& getenv);
 
 // The Proxy-Authorization value for "user:password" ("Basic base64").
