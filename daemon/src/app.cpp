@@ -11,6 +11,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "rootcertd/blocking.hpp"
@@ -18,6 +19,7 @@
 #include "rootcertd/hooks.hpp"
 #include "rootcertd/http_server.hpp"
 #include "rootcertd/pg_service.hpp"
+#include "rootcertd/proxy.hpp"
 #include "rootcertd/refresh.hpp"
 #include "rootcertd/scheduler.hpp"
 #include "rootcertd/sd_notify.hpp"
@@ -484,6 +486,10 @@ int check_config(const std::string& path) {
                                     : TokenSource::from_env(*cfg.token_env);
         if (auto t = token.get(); !t) {
             std::fprintf(stderr, "%s: api: %s\n", path.c_str(), t.error().c_str());
+            return exit_usage;
+        }
+        if (auto route = resolve_proxy(cfg.proxy, std::getenv); !route) {
+            std::fprintf(stderr, "%s: api: %s\n", path.c_str(), route.error().c_str());
             return exit_usage;
         }
         std::printf("%s: OK, %zu instance(s)\n", path.c_str(), cfg.instances.size());

@@ -1,10 +1,11 @@
 """Behind a proxy: TLS tunnelled through a real HTTP CONNECT proxy (Debian's
 tinyproxy), credentials from a file, NO_PROXY, and the token never in clear."""
 import os
+import subprocess
 
 import pytest
 
-from harness import API_PATH, GOOD_TOKEN, Recorder, Tinyproxy, free_port
+from harness import API_PATH, BINARY, GOOD_TOKEN, Recorder, Tinyproxy, free_port
 
 INSTANCE = {"org": "org_a", "id": "inst_p", "name": "prod"}
 
@@ -112,3 +113,17 @@ def test_no_proxy_and_api_proxy_none_go_direct_and_a_dead_proxy_keeps_the_file(
     r = d.once(env=env_with(HTTPS_PROXY=dead))
     assert r.returncode == 0, r.stderr
     assert "through proxy" not in r.stderr
+
+
+def test_a_bad_proxy_variable_is_a_clear_error_without_its_password(api, served, make_daemon):
+    d = make_daemon([INSTANCE])
+    bad = env_with(HTTPS_PROXY="https://svc:pw-55-secret@proxy.internal:3128")
+    r = subprocess.run([str(BINARY), "--config", str(d.config), "--check-config"],
+                       capture_output=True, text=True, env=bad)
+    assert r.returncode == 2
+    assert "HTTPS_PROXY: 'https://[credentials]@proxy.internal:3128' must use http://" in r.stderr
+    r = d.once(env=bad)
+    assert r.returncode != 0 and "HTTPS_PROXY" in r.stderr
+    assert not d.file("prod").exists()
+    for out in (r.stderr, r.stdout):
+        assert "pw-55-secret" not in out
