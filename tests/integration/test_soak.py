@@ -1,6 +1,7 @@
 """A short fleet soak in CI (bench/soak runs the 10,000-instance one)."""
 import os
 
+from harness import BINARY
 from soak import run_soak
 
 SECONDS = int(os.environ.get("ROOTCERTD_SOAK_SECONDS", "40"))
@@ -19,7 +20,10 @@ def test_a_fleet_with_failing_and_slow_instances_keeps_cadence_and_flat_resource
     # Failing instances retry no more often than the interval (backoff capped by it).
     assert r["cycles_median"]["missing"] <= SECONDS / (0.5 * interval) + 1, r
     # Flat: nothing grows between the second and the last quarter of the run.
-    assert r["rss_growth_kib"] <= 1024, r["rss_kib"]
+    # Under ASan, RSS grows by design (freed memory waits in its quarantine);
+    # there the daemon's exit 0 after the soak says LeakSanitizer found nothing.
+    if "asan" not in str(BINARY):
+        assert r["rss_growth_kib"] <= 1024, r["rss_kib"]
     assert r["fd_growth"] <= 2, r["fds"]
     # Failures are logged when they start, not on every retry.
     assert r["log_lines"] <= 200, r["log_tail"]
