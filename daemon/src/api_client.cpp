@@ -217,7 +217,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
     // proxy's own credentials cross in clear text; never the token.
     asio::awaitable<std::optional<std::string>> tunnel(beast::tcp_stream& stream,
                                                        const Proxy& proxy, const Endpoint& ep) {
-        const std::string target = authority(ep.host) + ":" + std::to_string(ep.port);
+        const std::string target = url_host(ep.host) + ":" + std::to_string(ep.port);
         const std::string asked = "proxy " + proxy.origin() + " (CONNECT " + target + ")";
         http::request<http::empty_body> req{http::verb::connect, target, 11};
         req.set(http::field::host, target);
@@ -256,10 +256,6 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         co_return std::nullopt;
     }
 
-    static std::string authority(const std::string& host) {
-        return host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    }
-
     asio::awaitable<std::optional<ExchangeError>> exchange(Conn& conn, const Endpoint& ep,
                                                            const std::string& target,
                                                            const std::string& token,
@@ -268,7 +264,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         auto& tcp_layer = beast::get_lowest_layer(conn.stream);
         http::request<http::empty_body> req{http::verb::get, target, 11};
         req.set(http::field::host,
-                authority(ep.host) + (ep.port == 443 ? "" : ":" + std::to_string(ep.port)));
+                url_host(ep.host) + (ep.port == 443 ? "" : ":" + std::to_string(ep.port)));
         req.set(http::field::user_agent, "rootcertd/" ROOTCERTD_VERSION);
         req.set(http::field::accept, "application/json");
         req.set(http::field::authorization, "Bearer " + token);

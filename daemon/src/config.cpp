@@ -22,9 +22,12 @@
 
 namespace rootcertd {
 
+std::string url_host(const std::string& host) {
+    return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+
 std::string Endpoint::origin() const {
-    const bool v6 = host.find(':') != std::string::npos;
-    std::string out = "https://" + (v6 ? "[" + host + "]" : host);
+    std::string out = "https://" + url_host(host);
     if (port != 443) out += ":" + std::to_string(port);
     return out;
 }

@@ -7,8 +7,7 @@
 namespace rootcertd {
 
 std::string Proxy::origin() const {
-    const bool v6 = host.find(':') != std::string::npos;
-    return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    return "http://" + url_host(host) + ":" + std::to_string(port);
 }
 
 Outcome<Proxy> parse_proxy_url(std::string_view text) {

@@ -109,17 +109,17 @@ void log_change(const Instance& inst, const std::filesystem::path& path, const I
                   fields);
         return;
     }
-    std::string old = "unparseable";
-    if (auto previous = parse_bundle(done.previous.value_or(""))) old = previous->fingerprints();
+    const auto previous = parse_bundle(done.previous.value_or(""));
+    const std::string old = previous ? previous->fingerprints() : "unparseable";
     fields.emplace_back("old_fingerprint", old);
     // rootcertd only ever writes whole bundles in its own encoding: bytes it
     // cannot parse, or the same CAs written differently, came from elsewhere.
-    if (old == "unparseable" || old == installed.fingerprints()) {
+    if (!previous || old == installed.fingerprints()) {
         log_event(spdlog::level::warn,
                   inst.name + ": restored " + path.string() +
                       ": something other than rootcertd had changed it (" +
-                      (old == "unparseable" ? "not a valid bundle" : "same CAs, other bytes") +
-                      "); now " + summary(installed),
+                      (previous ? "same CAs, other bytes" : "not a valid bundle") + "); now " +
+                      summary(installed),
                   fields);
         return;
     }

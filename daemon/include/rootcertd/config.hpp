@@ -115,6 +115,9 @@ Config parse_config(const std::string& yaml, const std::string& source);
 // "500ms", "30s", "5m", "1h", "1d" (and "0"). Fails on anything else.
 Outcome<Duration> parse_duration(std::string_view text);
 
+// HOST as it goes in a URL or a Host header: an IPv6 address in brackets.
+std::string url_host(const std::string& host);
+
 // True for an IPv4 or IPv6 address (no SNI is sent to those, and name
 // checks become IP checks).
 bool is_ip_literal(const std::string& host);
