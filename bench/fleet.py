@@ -33,7 +33,9 @@ def write_config(path, api, n, cert_dir, state_dir, **extra):
            "cert_dir": str(cert_dir), "state_dir": str(state_dir),
            "instances": [{"org": "org_bench", "id": f"i{i}"} for i in range(n)]}
     cfg.update(extra)
-    (path.parent / "token").write_text(GOOD_TOKEN)
+    token = path.parent / "token"
+    token.write_text(GOOD_TOKEN)
+    token.chmod(0o600)
     path.write_text(json.dumps(cfg))
 
 

@@ -175,13 +175,21 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         result.error = where + token.error();
         co_return result;
     }
-    if (!s->token.exposure().empty()) add_warning(s->token.exposure());
     const auto now = std::chrono::system_clock::now();
     result.token_expiry = s->token.expiry();
-    if (result.token_expiry && *result.token_expiry - now < std::chrono::hours(24 * 7)) {
-        add_warning("the API token " +
-                    std::string(*result.token_expiry <= now ? "expired " : "expires ") +
-                    format_time(*result.token_expiry) + ": rotate it before refreshes fail");
+    {  // about the one token all instances share: logged once, not per instance
+        std::string warning = s->token.exposure();
+        if (result.token_expiry && *result.token_expiry - now < std::chrono::hours(24 * 7)) {
+            warning += (warning.empty() ? "" : "; ") + std::string("the API token ") +
+                       (*result.token_expiry <= now ? "expired " : "expires ") +
+                       format_time(*result.token_expiry) + ": rotate it before refreshes fail";
+        }
+        if (warning.empty()) {
+            s->token_warnings.on_success();
+        } else if (s->token_warnings.on_failure(warning, std::chrono::steady_clock::now()) !=
+                   FailureLog::Verdict::quiet) {
+            spdlog::warn("{}", warning);
+        }
     }
 
     std::optional<Outcome<HttpResponse>> response;

@@ -340,12 +340,16 @@ def test_installed_file_lets_psql_verify_full(api, pki, make_daemon):
         pg.stop()
 
 
-def test_a_token_file_others_can_read_is_warned_about_without_the_token(api, pki, make_daemon):
-    api.serve("org_a", "inst_1", pki.ca("ca-one"))
-    d = make_daemon([{"org": "org_a", "id": "inst_1"}])
+def test_a_token_file_others_can_read_is_warned_about_once_without_the_token(api, pki, make_daemon):
+    ca = pki.ca("ca-one")
+    names = [f"inst_{i}" for i in range(5)]
+    for name in names:
+        api.serve("org_a", name, ca)
+    d = make_daemon([{"org": "org_a", "id": name} for name in names])
     assert "readable by group or others" not in d.once().stderr
     d.token_file.chmod(0o644)
     r = d.once()
     assert r.returncode == 0
-    assert f"token file {d.token_file} is readable by group or others (mode 0644)" in r.stderr
+    # One token, one warning: not one per instance sharing it.
+    assert r.stderr.count(f"token file {d.token_file} is readable by group or others (mode 0644)") == 1
     assert d.token_file.read_text().strip() not in r.stderr

@@ -59,6 +59,9 @@ struct Services {
     using Semaphore = boost::asio::experimental::channel<void(boost::system::error_code)>;
     Semaphore slots;      // API requests in flight: config.concurrency
     Semaphore admission;  // refreshes under way: bounds memory, lets installs batch
+    // Warnings about the token (its file's mode, its expiry) are the same for
+    // every instance: logged once, and again hourly while they last.
+    FailureLog token_warnings;
 };
 
 // Refreshes INSTANCE once. Never throws for expected failures; a request is

@@ -15,4 +15,19 @@ struct CheckResult {
     std::optional<std::chrono::system_clock::time_point> server_not_after;
 };
 
+// Decides which failures reach the log so a persistent one does not flood it:
+// a new or changed reason always, the same reason again once an hour.
+class FailureLog {
+  public:
+    enum class Verdict { log, repeat, quiet };
+    Verdict on_failure(const std::string& reason, std::chrono::steady_clock::time_point now);
+    // Failures since the last success; resets to 0.
+    unsigned on_success();
+
+  private:
+    std::string last_;
+    std::chrono::steady_clock::time_point last_logged_{};
+    unsigned count_ = 0;
+};
+
 }  // namespace rootcertd
