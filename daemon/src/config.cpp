@@ -3,7 +3,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/exceptions.h>
 
 #include <algorithm>
 #include <boost/asio/ip/address.hpp>
@@ -19,6 +19,7 @@
 
 #include "rootcertd/http_server.hpp"
 #include "rootcertd/proxy.hpp"
+#include "rootcertd/yaml_tree.hpp"
 
 namespace rootcertd {
 
@@ -134,26 +135,47 @@ std::string expand_env(const Site& site, const std::string& in) {
 
 // A YAML mapping read strictly: each key once, every key known.
 class MapReader {
+    struct Entry {
+        std::string_view name;
+        YamlNode key, value;
+        bool used = false;
+    };
+    using Entries = std::vector<Entry>;
+    Entries::iterator find(std::string_view key) {
+        return std::find_if(entries_.begin(), entries_.end(),
+                            [&](const Entry& e) { return e.name == key; });
+    }
+    Entries::const_iterator find(std::string_view key) const {
+        return std::find_if(entries_.begin(), entries_.end(),
+                            [&](const Entry& e) { return e.name == key; });
+    }
+
   public:
-    MapReader(const std::string& source, const YAML::Node& node, std::string path)
+    MapReader(const std::string& source, YamlNode node, std::string path)
         : source_(source), node_(node), path_(std::move(path)) {
         if (!node.IsMap()) raise({source_, node.Mark(), path_}, "must be a mapping of keys");
-        for (const auto& kv : node) {
-            const auto key = kv.first.Scalar();
-            if (!entries_.emplace(key, Entry{kv.first, kv.second}).second) {
-                raise({source_, kv.first.Mark(), key_path(key)}, "duplicate key");
-            }
+        // Mappings are small: a flat list in file order, searched linearly
+        // (a std::map per mapping was most of the reader's cost).
+        entries_.reserve(node.size());
+        std::set<std::string_view> seen;  // only for big mappings
+        for (std::size_t i = 0; i < node.size(); ++i) {
+            const auto& key = node.key(i).Scalar();
+            const bool duplicate =
+                node.size() <= 16 ? find(key) != entries_.end() : !seen.insert(key).second;
+            if (duplicate) raise({source_, node.key(i).Mark(), key_path(key)}, "duplicate key");
+            entries_.push_back(Entry{key, node.key(i), node.value(i)});
         }
+        known_.reserve(16);
     }
 
     // The value at KEY, or nothing when absent; an explicit null counts as absent.
-    std::optional<YAML::Node> take(const char* key) {
+    std::optional<YamlNode> take(const char* key) {
         known_.push_back(key);
-        const auto it = entries_.find(key);
+        const auto it = find(key);
         if (it == entries_.end()) return std::nullopt;
-        it->second.used = true;
-        if (it->second.value.IsNull()) return std::nullopt;
-        return it->second.value;
+        it->used = true;
+        if (it->value.IsNull()) return std::nullopt;
+        return it->value;
     }
 
     std::optional<std::string> text(const char* key) {
@@ -179,43 +201,37 @@ class MapReader {
         return *value;
     }
 
-    Site site(const YAML::Node& node, const std::string& key) const {
+    Site site(YamlNode node, const std::string& key) const {
         return {source_, node.Mark(), key_path(key)};
     }
-    // Where KEY's value is, or the mapping itself when KEY is absent. (Looking
-    // up yaml-cpp nodes by key is a linear scan that allocates: avoid it.)
+    // Where KEY's value is, or the mapping itself when KEY is absent.
     Site site(const char* key) const {
-        const auto it = entries_.find(key);
-        return {source_, it == entries_.end() ? node_.Mark() : it->second.value.Mark(),
-                key_path(key)};
+        const auto it = find(key);
+        return {source_, it == entries_.end() ? node_.Mark() : it->value.Mark(), key_path(key)};
     }
-    bool has(const char* key) const { return entries_.contains(key); }
+    bool has(const char* key) const { return find(key) != entries_.end(); }
     Site site() const { return {source_, node_.Mark(), path_}; }
 
     // Rejects keys nobody asked for: a typo must never be silently ignored.
     void finish() const {
-        for (const auto& [key, entry] : entries_) {
+        for (const auto& entry : entries_) {
             if (entry.used) continue;
             std::string known;
             for (const char* k : known_) known += (known.empty() ? "" : ", ") + std::string(k);
-            raise({source_, entry.key.Mark(), key_path(key)},
+            raise({source_, entry.key.Mark(), key_path(std::string(entry.name))},
                   "unknown key (expected one of: " + known + ")");
         }
     }
 
   private:
-    struct Entry {
-        YAML::Node key, value;
-        bool used = false;
-    };
     std::string key_path(const std::string& key) const {
         return path_.empty() ? key : path_ + "." + key;
     }
 
     const std::string& source_;
-    YAML::Node node_;
+    YamlNode node_;
     std::string path_;
-    std::map<std::string, Entry> entries_;
+    Entries entries_;
     std::vector<const char*> known_;  // literals: keys are only ever asked by name
 };
 
@@ -284,7 +300,8 @@ std::optional<Hook> read_hook(const std::string& source, MapReader& parent,
         raise(command ? m.site(*command, "command") : m.site(),
               "command must be a list: the program and its arguments (no shell)");
     }
-    for (const auto& arg : *command) {
+    for (std::size_t i = 0; i < command->size(); ++i) {
+        const auto arg = (*command)[i];
         if (!arg.IsScalar()) raise(m.site(arg, "command"), "every argument must be a string");
         hook.command.push_back(expand_env(m.site(arg, "command"), arg.Scalar()));
     }
@@ -339,18 +356,19 @@ std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::
 }  // namespace
 
 Config parse_config(const std::string& yaml, const std::string& source) {
-    YAML::Node root;
+    std::optional<YamlTree> tree;
     try {
-        root = YAML::Load(yaml);
+        tree.emplace(yaml);
     } catch (const YAML::ParserException& e) {
         raise({source, e.mark, ""}, "YAML syntax error: " + e.msg);
     }
-    if (!root || root.IsNull()) raise({source, YAML::Mark::null_mark(), ""}, "the file is empty");
+    const auto root = tree->root();
+    if (!root || root->IsNull()) raise({source, YAML::Mark::null_mark(), ""}, "the file is empty");
 
     const auto base_dir = std::filesystem::path(source).parent_path();
     Config cfg;
     cfg.source = source;
-    MapReader top(source, root, "");
+    MapReader top(source, *root, "");
 
     auto api_node = top.take("api");
     if (!api_node) raise(top.site(), "'api' section is required (token_file or token_env)");
@@ -412,7 +430,7 @@ Config parse_config(const std::string& yaml, const std::string& source) {
         cfg.metrics_listen = m.text("listen");
         if (cfg.metrics_listen) {
             if (auto ep = parse_listen(*cfg.metrics_listen); !ep) {
-                raise(m.site((*metrics)["listen"], "listen"), ep.error());
+                raise(m.site("listen"), ep.error());
             }
         }
         m.finish();
