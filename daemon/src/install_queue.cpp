@@ -36,7 +36,7 @@ void InstallQueue::flush() {
     asio::post(pool_, [self = shared_from_this(), batch, work = std::move(work)]() mutable {
         std::vector<InstallJob> jobs;
         jobs.reserve(batch->size());
-        for (const auto& w : *batch) jobs.push_back(w.job);
+        for (auto& w : *batch) jobs.push_back(std::move(w.job));  // only results go back
         auto results =
             std::make_shared<std::vector<Outcome<Installed>>>(self->store_.install_all(jobs));
         auto loop = work.get_executor();

@@ -159,6 +159,7 @@ std::optional<CertBundle> cached_bundle(const Services& s, const std::string& pe
 
 struct OnDisk {
     std::optional<std::string> file;
+    mode_t mode = 0;  // the file's
     std::optional<std::string> state;
 };
 
@@ -231,9 +232,10 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     const auto state_name = inst.name + ".json";
     const bool cached = s->states.contains(inst.name);
     auto read = [s, file_name, state_name, cached]() -> Outcome<OnDisk> {
-        auto file = s->store.read(file_name);
+        mode_t mode = 0;
+        auto file = s->store.read(file_name, &mode);
         if (!file) return fail(file.error());
-        OnDisk d{std::move(file.value()), std::nullopt};
+        OnDisk d{std::move(file.value()), mode, std::nullopt};
         if (!cached) {
             if (auto st = s->state_store.read(state_name); st) d.state = std::move(st.value());
         }
@@ -303,9 +305,14 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
             co_return result;
         }
     }
-    // Group commit: this install shares one filesystem flush with concurrent ones.
-    InstallJob job{file_name, final_pem, inst.file};  // a named local: see run_blocking
-    auto installed = co_await s->installs->install(std::move(job));
+    // The file read above already holds these bytes with this mode: nothing to
+    // write, and no second trip to the blocking pool (the common case).
+    // Otherwise, group commit: this install shares one flush with concurrent ones.
+    Outcome<Installed> installed = Installed{};
+    if (!(current && *current == final_pem && disk->mode == inst.file.mode)) {
+        InstallJob job{file_name, final_pem, inst.file};  // a named local: see run_blocking
+        installed = co_await s->installs->install(std::move(job));
+    }
     if (!installed) {
         result.error = "install " + inst.name + ": " + installed.error();
         co_return result;

@@ -46,7 +46,9 @@ class CertStore {
     Outcome<int> prepare() const;
 
     // The current bytes of FILE_NAME, or nullopt when there is no such file.
-    Outcome<std::optional<std::string>> read(const std::string& file_name) const;
+    // MODE, when given, receives the file's permission bits.
+    Outcome<std::optional<std::string>> read(const std::string& file_name,
+                                             mode_t* mode = nullptr) const;
 
     // Makes FILE_NAME hold exactly BYTES. Equal bytes: nothing is written.
     // Otherwise: temp file in the same directory, write, chmod/chown, fsync,
