@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdlib>
@@ -354,11 +356,29 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     co_return result;
 }
 
+struct Services::Validation {
+    explicit Validation(asio::any_io_executor ex)
+        : done(ex, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer done;  // cancelled when `result` is set
+    std::optional<Outcome<CertBundle>> result;
+};
+
 asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Services> s,
                                                          std::string pem, SysTime now) {
     if (auto hit = cached_bundle(*s, pem, now)) co_return std::move(*hit);
+    if (const auto it = s->validating.find(pem); it != s->validating.end()) {
+        const auto running = it->second;
+        co_await running->done.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (running->result) co_return *running->result;
+        co_return fail("stopped while the CA was being validated");
+    }
+    auto running = std::make_shared<Services::Validation>(co_await asio::this_coro::executor);
+    s->validating.emplace(pem, running);
     auto check = [text = pem, now] { return validate_bundle(text, now); };
     auto fresh = co_await run_blocking(s->blocking, std::move(check));
+    s->validating.erase(pem);
+    running->result = fresh;
+    running->done.cancel();
     if (fresh) {
         if (s->validated.size() >= Services::max_validated) s->validated.clear();
         s->validated.insert_or_assign(std::move(pem), fresh.value());

@@ -5,6 +5,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
 
 #include "pki.hpp"
 #include "tempdir.hpp"
@@ -167,4 +169,37 @@ TEST_F(Refresh, AMissingTokenFailsBeforeAnyRequest) {
     EXPECT_FALSE(r.ok);
     EXPECT_NE(r.error.find("ROOTCERTD_TEST_REFRESH_TOKEN is not set"), std::string::npos);
     EXPECT_EQ(fake->calls, 0);
+}
+
+// Refreshes that receive the same new bytes while they are being validated
+// share that validation: each gets its result, and none is left waiting.
+TEST_F(Refresh, ConcurrentValidationsOfTheSameBytesShareOneResult) {
+    const auto good = test::make_cert_pem({.cn = "Shared CA"});
+    const auto bad =
+        std::string("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+    std::promise<void> release;
+    boost::asio::post(pool, [held = release.get_future()]() mutable { held.wait(); });
+    std::vector<std::optional<Outcome<CertBundle>>> got(6);
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        auto one = [](std::shared_ptr<Services> s, std::string pem,
+                      std::optional<Outcome<CertBundle>>& out) -> boost::asio::awaitable<void> {
+            out = co_await validate_with_cache(s, pem, std::chrono::system_clock::now());
+        };
+        boost::asio::co_spawn(ioc, one(services, i % 2 ? bad : good, got[i]),
+                              [](std::exception_ptr e) {
+                                  if (e) std::rethrow_exception(e);
+                              });
+    }
+    ioc.poll();  // all six started; the pool is held, so nothing has finished
+    EXPECT_EQ(services->validating.size(), 2u) << "one validation per distinct bytes";
+    release.set_value();
+    ioc.restart();
+    ioc.run();
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        ASSERT_TRUE(got[i]) << i;
+        EXPECT_EQ(got[i]->ok(), i % 2 == 0) << i;
+        if (got[i]->ok()) EXPECT_EQ(got[i]->value().newest().subject, "CN=Shared CA");
+    }
+    EXPECT_TRUE(services->validating.empty());
+    EXPECT_EQ(services->validated.size(), 1u);  // only good bytes are remembered
 }

@@ -54,6 +54,11 @@ struct Services {
     // bytes (SHA-256 here cost 9% of a warm pass). Bounded; event loop only.
     std::map<std::string, CertBundle, std::less<>> validated;
     static constexpr std::size_t max_validated = 4096;
+    // Validations under way, by the same key: refreshes that receive the same
+    // new bytes meanwhile wait for that one result instead of parsing again
+    // (a cold start of a fleet would otherwise parse one CA per admission slot).
+    struct Validation;
+    std::map<std::string, std::shared_ptr<Validation>, std::less<>> validating;
     boost::asio::thread_pool& blocking;  // fsync and file reads run here
     // Counting semaphores: a send takes a slot, a receive frees one.
     using Semaphore = boost::asio::experimental::channel<void(boost::system::error_code)>;
