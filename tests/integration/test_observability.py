@@ -227,8 +227,10 @@ def test_token_expiry_is_exported_and_warned(api, pki, make_daemon):
                     metrics={"listen": f"127.0.0.1:{port}"})
     d.start()
     d.wait_log("the API token expires")
-    m = parse_metrics(http_get(port, "/metrics")[2])
-    assert m[("rootcertd_token_expiry_timestamp_seconds", frozenset())] == exp
+    key = ("rootcertd_token_expiry_timestamp_seconds", frozenset())
+    # The warning is logged as the token is read; the metric once the refresh ends.
+    wait_for(lambda: key in parse_metrics(http_get(port, "/metrics")[2]), 10, "the expiry metric")
+    assert parse_metrics(http_get(port, "/metrics")[2])[key] == exp
 
 
 def test_a_401_with_an_expired_token_says_so(api, pki, make_daemon):
