@@ -6,6 +6,7 @@
 #include <openssl/x509_vfy.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -128,11 +129,23 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         for (int attempt = 0;; ++attempt) {
             if (closed_) co_return fail("shutting down");
             auto conn = take_idle(origin);
-            const bool reused = conn != nullptr;
+            bool reused = conn != nullptr;
             if (!conn) {
-                conn = std::make_unique<Conn>(ex_, tls_, live_);
-                if (auto err = co_await connect(*conn, endpoint, deadline)) {
-                    co_return fail(*err);
+                // At most max_dialing new connections per origin at a time:
+                // TLS handshakes cost the client ~2 ms of CPU each, and started
+                // all at once (a fleet's first pass) none finishes until all do.
+                auto& gate = dialing(origin);
+                auto [gec] =
+                    co_await gate.async_send(boost::system::error_code{}, awaitable_tuple());
+                if (gec) co_return fail("stopped before connecting to " + origin);
+                Release dialed(gate);
+                conn = take_idle(origin);  // one may have come free meanwhile
+                reused = conn != nullptr;
+                if (!conn) {
+                    conn = std::make_unique<Conn>(ex_, tls_, live_);
+                    if (auto err = co_await connect(*conn, endpoint, deadline)) {
+                        co_return fail(*err);
+                    }
                 }
             }
             HttpResponse response;
@@ -308,6 +321,27 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         co_return std::nullopt;
     }
 
+    // A counting semaphore: a send takes a slot, a receive frees one.
+    using Gate = asio::experimental::channel<void(boost::system::error_code)>;
+    static constexpr std::size_t max_dialing = 2;
+    class Release {
+      public:
+        explicit Release(Gate& g) : g_(g) {}
+        Release(const Release&) = delete;
+        Release& operator=(const Release&) = delete;
+        ~Release() {
+            g_.try_receive([](boost::system::error_code) {});
+        }
+
+      private:
+        Gate& g_;
+    };
+    Gate& dialing(const std::string& origin) {
+        auto& gate = dialing_[origin];
+        if (!gate) gate = std::make_unique<Gate>(ex_, max_dialing);
+        return *gate;
+    }
+
     std::unique_ptr<Conn> take_idle(const std::string& origin) {
         auto it = idle_.find(origin);
         if (it == idle_.end()) return nullptr;
@@ -351,6 +385,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
     ssl::context tls_;
     std::unordered_set<Conn*> live_;  // declared before idle_: outlives the connections
     std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>> idle_;
+    std::unordered_map<std::string, std::unique_ptr<Gate>> dialing_;
     asio::steady_timer prune_;
     bool prune_pending_ = false;
     bool closed_ = false;
