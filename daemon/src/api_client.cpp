@@ -6,7 +6,6 @@
 #include <openssl/x509_vfy.h>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -20,6 +19,8 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#include "rootcertd/semaphore.hpp"
 
 namespace rootcertd {
 
@@ -138,7 +139,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
                 auto [gec] =
                     co_await gate.async_send(boost::system::error_code{}, awaitable_tuple());
                 if (gec) co_return fail("stopped before connecting to " + origin);
-                Release dialed(gate);
+                SlotGuard dialed(gate);
                 conn = take_idle(origin);  // one may have come free meanwhile
                 reused = conn != nullptr;
                 if (!conn) {
@@ -321,24 +322,10 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         co_return std::nullopt;
     }
 
-    // A counting semaphore: a send takes a slot, a receive frees one.
-    using Gate = asio::experimental::channel<void(boost::system::error_code)>;
     static constexpr std::size_t max_dialing = 2;
-    class Release {
-      public:
-        explicit Release(Gate& g) : g_(g) {}
-        Release(const Release&) = delete;
-        Release& operator=(const Release&) = delete;
-        ~Release() {
-            g_.try_receive([](boost::system::error_code) {});
-        }
-
-      private:
-        Gate& g_;
-    };
-    Gate& dialing(const std::string& origin) {
+    Semaphore& dialing(const std::string& origin) {
         auto& gate = dialing_[origin];
-        if (!gate) gate = std::make_unique<Gate>(ex_, max_dialing);
+        if (!gate) gate = std::make_unique<Semaphore>(ex_, max_dialing);
         return *gate;
     }
 
@@ -385,7 +372,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
     ssl::context tls_;
     std::unordered_set<Conn*> live_;  // declared before idle_: outlives the connections
     std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>> idle_;
-    std::unordered_map<std::string, std::unique_ptr<Gate>> dialing_;
+    std::unordered_map<std::string, std::unique_ptr<Semaphore>> dialing_;
     asio::steady_timer prune_;
     bool prune_pending_ = false;
     bool closed_ = false;

@@ -141,7 +141,12 @@ class App {
         signals_.async_wait([s](boost::system::error_code ec, int) {
             if (!ec) s->client->close();
         });
-        for (const auto& inst : s->config.instances) {
+        // As many refreshes under way as the admission bound allows; each
+        // that ends starts the next, so no frame waits for a slot.
+        std::size_t next = 0;
+        std::function<void()> start_next = [&] {
+            if (next == s->config.instances.size()) return;
+            const auto& inst = s->config.instances[next++];
             asio::co_spawn(ioc_, refresh_and_record(s, inst),
                            [&, s, name = inst.name](std::exception_ptr e, RefreshResult r) {
                                if (e) r.error = "aborted";
@@ -157,8 +162,10 @@ class App {
                                    once_done_ = true;
                                    if (hooks_running_ == 0) ioc_.stop();
                                }
+                               start_next();
                            });
-        }
+        };
+        for (std::size_t i = 0; i < admission_slots(s->config); ++i) start_next();
         ioc_.run();  // until every refresh and every hook they started has ended
         const auto total = s->config.instances.size();
         spdlog::info("refreshed {}/{} instance(s)", total - failed, total);
@@ -251,12 +258,12 @@ class App {
         }
         scheduler_.start(
             inst.name, {{"name", inst.name}, {"org", inst.org}, {"id", inst.id}}, policy,
-            [this, s, inst] { return refresh_and_record(s, inst); }, checker);
+            [this, s, inst] { return refresh_and_record(s, inst); }, checker, &s->admission);
     }
 
     asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s, Instance inst) {
         const auto started = std::chrono::steady_clock::now();
-        auto r = co_await refresh_when_free(s, inst);
+        auto r = co_await refresh(s, inst);
         record(s, inst, r,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started));
         co_return r;

@@ -40,6 +40,10 @@ ClientOptions client_options(const Services& s) {
 
 }  // namespace
 
+std::size_t admission_slots(const Config& config) {
+    return std::max<std::size_t>(64, 4 * std::size_t{config.concurrency});
+}
+
 Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& blocking_pool)
     : config(std::move(cfg)),
       proxy(proxy_route(config)),
@@ -54,7 +58,7 @@ Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& bloc
       state_store(config.state_dir),
       blocking(blocking_pool),
       slots(ex, config.concurrency),
-      admission(ex, std::max<std::size_t>(64, 4 * std::size_t{config.concurrency})) {}
+      admission(ex, admission_slots(config)) {}
 
 std::string redact(std::string message, const std::string& secret) {
     if (secret.empty()) return message;
@@ -65,20 +69,6 @@ std::string redact(std::string message, const std::string& secret) {
 }
 
 namespace {
-
-// Holds one slot of a semaphore; frees it on every exit path, cancellation included.
-class SlotGuard {
-  public:
-    explicit SlotGuard(Services::Semaphore& s) : s_(s) {}
-    SlotGuard(const SlotGuard&) = delete;
-    SlotGuard& operator=(const SlotGuard&) = delete;
-    ~SlotGuard() {
-        s_.try_receive([](boost::system::error_code) {});
-    }
-
-  private:
-    Services::Semaphore& s_;
-};
 
 std::string summary(const CertBundle& b) {
     const auto& n = b.newest();
@@ -384,12 +374,6 @@ asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Service
         s->validated.insert_or_assign(std::move(pem), fresh.value());
     }
     co_return fresh;
-}
-
-asio::awaitable<RefreshResult> refresh_when_free(std::shared_ptr<Services> s, Instance inst) {
-    co_await s->admission.async_send(boost::system::error_code{}, asio::use_awaitable);
-    SlotGuard admitted(s->admission);
-    co_return co_await refresh(s, std::move(inst));
 }
 
 asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> s, Instance inst) {

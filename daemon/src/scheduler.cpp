@@ -73,13 +73,14 @@ asio::awaitable<bool> stopped() {
 Scheduler::Scheduler(asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
 void Scheduler::start(const std::string& name, LogFields labels, RetryPolicy policy, Job job,
-                      std::optional<Checker> checker) {
+                      std::optional<Checker> checker, Semaphore* admission) {
     stop(name);
     auto loop = std::make_shared<Loop>();
     loops_[name] = loop;
     ++alive_;
     asio::co_spawn(
-        executor_, run(name, std::move(labels), policy, std::move(job), std::move(checker)),
+        executor_,
+        run(name, std::move(labels), policy, std::move(job), std::move(checker), admission),
         asio::bind_cancellation_slot(loop->cancel.slot(), [this, name, loop](std::exception_ptr e) {
             try {
                 if (e) std::rethrow_exception(e);
@@ -109,7 +110,8 @@ void Scheduler::stop_all() {
 }
 
 asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPolicy policy,
-                                     Job job, std::optional<Checker> checker) {
+                                     Job job, std::optional<Checker> checker,
+                                     Semaphore* admission) {
     // A stopped loop ends by returning, never by throwing: in Asio 1.81 a
     // cancelled co_spawn that throws loses its completion handler.
     co_await asio::this_coro::throw_if_cancelled(false);
@@ -150,12 +152,21 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
             continue;
         }
 
+        std::optional<SlotGuard> admitted;
+        if (admission != nullptr) {
+            auto [aec] = co_await admission->async_send(boost::system::error_code{},
+                                                        asio::as_tuple(asio::use_awaitable));
+            if (aec) break;
+            admitted.emplace(*admission);
+            if (co_await stopped()) break;
+        }
         RefreshResult r;
         try {
             r = co_await job();
         } catch (const std::exception& e) {
             r.error = std::string("unexpected error: ") + e.what();
         }
+        admitted.reset();
         if (co_await stopped()) break;
         consecutive = r.ok ? 0 : consecutive + 1;
         const auto delay = next_delay(policy, consecutive, r.retry_after, uniform(rng_));

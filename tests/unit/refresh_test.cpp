@@ -198,7 +198,9 @@ TEST_F(Refresh, ConcurrentValidationsOfTheSameBytesShareOneResult) {
     for (std::size_t i = 0; i < got.size(); ++i) {
         ASSERT_TRUE(got[i]) << i;
         EXPECT_EQ(got[i]->ok(), i % 2 == 0) << i;
-        if (got[i]->ok()) EXPECT_EQ(got[i]->value().newest().subject, "CN=Shared CA");
+        if (got[i]->ok()) {
+            EXPECT_EQ(got[i]->value().newest().subject, "CN=Shared CA");
+        }
     }
     EXPECT_TRUE(services->validating.empty());
     EXPECT_EQ(services->validated.size(), 1u);  // only good bytes are remembered

@@ -163,3 +163,29 @@ TEST(Scheduler, ChecksDoNotBypassTheBackoffOfAFailingInstance) {
     EXPECT_EQ(runs, 1);
     EXPECT_EQ(checks, 3);
 }
+
+TEST(Scheduler, WithAdmissionAJobRunsOnlyWhileItHoldsASlot) {
+    boost::asio::io_context ioc;
+    Scheduler scheduler(ioc.get_executor());
+    Semaphore admission(ioc.get_executor(), 1);
+    ASSERT_TRUE(admission.try_send(boost::system::error_code{}));  // someone else holds the slot
+    int runs = 0;
+    bool slot_held_during_job = false;
+    scheduler.start(
+        "a", {}, policy,
+        [&]() -> boost::asio::awaitable<RefreshResult> {
+            ++runs;
+            slot_held_during_job = !admission.try_send(boost::system::error_code{});
+            scheduler.stop("a");
+            co_return RefreshResult{.ok = true};
+        },
+        std::nullopt, &admission);
+    ioc.poll();
+    EXPECT_EQ(runs, 0) << "no slot, no job";
+    ASSERT_TRUE(admission.try_receive([](boost::system::error_code) {}));  // the holder is done
+    ioc.restart();
+    ioc.run();
+    EXPECT_EQ(runs, 1);
+    EXPECT_TRUE(slot_held_during_job);
+    EXPECT_TRUE(admission.try_send(boost::system::error_code{})) << "freed when the job ended";
+}

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <map>
 #include <memory>
@@ -16,6 +15,7 @@
 #include "rootcertd/install_queue.hpp"
 #include "rootcertd/rotation.hpp"
 #include "rootcertd/scheduler_types.hpp"
+#include "rootcertd/semaphore.hpp"
 #include "rootcertd/token_source.hpp"
 
 namespace rootcertd {
@@ -34,6 +34,9 @@ struct RefreshResult {
 };
 
 // What every refresh shares; rebuilt when a reload changes global settings.
+// How many refreshes may be under way at once: 4 x concurrency, at least 64.
+std::size_t admission_slots(const Config& config);
+
 struct Services {
     Services(boost::asio::any_io_executor ex, Config config,
              boost::asio::thread_pool& blocking_pool);
@@ -60,10 +63,11 @@ struct Services {
     struct Validation;
     std::map<std::string, std::shared_ptr<Validation>, std::less<>> validating;
     boost::asio::thread_pool& blocking;  // fsync and file reads run here
-    // Counting semaphores: a send takes a slot, a receive frees one.
-    using Semaphore = boost::asio::experimental::channel<void(boost::system::error_code)>;
-    Semaphore slots;      // API requests in flight: config.concurrency
-    Semaphore admission;  // refreshes under way: bounds memory, lets installs batch
+    Semaphore slots;                     // API requests in flight: config.concurrency
+    // Refreshes under way, taken by whoever starts one (the scheduler's loop,
+    // --once) before the refresh's frames exist: it bounds memory, and up to
+    // 4 x concurrency installs can gather into one durable batch.
+    Semaphore admission;
     // Warnings about the token (its file's mode, its expiry) are the same for
     // every instance: logged once, and again hourly while they last.
     FailureLog token_warnings;
@@ -79,12 +83,6 @@ boost::asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> services
 // new ones are parsed on the blocking pool.
 boost::asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Services> services,
                                                                 std::string pem, SysTime now);
-
-// refresh(), once one of the admission slots shared by SERVICES is free:
-// waiting costs only this small frame, not a whole refresh's, and up to
-// 4 x concurrency installs can gather into one durable batch.
-boost::asio::awaitable<RefreshResult> refresh_when_free(std::shared_ptr<Services> services,
-                                                        Instance instance);
 
 // Probes INSTANCE's server and verifies it against the installed file, as
 // verify-full clients would. Asks for a refresh when the file no longer

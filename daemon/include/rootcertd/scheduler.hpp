@@ -14,6 +14,7 @@
 #include "rootcertd/config.hpp"
 #include "rootcertd/logging.hpp"
 #include "rootcertd/refresh.hpp"
+#include "rootcertd/semaphore.hpp"
 
 namespace rootcertd {
 
@@ -51,8 +52,11 @@ class Scheduler {
     // when a check asks for it (unless already retrying a failure). A loop
     // already running under NAME is stopped first.
     // LABELS (name, org, id) go into every structured log record of the loop.
+    // With ADMISSION, each refresh first takes one of its slots and holds it
+    // while the job runs; the loop waits in its own frame, so no job frame
+    // exists until a slot is free. ADMISSION must outlive the loop.
     void start(const std::string& name, LogFields labels, RetryPolicy policy, Job job,
-               std::optional<Checker> checker = std::nullopt);
+               std::optional<Checker> checker = std::nullopt, Semaphore* admission = nullptr);
     // Ends NAME's loop at its next wait; a refresh in flight completes.
     void stop(const std::string& name);
     void stop_all();
@@ -70,7 +74,7 @@ class Scheduler {
         boost::asio::cancellation_signal cancel;
     };
     boost::asio::awaitable<void> run(std::string name, LogFields labels, RetryPolicy policy,
-                                     Job job, std::optional<Checker> checker);
+                                     Job job, std::optional<Checker> checker, Semaphore* admission);
 
     boost::asio::any_io_executor executor_;
     std::map<std::string, std::shared_ptr<Loop>> loops_;
