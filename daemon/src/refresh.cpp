@@ -238,21 +238,23 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         result.error = "install " + inst.name + ": " + disk.error();
         co_return result;
     }
-    if (!cached) {
-        RotationState initial;
+    // One lookup for the whole refresh: std::map entries stay put, and this
+    // instance's entry is only ever touched by its own loop.
+    auto [entry, fresh] = s->states.try_emplace(inst.name);
+    RotationState& state = entry->second;
+    if (fresh) {  // first refresh of this instance: start from what is on disk
         if (disk->state) {
             if (auto st = parse_state(*disk->state)) {
-                initial = std::move(st.value());
+                state = std::move(st.value());
             } else {
                 spdlog::warn("{}: ignoring unreadable rotation state: {}", inst.name, st.error());
             }
         } else if (disk->file) {
-            initial.served = *disk->file;  // adopt a file from before rootcertd managed it
+            state.served = *disk->file;  // adopt a file from before rootcertd managed it
         }
-        s->states[inst.name] = std::move(initial);
     }
     const auto& current = disk->file;
-    auto comp = compose(s->states[inst.name], served.value(), inst.keep_previous, now);
+    auto comp = compose(state, served.value(), inst.keep_previous, now);
     std::string final_pem = comp.pem;
 
     // Consult the live server before changing what clients trust.
@@ -281,8 +283,8 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     // the file itself says what was served), and saved before the file: a
     // crash in between can only lengthen an overlap, never lose one.
     const bool keeps = !comp.state.kept.empty();
-    const bool kept = !s->states[inst.name].kept.empty();
-    if ((keeps || kept) && !(comp.state == s->states[inst.name])) {
+    const bool kept = !state.kept.empty();
+    if ((keeps || kept) && !(comp.state == state)) {
         auto save = [s, state_name, keeps,
                      text =
                          keeps ? serialize_state(comp.state) : std::string()]() -> Outcome<bool> {
@@ -309,7 +311,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         result.error = "install " + inst.name + ": " + installed.error();
         co_return result;
     }
-    s->states[inst.name] = comp.state;
+    state = std::move(comp.state);
     if (installed->change != Change::unchanged) {
         log_change(inst, s->config.cert_path(inst), installed.value(), installed_bundle.value(),
                    comp);
