@@ -165,10 +165,13 @@ class App {
                                start_next();
                            });
         };
+        const auto began = std::chrono::steady_clock::now();
         for (std::size_t i = 0; i < admission_slots(s->config); ++i) start_next();
         ioc_.run();  // until every refresh and every hook they started has ended
         const auto total = s->config.instances.size();
-        spdlog::info("refreshed {}/{} instance(s)", total - failed, total);
+        const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - began);
+        spdlog::info("refreshed {}/{} instance(s) in {} ms", total - failed, total, took.count());
         return failed == 0 ? exit_ok : exit_failed;
     }
 
