@@ -24,7 +24,7 @@ void StatusBoard::sync(const Config& config) {
         s.name = inst.name;
         s.org = inst.org;
         s.id = inst.id;
-        s.file = config.cert_path(inst).string();
+        s.file = config.cert_file(inst);
         if (!inst.host) {
             s.live_ok.reset();
             s.server_not_after.reset();
