@@ -48,24 +48,33 @@ def wait_for(predicate, timeout=10.0, what="condition"):
 
 
 _PEAK_RSS = """
-import os, subprocess, sys
+import os, subprocess, sys, time
+start = time.monotonic()
 proc = subprocess.Popen(sys.argv[1:], stderr=subprocess.PIPE)
 err = proc.stderr.read()
 _, status, usage = os.wait4(proc.pid, 0)
+took = time.monotonic() - start
 sys.stderr.buffer.write(err)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, took)
 """
 
 
-def peak_rss(cmd, env=None):
-    """Runs CMD; returns (exit code, peak RSS in KiB, stderr).
+def measured_run(cmd, env=None):
+    """Runs CMD; returns (exit code, peak RSS in KiB, wall seconds, stderr).
 
     Linux carries a parent's peak RSS across fork and exec, so CMD is started
-    from a fresh, small interpreter rather than from this one."""
+    from a fresh, small interpreter rather than from this one; the wall time
+    is CMD's own, from its start to its exit, without that interpreter's."""
     r = subprocess.run([sys.executable, "-c", _PEAK_RSS, *map(str, cmd)], capture_output=True,
                        text=True, timeout=120, env=env)
-    code, kib = r.stdout.split()
-    return int(code), int(kib), r.stderr
+    code, kib, took = r.stdout.split()
+    return int(code), int(kib), float(took), r.stderr
+
+
+def peak_rss(cmd, env=None):
+    """Runs CMD; returns (exit code, peak RSS in KiB, stderr)."""
+    code, kib, _, stderr = measured_run(cmd, env)
+    return code, kib, stderr
 
 
 def jwt(exp):
