@@ -140,6 +140,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
                     co_await gate.async_send(boost::system::error_code{}, awaitable_tuple());
                 if (gec) co_return fail("stopped before connecting to " + origin);
                 SlotGuard dialed(gate);
+                if (closed_) co_return fail("shutting down");
                 conn = take_idle(origin);  // one may have come free meanwhile
                 reused = conn != nullptr;
                 if (!conn) {

@@ -33,10 +33,10 @@ struct RefreshResult {
     std::optional<SysTime> server_not_after;
 };
 
-// What every refresh shares; rebuilt when a reload changes global settings.
 // How many refreshes may be under way at once: 4 x concurrency, at least 64.
 std::size_t admission_slots(const Config& config);
 
+// What every refresh shares; rebuilt when a reload changes global settings.
 struct Services {
     Services(boost::asio::any_io_executor ex, Config config,
              boost::asio::thread_pool& blocking_pool);
