@@ -137,6 +137,9 @@ TEST_F(Refresh, BadAnswersNeverReplaceAGoodFile) {
     auto r = run();
     EXPECT_EQ(r.error, where + "TLS handshake with https://api.example: certificate verify failed");
     EXPECT_EQ(file(), good);
+    // Only a body whose CA validated is remembered, so a bad one is judged anew each time.
+    EXPECT_EQ(services->extracted.size(), 1u);
+    EXPECT_TRUE(services->extracted.contains(json_for(good)));
 }
 
 TEST_F(Refresh, RedirectsAreNotFollowed) {

@@ -56,7 +56,11 @@ struct Services {
     // ordered map: a lookup is a few memcmp()s, cheaper than hashing the
     // bytes (SHA-256 here cost 9% of a warm pass). Bounded; event loop only.
     std::map<std::string, CertBundle, std::less<>> validated;
-    static constexpr std::size_t max_validated = 4096;
+    static constexpr std::size_t max_validated = 4096;  // entries, in each of these maps
+    // The "ca.crt" of 200 bodies whose CA validated, keyed by the whole body
+    // (bounded: max_validated entries, 8 MiB).
+    std::map<std::string, std::string, std::less<>> extracted;
+    std::size_t extracted_bytes = 0;
     // Validations under way, by the same key: refreshes that receive the same
     // new bytes meanwhile wait for that one result instead of parsing again
     // (a cold start of a fleet would otherwise parse one CA per admission slot).
