@@ -138,15 +138,14 @@ std::string server_of(const Instance& inst) { return *inst.host + ":" + std::to_
 // The bundle validated before for these exact bytes, when one of its
 // certificates is still valid NOW.
 std::optional<CertBundle> cached_bundle(const Services& s, const std::string& pem, SysTime now) {
-    auto it = s.validated.find(pem);
-    if (it == s.validated.end()) return std::nullopt;
-    const auto& certs = it->second.certs;
-    if (std::none_of(certs.begin(), certs.end(), [&](const CertInfo& c) {
+    const CertBundle* hit = s.validated.find(pem);
+    if (hit == nullptr) return std::nullopt;
+    if (std::none_of(hit->certs.begin(), hit->certs.end(), [&](const CertInfo& c) {
             return c.not_before <= now && now <= c.not_after;
         })) {
         return std::nullopt;
     }
-    return it->second;
+    return *hit;
 }
 
 // extract_ca(), skipped for a 200 body whose CA validated before: on a
@@ -155,20 +154,9 @@ std::optional<CertBundle> cached_bundle(const Services& s, const std::string& pe
 Outcome<std::string> extract_ca_with_cache(const Services& s, unsigned status,
                                            const std::string& body) {
     if (status == 200) {
-        if (const auto it = s.extracted.find(body); it != s.extracted.end()) return it->second;
+        if (const std::string* pem = s.extracted.find(body)) return *pem;
     }
     return extract_ca(status, body);
-}
-
-// Remembers BODY's PEM once it has validated, bounded in entries and bytes.
-void remember_extracted(Services& s, const std::string& body, const std::string& pem) {
-    if (s.extracted.contains(body)) return;
-    if (s.extracted.size() >= Services::max_validated || s.extracted_bytes > 8 << 20) {
-        s.extracted.clear();
-        s.extracted_bytes = 0;
-    }
-    s.extracted_bytes += body.size() + pem.size();
-    s.extracted.emplace(body, pem);
 }
 
 struct OnDisk {
@@ -240,7 +228,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         result.error = where + "invalid CA: " + served.error();
         co_return result;
     }
-    remember_extracted(*s, answer.body, pem.value());
+    s->extracted.put(answer.body, pem.value(), pem.value().size());
 
     // What the file and the rotation state hold now (blocking reads: off the loop).
     const auto file_name = inst.name + ".crt";
@@ -394,10 +382,7 @@ asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Service
     s->validating.erase(pem);
     running->result = fresh;
     running->done.cancel();
-    if (fresh) {
-        if (s->validated.size() >= Services::max_validated) s->validated.clear();
-        s->validated.insert_or_assign(std::move(pem), fresh.value());
-    }
+    if (fresh) s->validated.put(std::move(pem), fresh.value(), 2 * fresh.value().pem.size());
     co_return fresh;
 }
 

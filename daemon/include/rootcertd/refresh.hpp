@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "rootcertd/api_client.hpp"
 #include "rootcertd/cert_bundle.hpp"
@@ -33,6 +34,39 @@ struct RefreshResult {
     std::optional<SysTime> server_not_after;
 };
 
+// What was derived from some exact bytes (a response body, a PEM bundle),
+// kept for when the same bytes come again. An ordered map: a lookup is a few
+// memcmp()s, cheaper than hashing the bytes (SHA-256 here cost 9% of a warm
+// pass). Bounded in entries and bytes: reaching either starts it over, since
+// the working set is a few CAs. Event loop only.
+template <class V>
+class BytesCache {
+  public:
+    static constexpr std::size_t max_entries = 4096;
+    static constexpr std::size_t max_bytes = 8 << 20;
+
+    const V* find(std::string_view key) const {
+        const auto it = map_.find(key);
+        return it == map_.end() ? nullptr : &it->second;
+    }
+    bool contains(std::string_view key) const { return find(key) != nullptr; }
+    std::size_t size() const { return map_.size(); }
+    // VALUE_BYTES: roughly what VALUE holds, counted against max_bytes.
+    void put(std::string key, V value, std::size_t value_bytes) {
+        if (contains(key)) return;
+        if (map_.size() >= max_entries || bytes_ > max_bytes) {
+            map_.clear();
+            bytes_ = 0;
+        }
+        bytes_ += key.size() + value_bytes;
+        map_.emplace(std::move(key), std::move(value));
+    }
+
+  private:
+    std::map<std::string, V, std::less<>> map_;
+    std::size_t bytes_ = 0;
+};
+
 // How many refreshes may be under way at once: 4 x concurrency, at least 64.
 std::size_t admission_slots(const Config& config);
 
@@ -52,15 +86,10 @@ struct Services {
     std::map<std::string, RotationState> states;  // cache; event loop only
     // Bundles validated before, keyed by the exact bytes served: the same CA
     // (instances of one data plane share it) is parsed once, not per
-    // instance and refresh (X.509 parsing is costly in OpenSSL 3). An
-    // ordered map: a lookup is a few memcmp()s, cheaper than hashing the
-    // bytes (SHA-256 here cost 9% of a warm pass). Bounded; event loop only.
-    std::map<std::string, CertBundle, std::less<>> validated;
-    static constexpr std::size_t max_validated = 4096;  // entries, in each of these maps
-    // The "ca.crt" of 200 bodies whose CA validated, keyed by the whole body
-    // (bounded: max_validated entries, 8 MiB).
-    std::map<std::string, std::string, std::less<>> extracted;
-    std::size_t extracted_bytes = 0;
+    // instance and refresh (X.509 parsing is costly in OpenSSL 3).
+    BytesCache<CertBundle> validated;
+    // The "ca.crt" of 200 bodies whose CA validated, keyed by the whole body.
+    BytesCache<std::string> extracted;
     // Validations under way, by the same key: refreshes that receive the same
     // new bytes meanwhile wait for that one result instead of parsing again
     // (a cold start of a fleet would otherwise parse one CA per admission slot).
