@@ -79,9 +79,8 @@ def timed_once(api, cfg, level="warning"):
 def median_run(runs):
     """The median wall time of RUNS, with the largest peak RSS and the most
     connections of any of them."""
-    ordered = sorted(runs, key=lambda r: r[0])
-    mid = ordered[len(ordered) // 2]
-    return (mid[0], max(r[1] for r in runs), max(r[2] for r in runs), mid[3])
+    return (statistics.median(r[0] for r in runs), max(r[1] for r in runs),
+            max(r[2] for r in runs))
 
 
 def spread(values, unit="s", scale=1.0):
@@ -163,8 +162,8 @@ def main():
             assert len(os.listdir(cert_dir)) == n
         # Info level adds two lines here (nothing changed): the start and the summary.
         warms = [timed_once(api, cfg, "info") for _ in range(args.repeat)]
-        cold, cold_kib, cold_conns, _ = median_run(colds)
-        warm, warm_kib, warm_conns, warm_phase = median_run(warms)
+        cold, cold_kib, cold_conns = median_run(colds)
+        warm, warm_kib, warm_conns = median_run(warms)
         warm_phase = statistics.median(w[3] for w in warms)
         wrk = wrk_rate(api)
         daemons = [daemon_run(api, work, n, r) for r in range(args.repeat)]
