@@ -353,16 +353,16 @@ std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::
     return path.is_absolute() ? path : base_dir / path;
 }
 
-}  // namespace
-
-Config parse_config(const std::string& yaml, const std::string& source) {
-    std::optional<YamlTree> tree;
+YamlTree read_tree(const std::string& yaml, const std::string& source, YamlTree::Marks marks) {
     try {
-        tree.emplace(yaml);
+        return YamlTree(yaml, marks);
     } catch (const YAML::ParserException& e) {
         raise({source, e.mark, ""}, "YAML syntax error: " + e.msg);
     }
-    const auto root = tree->root();
+}
+
+Config read_config(const YamlTree& tree, const std::string& source) {
+    const auto root = tree.root();
     if (!root || root->IsNull()) raise({source, YAML::Mark::null_mark(), ""}, "the file is empty");
 
     const auto base_dir = std::filesystem::path(source).parent_path();
@@ -534,6 +534,26 @@ Config parse_config(const std::string& yaml, const std::string& source) {
         cfg.instances.push_back(std::move(inst));
     }
     return cfg;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& yaml, const std::string& source) {
+    const auto tree = read_tree(yaml, source, YamlTree::Marks::optional);
+    try {
+        return read_config(tree, source);
+    } catch (const ConfigError& e) {
+        if (tree.has_marks()) throw;
+        // Read as JSON, without marks: read the text again with them, so
+        // that the same mistake is reported with its line and column.
+        std::optional<YamlTree> marked;
+        try {
+            marked.emplace(yaml, YamlTree::Marks::required);
+        } catch (const YAML::ParserException&) {
+            throw e;  // JSON that yaml-cpp refuses: the mistake, without its place
+        }
+        return read_config(*marked, source);
+    }
 }
 
 Config load_config(const std::string& path) {

@@ -371,3 +371,43 @@ instances: [{org: a, id: b}]
         << missing;
     EXPECT_EQ(with_api("  proxy: none\n"), "");
 }
+
+// A generated fleet config in JSON is read by the fast path, without marks;
+// its mistakes must still name the line and column, as in YAML.
+TEST(Config, JsonConfigsReadTheSameAndTheirErrorsNameLineAndColumn) {
+    const std::string json = R"({"api": {"url": "https://api.data-1.use1.tembo.io",
+         "token_env": "TEMBO_TOKEN"},
+ "cert_dir": "/tmp/certs", "concurrency": 4, "jitter": 0.2,
+ "instances": [{"org": "org_a", "id": "inst_1"},
+               {"org": "org_b", "id": "inst_2", "name": "prod", "refresh_interval": "5m"}]}
+)";
+    const auto cfg = parse_config(json, "/etc/rootcertd/fleet.json");
+    EXPECT_EQ(cfg.concurrency, 4u);
+    EXPECT_DOUBLE_EQ(cfg.jitter, 0.2);
+    ASSERT_EQ(cfg.instances.size(), 2u);
+    EXPECT_EQ(cfg.instances[1].name, "prod");
+    EXPECT_EQ(cfg.instances[1].refresh_interval, 5min);
+
+    auto bad = json;
+    bad.replace(bad.find("\"name\""), 6, "\"nmae\"");
+    EXPECT_NE(error_of(bad).find("test.yaml:5:49: instances[1].nmae: unknown key"),
+              std::string::npos)
+        << error_of(bad);
+    auto twice = json;
+    twice.replace(twice.find("\"prod\""), 6, "\"inst_1\"");
+    EXPECT_NE(error_of(twice).find("'inst_1' is already used by the instance at line 4"),
+              std::string::npos)
+        << error_of(twice);
+}
+
+// yaml-cpp refuses a key and its ':' on different lines; JSON allows it, so
+// such a file loads, and a mistake in it is still reported, without a place.
+TEST(Config, JsonThatYamlCppRefusesIsReadAsJson) {
+    const std::string json = "{\"api\": {\"url\": \"https://h\", \"token_env\": \"T\"},\n"
+                             " \"instances\"\n : [{\"org\": \"a\", \"id\": \"b\"}]}";
+    EXPECT_EQ(parse_config(json, "f.json").instances.at(0).id, "b");
+    auto bad = json;
+    bad.replace(bad.find("\"id\""), 4, "\"di\"");
+    EXPECT_EQ(error_of(bad).rfind("/etc/rootcertd/test.yaml: instances[0].id: is required", 0), 0u)
+        << error_of(bad);
+}

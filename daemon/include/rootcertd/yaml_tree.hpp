@@ -5,6 +5,13 @@
 // and it held megabytes while the daemon started. The config reader only
 // walks the document once, so a read-only arena of plain nodes is enough:
 // the same scanner and parser (same syntax, same errors, same marks), no graph.
+//
+// yaml-cpp itself still costs ~1,000 instructions per byte (its scanner
+// tries regular expressions at every token): 187M instructions, ~40 ms, for
+// a 5,000-instance file of 184 KB. Fleets generate their configs, often as
+// JSON, so a text that is plain JSON may be read by Boost.JSON's parser
+// instead: 10M instructions for that file, but no line and column marks. A
+// caller that reports an error reads the text again with them (see Marks).
 #pragma once
 
 #include <yaml-cpp/mark.h>
@@ -49,9 +56,21 @@ class YamlNode {
 
 class YamlTree {
   public:
+    // `required`: every node has its line and column. `optional`: a text
+    // that is strict JSON (RFC 8259, UTF-8, no comments) is read as JSON,
+    // without them: Mark() is null everywhere. Anything else is read by
+    // yaml-cpp with marks. Where yaml-cpp also reads the text, the nodes
+    // are the same; it refuses a few valid JSON texts (a key and its ':' on
+    // different lines, a key over 1,024 characters, a CR alone as a line
+    // break), which are then read as JSON says.
+    enum class Marks : std::uint8_t { required, optional };
+
     // Parses the first document of TEXT. Throws YAML::ParserException (with
     // its mark) on a syntax error, as YAML::Load does.
-    explicit YamlTree(std::string_view text);
+    explicit YamlTree(std::string_view text, Marks marks = Marks::required);
+
+    // False when the nodes were read without marks.
+    bool has_marks() const { return has_marks_; }
 
     // The document's root; nothing when TEXT holds no document.
     std::optional<YamlNode> root() const;
@@ -69,6 +88,7 @@ class YamlTree {
     std::vector<Node> nodes_;
     std::vector<std::uint32_t> children_;
     bool has_root_ = false;
+    bool has_marks_ = true;
 };
 
 }  // namespace rootcertd
