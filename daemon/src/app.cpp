@@ -31,6 +31,12 @@ namespace asio = boost::asio;
 
 namespace {
 
+// Loops started per turn of the event loop at start-up and reload. Each turn
+// also runs the TLS handshakes and requests that are ready, so a small chunk
+// gets the first file written sooner: 5,000 instances, median of 9 starts,
+// 256 -> 57 ms, 64 -> 42 ms, 16 -> 33 ms to the first file.
+constexpr std::size_t kStartChunk = 16;
+
 // SIGTERM must end the process within 2 s: anything still running after
 // this is abandoned (files are never half-written: installs are atomic).
 constexpr auto shutdown_grace = std::chrono::milliseconds(1500);
@@ -234,7 +240,7 @@ class App {
     void start_all(const std::shared_ptr<Services>& s) {
         starting_ = s;
         next_start_ = 0;
-        start_some(256);
+        start_some(kStartChunk);
     }
 
     void start_some(std::size_t chunk) {
@@ -247,7 +253,7 @@ class App {
             return;
         }
         asio::post(ioc_, [this, s = starting_] {
-            if (starting_ == s) start_some(256);
+            if (starting_ == s) start_some(kStartChunk);
         });
     }
 
