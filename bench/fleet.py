@@ -108,9 +108,9 @@ def daemon_run(api, work, n, r):
     start = time.monotonic()
     proc = subprocess.Popen([str(BINARY), "--config", str(cfg), "--log-level", "warning"], env=env)
     try:
-        def first_file():
+        def first_file():  # a whole file: temp files are dot files until renamed
             try:
-                return next(os.scandir(cert_dir), None) is not None
+                return any(not e.name.startswith(".") for e in os.scandir(cert_dir))
             except FileNotFoundError:
                 return False
         while not first_file():
