@@ -172,6 +172,10 @@ location = /api/v1/orgs/org_fault/instances/html/secrets/certificate {
 location ~ "^/api/v1/orgs/org_err/instances/" {
     return 500 '"Internal server error"';
 }
+location ~ "^/api/v1/orgs/org_oneshot/instances/(?<oneshot>[A-Za-z0-9_]+)/secrets/certificate$" {
+    keepalive_requests 1;
+    try_files /org_oneshot/$oneshot.json =404;
+}
 location ~ "^/api/v1/orgs/org_slow/instances/(?<slow>[A-Za-z0-9_]+)/secrets/certificate$" {
     limit_rate 2k;
     try_files /org_slow/$slow.json =404;
@@ -223,7 +227,7 @@ pid {self.dir}/nginx.pid;
 error_log {self.dir}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    log_format t '$msec $connection $connection_requests $status $uri';
+    log_format t '$msec $connection $connection_requests $status $uri $ssl_session_reused';
     access_log {self.access_log} t;
     client_body_temp_path {self.dir}/tmp; proxy_temp_path {self.dir}/tmp;
     fastcgi_temp_path {self.dir}/tmp; uwsgi_temp_path {self.dir}/tmp; scgi_temp_path {self.dir}/tmp;
@@ -276,11 +280,13 @@ http {{
         os.replace(tmp, path)
 
     def requests(self, uri=None):
-        """Access-log entries: (msec, connection, connection_requests, status, uri)."""
+        """Access-log entries: (msec, connection, connection_requests, status, uri,
+        'r' when the TLS session was resumed, else '.')."""
         if not self.access_log.exists():
             return []
         rows = [line.split() for line in self.access_log.read_text().splitlines()]
-        rows = [(float(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4]) for r in rows if len(r) == 5]
+        rows = [(float(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4], r[5])
+                for r in rows if len(r) == 6]
         return [r for r in rows if uri is None or r[4] == uri]
 
     def stop(self):

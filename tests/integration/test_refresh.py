@@ -169,6 +169,22 @@ def test_keep_alive_connections_are_reused(api, pki, make_daemon):
     assert len({r[1] for r in rows}) <= 4, "at most `concurrency` connections"
 
 
+def test_a_new_connection_resumes_the_origins_tls_session(api, pki, make_daemon):
+    # The server closes each connection after one request: every refresh dials.
+    ca = pki.ca("ca-one")
+    names = [f"i{n}" for n in range(5)]
+    for n in names:
+        api.serve("org_oneshot", n, ca)
+    d = make_daemon([inst("org_oneshot", n) for n in names], concurrency=1)
+    assert d.once().returncode == 0
+    rows = api.requests()
+    assert [r[3] for r in rows] == [200] * 5
+    assert len({r[1] for r in rows}) == 5, "one connection per request"
+    assert [r[5] for r in rows] == [".", "r", "r", "r", "r"], "resumed after the first"
+    for n in names:
+        assert (d.cert_dir / f"{n}.crt").read_text() == ca.read_text()
+
+
 def test_stale_temp_files_are_removed_at_start(api, pki, make_daemon):
     api.serve("org_a", "inst_1", pki.ca("ca-one"))
     d = make_daemon([inst("org_a", "inst_1")])
