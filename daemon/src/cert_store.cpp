@@ -109,6 +109,13 @@ Outcome<std::optional<std::string>> CertStore::read(const std::string& file_name
     return std::optional<std::string>(std::move(bytes.value()));
 }
 
+bool CertStore::fits_loop_read(const std::string& file_name) const {
+    const std::string path = dir_.native() + "/" + file_name;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+    return st.st_size <= 64 * 1024;
+}
+
 std::string CertStore::random_temp_name(const std::string& file_name) {
     static std::atomic<unsigned> counter{0};
     thread_local std::mt19937 rng{std::random_device{}()};

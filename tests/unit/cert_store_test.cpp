@@ -157,6 +157,16 @@ TEST(CertStore, ReadReportsMissingAsEmpty) {
     EXPECT_EQ(store.read("x.crt").value(), "bytes");
 }
 
+TEST(CertStore, OnlySmallFilesAreReadOnTheEventLoop) {
+    TempDir dir;
+    CertStore store(dir.path());
+    EXPECT_TRUE(store.fits_loop_read("none.crt"));
+    dir.write("small.crt", std::string(64 * 1024, 'x'));
+    EXPECT_TRUE(store.fits_loop_read("small.crt"));
+    dir.write("big.crt", std::string(64 * 1024 + 1, 'x'));
+    EXPECT_FALSE(store.fits_loop_read("big.crt"));
+}
+
 TEST(CertStore, InstallAllCommitsABatchAndReportsEachJob) {
     TempDir dir;
     CertStore store(dir.path());

@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <fstream>
 #include <future>
 
 #include "pki.hpp"
@@ -105,6 +106,22 @@ TEST_F(Refresh, InstallsAValidCaThenSeesItUnchanged) {
     auto third = run();
     EXPECT_EQ(third.change, Change::replaced);
     EXPECT_EQ(file(), rotated + pem) << "the new CA first, the previous one kept (keep_previous)";
+}
+
+// A file too big to read on the event loop is read on the pool: the same outcome.
+TEST_F(Refresh, AnOversizedFileInPlaceIsReplacedByTheCa) {
+    const auto pem = test::make_cert_pem();
+    const std::string junk(100 * 1024, 'x');
+    {
+        std::ofstream out(dir / "certs/prod.crt", std::ios::binary);
+        out << junk;
+    }
+    ASSERT_FALSE(services->store.fits_loop_read("prod.crt"));
+    stage(200, json_for(pem));
+    auto r = run();
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(r.change, Change::replaced);
+    EXPECT_EQ(file(), pem);
 }
 
 TEST_F(Refresh, BadAnswersNeverReplaceAGoodFile) {

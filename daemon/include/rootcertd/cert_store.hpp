@@ -26,8 +26,9 @@ struct InstallJob {
     FileOwnership ownership;
 };
 
-// All calls block (they fsync): run them off the event loop. Safe to call
-// from several threads at once for different file names.
+// All calls block (install() fsyncs): run them off the event loop, except
+// read() of a file that fits_loop_read() (see refresh). Safe to call from
+// several threads at once for different file names.
 class CertStore {
   public:
     // Names a temp file for FILE_NAME: unique per call, recognised by
@@ -49,6 +50,11 @@ class CertStore {
     // MODE, when given, receives the file's permission bits.
     Outcome<std::optional<std::string>> read(const std::string& file_name,
                                              mode_t* mode = nullptr) const;
+
+    // Whether read(FILE_NAME) is cheap enough for the event loop: no file, or
+    // one of at most 64 KiB (rootcertd's own bundles are a few KiB). One
+    // lstat; a file that grows meanwhile is read whole all the same.
+    bool fits_loop_read(const std::string& file_name) const;
 
     // Makes FILE_NAME hold exactly BYTES. Equal bytes: nothing is written.
     // Otherwise: temp file in the same directory, write, chmod/chown, fsync,
