@@ -1,9 +1,9 @@
 #include "rootcertd/yaml_tree.hpp"
 
-#include <boost/json/basic_parser_impl.hpp>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/parser.h>
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <limits>
 #include <map>
 #include <sstream>

@@ -62,8 +62,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         want = YAML::Load(text);
     } catch (const YAML::Exception&) {
     }
-    for (const auto marks : {rootcertd::YamlTree::Marks::required,
-                             rootcertd::YamlTree::Marks::optional}) {
+    for (const auto marks :
+         {rootcertd::YamlTree::Marks::required, rootcertd::YamlTree::Marks::optional}) {
         std::optional<rootcertd::YamlTree> got;
         try {
             got.emplace(text, marks);

@@ -403,8 +403,9 @@ TEST(Config, JsonConfigsReadTheSameAndTheirErrorsNameLineAndColumn) {
 // yaml-cpp refuses a key and its ':' on different lines; JSON allows it, so
 // such a file loads, and a mistake in it is still reported, without a place.
 TEST(Config, JsonThatYamlCppRefusesIsReadAsJson) {
-    const std::string json = "{\"api\": {\"url\": \"https://h\", \"token_env\": \"T\"},\n"
-                             " \"instances\"\n : [{\"org\": \"a\", \"id\": \"b\"}]}";
+    const std::string json =
+        "{\"api\": {\"url\": \"https://h\", \"token_env\": \"T\"},\n"
+        " \"instances\"\n : [{\"org\": \"a\", \"id\": \"b\"}]}";
     EXPECT_EQ(parse_config(json, "f.json").instances.at(0).id, "b");
     auto bad = json;
     bad.replace(bad.find("\"id\""), 4, "\"di\"");
