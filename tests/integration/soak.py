@@ -91,7 +91,7 @@ def run_soak(work, instances, seconds, interval_s, concurrency, env=None):
     times = {}
     statuses = {}
     for line in api.access_log.read_text().splitlines():
-        msec, _, _, status, uri = line.split()
+        msec, _, _, status, uri = line.split()[:5]
         m = re.search(r"/(i\d+)(?:\.json|/secrets/certificate)$", uri)
         if not m or float(msec) < start_wall:
             continue
