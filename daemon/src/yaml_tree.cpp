@@ -181,13 +181,18 @@ class JsonEvents {
     std::string text_;  // a string or number delivered in parts
 };
 
-// Worth trying as JSON: a collection, with no \uD800-\uDFFF escape. JSON
-// joins a surrogate pair into one character, yaml-cpp encodes each half:
-// the one place the fuzzer found where both read a text and disagree.
+// Worth trying as JSON: a collection where JSON and yaml-cpp cannot read
+// different nodes. The fuzzer found two such texts: a \uD800-\uDFFF escape
+// (JSON joins a surrogate pair into one character, yaml-cpp encodes each
+// half) and a CR without an LF (white space to JSON; to yaml-cpp a line
+// break, which it may keep in a scalar). Both keep the yaml-cpp path.
 bool json_candidate(std::string_view text) {
     const auto first = text.find_first_not_of(" \t\r\n");
     if (first == std::string_view::npos || (text[first] != '{' && text[first] != '[')) {
         return false;
+    }
+    for (auto cr = text.find('\r'); cr != std::string_view::npos; cr = text.find('\r', cr + 1)) {
+        if (cr + 1 == text.size() || text[cr + 1] != '\n') return false;
     }
     for (auto at = text.find("\\u"); at != std::string_view::npos; at = text.find("\\u", at + 2)) {
         const auto hex = text.substr(at + 2, 2);

@@ -61,8 +61,8 @@ class YamlTree {
     // without them: Mark() is null everywhere. Anything else is read by
     // yaml-cpp with marks. Where yaml-cpp also reads the text, the nodes
     // are the same; it refuses a few valid JSON texts (a key and its ':' on
-    // different lines, a key over 1,024 characters, a CR alone as a line
-    // break), which are then read as JSON says.
+    // different lines, a key over 1,024 characters), which are then read as
+    // JSON says.
     enum class Marks : std::uint8_t { required, optional };
 
     // Parses the first document of TEXT. Throws YAML::ParserException (with
