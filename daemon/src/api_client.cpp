@@ -221,7 +221,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
                 if (!conn) {
                     conn = std::make_unique<Conn>(ex_, tls_, live_);
                     if (auto err = co_await connect(*conn, endpoint, deadline)) {
-                        co_return fail(*err);
+                        co_return Failure{*err, true};
                     }
                 }
             }

@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <set>
 
 #include "rootcertd/blocking.hpp"
@@ -150,6 +151,7 @@ class App {
         // As many refreshes under way as the admission bound allows; each
         // that ends starts the next, so no frame waits for a slot.
         std::size_t next = 0;
+        std::map<std::string, std::size_t> unreachable;  // origin -> instances that failed on it
         std::function<void()> start_next = [&] {
             if (next == s->config.instances.size()) return;
             const auto& inst = s->config.instances[next++];
@@ -158,7 +160,14 @@ class App {
                                if (e) r.error = "aborted";
                                if (e || !r.ok) {
                                    ++failed;
-                                   spdlog::error("{}: refresh failed: {}", name, r.error);
+                                   if (!r.unreachable) {
+                                       spdlog::error("{}: refresh failed: {}", name, r.error);
+                                   } else if (++unreachable[r.unreachable->origin] == 1) {
+                                       spdlog::error(
+                                           "{}: refresh failed: {}; other instances that cannot "
+                                           "reach {} are counted at the end",
+                                           name, r.error, r.unreachable->origin);
+                                   }
                                } else if (!r.warning.empty()) {
                                    spdlog::warn("{}: {}", name, r.warning);
                                }
@@ -177,6 +186,9 @@ class App {
         const auto total = s->config.instances.size();
         const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::steady_clock::now() - began);
+        for (const auto& [origin, n] : unreachable) {
+            spdlog::error("{} instance(s) could not reach {}", n, origin);
+        }
         spdlog::info("refreshed {}/{} instance(s) in {} ms", total - failed, total, took.count());
         return failed == 0 ? exit_ok : exit_failed;
     }

@@ -203,6 +203,10 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     }
     if (!*response) {
         result.error = redact(where + response->error(), token.value());
+        if (response->unreachable()) {
+            result.unreachable = RefreshResult::Unreachable{
+                inst.api.origin(), redact(response->error(), token.value())};
+        }
         co_return result;
     }
     const auto& answer = response->value();

@@ -117,6 +117,7 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
     co_await asio::this_coro::throw_if_cancelled(false);
     asio::steady_timer timer(executor_);
     FailureLog failures, check_failures, warnings;
+    std::optional<std::string> outage;  // the unreachable origin this loop's last refresh met
     unsigned consecutive = 0;
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     auto next_refresh = Steady::now();
@@ -178,6 +179,13 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
         } else if (warnings.on_failure(r.warning, Steady::now()) != FailureLog::Verdict::quiet) {
             log(spdlog::level::warn, r.warning);
         }
+        if (outage && !r.unreachable) {
+            if (const auto n = unreachable_[*outage].on_success(); n > 0) {
+                log(spdlog::level::info, *outage + " answers again after " + std::to_string(n) +
+                                             " failed refresh(es) of its instances");
+            }
+            outage.reset();
+        }
         if (r.ok) {
             if (const auto n = failures.on_success(); n > 0) {
                 log(spdlog::level::info,
@@ -188,6 +196,30 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
         }
         LogFields detail{{"error", r.error}};
         if (r.http_status != 0) detail.emplace_back("status", std::to_string(r.http_status));
+        if (r.unreachable) {  // logged for the origin, by whichever instance meets it first
+            outage = r.unreachable->origin;
+            auto& origin_log = unreachable_[*outage];
+            switch (origin_log.on_failure(r.unreachable->reason, Steady::now())) {
+                case FailureLog::Verdict::log:
+                    log(spdlog::level::warn,
+                        "refresh failed: " + r.error + "; retrying in " + human(delay) +
+                            "; other instances that cannot reach " + *outage +
+                            " are logged at debug level until it answers",
+                        detail);
+                    break;
+                case FailureLog::Verdict::repeat:
+                    log(spdlog::level::warn,
+                        *outage + " still unreachable after " +
+                            std::to_string(origin_log.failures()) +
+                            " failed refresh(es) of its instances: " + r.error,
+                        detail);
+                    break;
+                case FailureLog::Verdict::quiet:
+                    spdlog::debug("{}: refresh failed: {}", name, r.error);
+                    break;
+            }
+            continue;
+        }
         switch (failures.on_failure(r.error, Steady::now())) {
             case FailureLog::Verdict::log:
                 log(spdlog::level::warn,

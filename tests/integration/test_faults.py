@@ -5,14 +5,16 @@ import pathlib
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
 
 from fault_server import FaultServer
-from harness import BINARY, GOOD_TOKEN, wait_for
+from harness import BINARY, GOOD_TOKEN, free_port, wait_for
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts, other users)")
 
@@ -189,3 +191,66 @@ def test_a_file_changed_by_someone_else_is_restored_at_the_next_refresh(api, pki
     assert "CA changed" not in out
     assert out.count("something other than rootcertd had changed it (not a valid bundle)") == 3
     assert path.read_bytes() == good
+
+
+def relay(port, target_port):
+    """From now on, PORT forwards each connection to TARGET_PORT: an API that comes back."""
+    server = socket.create_server(("127.0.0.1", port))
+
+    def pump(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def serve():
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", target_port))
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_an_unreachable_api_is_logged_once_and_its_return_once(api, pki, make_daemon):
+    ca = pki.ca("ca-one")
+    names = [f"i{n}" for n in range(5)]
+    for n in names:
+        api.serve("org_a", n, ca)
+    port = free_port()  # nothing listens there yet
+    url = f"https://localhost:{port}"
+    d = make_daemon([{"org": "org_a", "id": n} for n in names], api={"url": url})
+
+    r = d.once()
+    assert r.returncode == 1
+    assert r.stderr.count("refresh failed") == 1, r.stderr
+    assert f"on {url}: connect to {url}: Connection refused" in r.stderr, "names the request"
+    assert f"5 instance(s) could not reach {url}" in r.stderr, r.stderr
+
+    def warnings():
+        return [line for line in d.output().splitlines() if " warning " in line]
+
+    d.start("--log-level", "debug")
+    d.wait_log("refresh failed", count=10)  # every instance, about twice: one of them a warning
+    assert len(warnings()) == 1 and "refresh failed" in warnings()[0], d.output()
+    server = relay(port, api.port)
+    try:
+        wait_for(lambda: all(d.file(n).exists() for n in names), 15, "every file")
+        d.wait_log(f"{url} answers again after")
+    finally:
+        server.close()
+    out = d.output()
+    assert len(warnings()) == 1, out
+    assert out.count("answers again") == 1, out
+    assert "recovered after" not in out, out

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/io_context.hpp>
+#include <sstream>
 
 using namespace rootcertd;
 using namespace std::chrono_literals;
@@ -188,4 +192,46 @@ TEST(Scheduler, WithAdmissionAJobRunsOnlyWhileItHoldsASlot) {
     EXPECT_EQ(runs, 1);
     EXPECT_TRUE(slot_held_during_job);
     EXPECT_TRUE(admission.try_send(boost::system::error_code{})) << "freed when the job ended";
+}
+
+// An API that cannot be reached is logged once for all its instances, and so
+// is its return; no instance logs a recovery of its own for it.
+TEST(Scheduler, AnUnreachableApiIsLoggedOnceForAllItsInstances) {
+    std::ostringstream out;
+    const auto previous = spdlog::default_logger();
+    auto logger = std::make_shared<spdlog::logger>(
+        "t", std::make_shared<spdlog::sinks::ostream_sink_st>(out));
+    logger->set_pattern("%l %v");
+    spdlog::set_default_logger(logger);
+
+    boost::asio::io_context ioc;
+    Scheduler scheduler(ioc.get_executor());
+    const RetryPolicy fast{.interval = 1h, .jitter = 0, .retry_min = 1ms, .retry_max = 1ms};
+    int failures = 0, successes = 0;
+    for (std::string name : {"a", "b", "c"}) {
+        scheduler.start(name, {}, fast, [&, name]() -> boost::asio::awaitable<RefreshResult> {
+            if (failures < 9) {  // about three failed attempts each
+                ++failures;
+                co_return RefreshResult{
+                    .error = "GET /orgs/o/instances/" + name + " on https://api: connect refused",
+                    .unreachable = RefreshResult::Unreachable{"https://api", "connect refused"}};
+            }
+            if (++successes == 3) scheduler.stop_all();
+            co_return RefreshResult{.ok = true};
+        });
+    }
+    ioc.run();
+    spdlog::set_default_logger(previous);
+
+    const auto text = out.str();
+    const auto count = [&](const std::string& what) {
+        std::size_t n = 0;
+        for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+        return n;
+    };
+    EXPECT_EQ(successes, 3);
+    EXPECT_EQ(count("refresh failed"), 1u) << text;
+    EXPECT_NE(text.find("GET /orgs/o/instances/"), std::string::npos) << "names an instance's request";
+    EXPECT_EQ(count("https://api answers again after 9 failed refresh(es)"), 1u) << text;
+    EXPECT_EQ(count("recovered"), 0u) << text;
 }

@@ -10,6 +10,9 @@ namespace rootcertd {
 // Why an operation failed, phrased for an operator's log; never holds a secret.
 struct Failure {
     std::string message;
+    // Nothing was sent: the peer itself could not be reached (resolve,
+    // connect, proxy, TLS), so everything bound for it fails the same way.
+    bool unreachable = false;
 };
 
 inline Failure fail(std::string message) { return Failure{std::move(message)}; }
@@ -29,6 +32,7 @@ class Outcome {
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
     const std::string& error() const { return std::get<1>(v_).message; }
+    bool unreachable() const { return !ok() && std::get<1>(v_).unreachable; }
 
   private:
     std::variant<T, Failure> v_;

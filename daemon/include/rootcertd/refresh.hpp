@@ -32,6 +32,12 @@ struct RefreshResult {
     std::optional<SysTime> token_expiry;
     std::optional<bool> live_ok;  // the server verified against the installed file
     std::optional<SysTime> server_not_after;
+    // Set when the API origin could not be reached at all: the origin and the
+    // client's reason, the same for every instance behind it.
+    struct Unreachable {
+        std::string origin, reason;
+    };
+    std::optional<Unreachable> unreachable;
 };
 
 // What was derived from some exact bytes (a response body, a PEM bundle),

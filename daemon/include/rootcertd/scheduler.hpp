@@ -73,6 +73,9 @@ class Scheduler {
     struct Loop {
         boost::asio::cancellation_signal cancel;
     };
+    // Origins that could not be reached, shared by the loops of all their
+    // instances: an outage of the API is logged once, not once per instance.
+    std::map<std::string, FailureLog> unreachable_;
     boost::asio::awaitable<void> run(std::string name, LogFields labels, RetryPolicy policy,
                                      Job job, std::optional<Checker> checker, Semaphore* admission);
 

@@ -23,6 +23,7 @@ class FailureLog {
     Verdict on_failure(const std::string& reason, std::chrono::steady_clock::time_point now);
     // Failures since the last success; resets to 0.
     unsigned on_success();
+    unsigned failures() const { return count_; }
 
   private:
     std::string last_;
