@@ -51,6 +51,8 @@ auto awaitable_tuple() { return asio::as_tuple(asio::use_awaitable); }
 
 class Client;
 
+class TlsSessions;
+
 // One TLS connection to one origin, registered with its client while it lives
 // so that close() can abort it mid-request.
 struct Conn {
@@ -78,8 +80,9 @@ struct Conn {
     tcp::resolver resolver;
     beast::flat_buffer buffer;
     Clock::time_point idle_since{};
-    std::string origin;  // whose TLS session a new ticket is (see TlsSessions)
-    bool clean = false;  // between complete exchanges
+    std::string origin;               // whose TLS session a new ticket is (see TlsSessions)
+    TlsSessions* sessions = nullptr;  // where that ticket goes
+    bool clean = false;               // between complete exchanges
 
   private:
     std::unordered_set<Conn*>& registry_;
@@ -109,8 +112,8 @@ class TlsSessions {
     // tickets the server sends on this connection under that origin.
     void prepare(Conn& conn) {
         SSL* ssl = conn.stream.native_handle();
+        conn.sessions = this;
         SSL_set_ex_data(ssl, ex_index(), &conn);
-        SSL_set_ex_data(ssl, ex_index() + 1, this);
         const auto it = by_origin_.find(conn.origin);
         if (it != by_origin_.end() && SSL_SESSION_is_resumable(it->second)) {
             SSL_set_session(ssl, it->second);
@@ -125,20 +128,14 @@ class TlsSessions {
     }
 
   private:
-    static int ex_index() {
-        // Two consecutive slots: the connection, then the cache.
-        static const int first = [] {
-            const int i = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
-            SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
-            return i;
-        }();
-        return first;
+    static int ex_index() {  // the SSL's slot for its Conn
+        static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+        return index;
     }
     static int on_new(SSL* ssl, SSL_SESSION* session) {
         auto* conn = static_cast<Conn*>(SSL_get_ex_data(ssl, ex_index()));
-        auto* self = static_cast<TlsSessions*>(SSL_get_ex_data(ssl, ex_index() + 1));
-        if (conn == nullptr || self == nullptr) return 0;  // not ours: OpenSSL frees it
-        auto& slot = self->by_origin_[conn->origin];
+        if (conn == nullptr || conn->sessions == nullptr) return 0;  // not ours: OpenSSL frees it
+        auto& slot = conn->sessions->by_origin_[conn->origin];
         if (slot != nullptr) SSL_SESSION_free(slot);
         slot = session;
         return 1;  // the cache holds the reference now

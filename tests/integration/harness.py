@@ -294,6 +294,14 @@ http {{
         self.proc.wait(10)
 
 
+def serve_fleet(api, ca, org, count):
+    """Serves CA for instances i0 .. i<COUNT-1> of ORG; returns their ids."""
+    ids = [f"i{n}" for n in range(count)]
+    for i in ids:
+        api.serve(org, i, ca)
+    return ids
+
+
 class Daemon:
     """The built binary, run with a generated config; its stderr is kept."""
 

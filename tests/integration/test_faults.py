@@ -14,7 +14,7 @@ import time
 import pytest
 
 from fault_server import FaultServer
-from harness import BINARY, GOOD_TOKEN, free_port, wait_for
+from harness import BINARY, GOOD_TOKEN, free_port, serve_fleet, wait_for
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts, other users)")
 
@@ -224,10 +224,7 @@ def relay(port, target_port):
 
 
 def test_an_unreachable_api_is_logged_once_and_its_return_once(api, pki, make_daemon):
-    ca = pki.ca("ca-one")
-    names = [f"i{n}" for n in range(5)]
-    for n in names:
-        api.serve("org_a", n, ca)
+    names = serve_fleet(api, pki.ca("ca-one"), "org_a", 5)
     port = free_port()  # nothing listens there yet
     url = f"https://localhost:{port}"
     d = make_daemon([{"org": "org_a", "id": n} for n in names], api={"url": url})

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from harness import API_PATH, BINARY, GOOD_TOKEN, OTHER_TOKEN, Postgres, peak_rss, wait_for
+from harness import (API_PATH, BINARY, GOOD_TOKEN, OTHER_TOKEN, Postgres, peak_rss, serve_fleet,
+                     wait_for)
 
 
 def inst(org, id, **kw):
@@ -158,10 +159,7 @@ def test_oversize_body_is_refused_without_buffering_it(api, pki, make_daemon):
 
 
 def test_keep_alive_connections_are_reused(api, pki, make_daemon):
-    ca = pki.ca("ca-one")
-    names = [f"i{n}" for n in range(40)]
-    for n in names:
-        api.serve("org_a", n, ca)
+    names = serve_fleet(api, pki.ca("ca-one"), "org_a", 40)
     d = make_daemon([inst("org_a", n) for n in names], concurrency=4)
     assert d.once().returncode == 0
     rows = api.requests()
@@ -172,9 +170,7 @@ def test_keep_alive_connections_are_reused(api, pki, make_daemon):
 def test_a_new_connection_resumes_the_origins_tls_session(api, pki, make_daemon):
     # The server closes each connection after one request: every refresh dials.
     ca = pki.ca("ca-one")
-    names = [f"i{n}" for n in range(5)]
-    for n in names:
-        api.serve("org_oneshot", n, ca)
+    names = serve_fleet(api, ca, "org_oneshot", 5)
     d = make_daemon([inst("org_oneshot", n) for n in names], concurrency=1)
     assert d.once().returncode == 0
     rows = api.requests()
