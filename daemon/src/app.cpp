@@ -81,8 +81,10 @@ class App {
         if (!cfg) return exit_usage;
         services_ = make_services(std::move(*cfg));
         if (!services_) return exit_failed;
-        board_.sync(services_->config);
-        if (!options_.once) asio::co_spawn(ioc_, scan_existing(services_), asio::detached);
+        if (!options_.once) {  // a --once pass serves no /status, /metrics or READY=1
+            board_.sync(services_->config);
+            asio::co_spawn(ioc_, scan_existing(services_), asio::detached);
+        }
         const int code = options_.once ? run_once() : run_daemon();
         pool_.join();
         return code;
@@ -301,6 +303,8 @@ class App {
 
     void record(const std::shared_ptr<Services>& s, const Instance& inst, const RefreshResult& r,
                 std::chrono::duration<double> took) {
+        if (r.ok && r.change != Change::unchanged) start_hook(s, inst, *r.bundle);
+        if (options_.once) return;  // nothing reads the status board of a --once pass
         auto& global = board_.global();
         global.observe_latency(took.count());
         if (r.token_expiry) global.token_expiry = r.token_expiry;
@@ -325,10 +329,7 @@ class App {
         st->file_valid = true;
         st->fingerprint = r.bundle->fingerprints();
         st->not_after = r.bundle->newest().not_after;
-        if (r.change != Change::unchanged) {
-            ++st->changes;
-            start_hook(s, inst, *r.bundle);
-        }
+        if (r.change != Change::unchanged) ++st->changes;
         update_notify();
     }
 

@@ -107,13 +107,16 @@ struct Site {
 
 // Expands ${NAME} and ${NAME:-fallback} from the environment; an unset
 // variable without a fallback is an error.
-std::string expand_env(const Site& site, const std::string& in) {
+// SITE() names the value in an error: built only then (most values are read
+// once and never wrong, and a site is a string of its own).
+template <class MakeSite>
+std::string expand_env(const MakeSite& site, const std::string& in) {
     if (in.find("${") == std::string::npos) return in;
     std::string out;
     for (std::size_t i = 0; i < in.size();) {
         if (in.compare(i, 2, "${") == 0) {
             const auto end = in.find('}', i + 2);
-            if (end == std::string::npos) raise(site, "unterminated '${' in value");
+            if (end == std::string::npos) raise(site(), "unterminated '${' in value");
             std::string name = in.substr(i + 2, end - i - 2);
             std::optional<std::string> fallback;  // ${NAME:-fallback}
             if (const auto dash = name.find(":-"); dash != std::string::npos) {
@@ -122,7 +125,7 @@ std::string expand_env(const Site& site, const std::string& in) {
             }
             const char* value = std::getenv(name.c_str());
             if (name.empty() || ((value == nullptr || *value == '\0') && !fallback)) {
-                raise(site, "environment variable '" + name + "' is not set");
+                raise(site(), "environment variable '" + name + "' is not set");
             }
             out += value != nullptr && *value != '\0' ? std::string(value) : *fallback;
             i = end + 1;
@@ -182,7 +185,7 @@ class MapReader {
         auto node = take(key);
         if (!node) return std::nullopt;
         if (!node->IsScalar()) raise(site(*node, key), "must be a single value");
-        return expand_env(site(*node, key), node->Scalar());
+        return expand_env([&] { return site(*node, key); }, node->Scalar());
     }
 
     template <class T, class Parse>
@@ -190,7 +193,7 @@ class MapReader {
         auto node = take(key);
         if (!node) return std::nullopt;
         if (!node->IsScalar()) raise(site(*node, key), "must be a single value");
-        auto result = parse(expand_env(site(*node, key), node->Scalar()));
+        auto result = parse(expand_env([&] { return site(*node, key); }, node->Scalar()));
         if (!result) raise(site(*node, key), result.error());
         return std::move(result.value());
     }
@@ -303,7 +306,7 @@ std::optional<Hook> read_hook(const std::string& source, MapReader& parent,
     for (std::size_t i = 0; i < command->size(); ++i) {
         const auto arg = (*command)[i];
         if (!arg.IsScalar()) raise(m.site(arg, "command"), "every argument must be a string");
-        hook.command.push_back(expand_env(m.site(arg, "command"), arg.Scalar()));
+        hook.command.push_back(expand_env([&] { return m.site(arg, "command"); }, arg.Scalar()));
     }
     if (!hook.command[0].starts_with("/")) {
         raise(m.site((*command)[0], "command"),
