@@ -172,10 +172,12 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     const auto add_warning = [&result](const std::string& w) {
         result.warning += (result.warning.empty() ? "" : "; ") + w;
     };
-    const auto where = "GET " + inst.url_path() + " on " + inst.api.origin() + ": ";
+    const auto target = inst.url_path();
+    // Every error names the request; built only for an error.
+    const auto where = [&] { return "GET " + target + " on " + inst.api.origin() + ": "; };
     auto token = s->token.get();
     if (!token) {
-        result.error = where + token.error();
+        result.error = where() + token.error();
         co_return result;
     }
     const auto now = std::chrono::system_clock::now();
@@ -199,10 +201,10 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     {
         co_await s->slots.async_send(boost::system::error_code{}, asio::use_awaitable);
         SlotGuard slot(s->slots);
-        response = co_await s->client->get(inst.api, inst.url_path(), token.value());
+        response = co_await s->client->get(inst.api, target, token.value());
     }
     if (!*response) {
-        result.error = redact(where + response->error(), token.value());
+        result.error = redact(where() + response->error(), token.value());
         if (response->unreachable()) {
             result.unreachable = RefreshResult::Unreachable{
                 inst.api.origin(), redact(response->error(), token.value())};
@@ -213,14 +215,14 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     result.retry_after = answer.retry_after;
     result.http_status = answer.status;
     if (answer.status >= 300 && answer.status < 400) {
-        result.error = where + "HTTP " + std::to_string(answer.status) + ": redirect to '" +
+        result.error = where() + "HTTP " + std::to_string(answer.status) + ": redirect to '" +
                        printable_snippet(answer.location) +
                        "' not followed (the token only goes to the configured host)";
         co_return result;
     }
     auto pem = extract_ca_with_cache(*s, answer.status, answer.body);
     if (!pem) {
-        result.error = redact(where + pem.error(), token.value());
+        result.error = redact(where() + pem.error(), token.value());
         if (answer.status == 401 && result.token_expiry && *result.token_expiry <= now) {
             result.error += " (the API token expired " + format_time(*result.token_expiry) + ")";
         }
@@ -229,7 +231,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     // Parsing X.509 costs ~1.6M instructions per certificate in OpenSSL 3.0.
     auto served = co_await validate_with_cache(s, pem.value(), now);
     if (!served) {
-        result.error = where + "invalid CA: " + served.error();
+        result.error = where() + "invalid CA: " + served.error();
         co_return result;
     }
     s->extracted.put(answer.body, pem.value(), pem.value().size());
