@@ -20,6 +20,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "rootcertd/response_parser.hpp"
 #include "rootcertd/semaphore.hpp"
 
 namespace rootcertd {
@@ -372,7 +373,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             co_await asio::async_write(conn.stream, asio::buffer(req), awaitable_tuple());
         if (wec) co_return ExchangeError{"send request: " + describe(wec, options_.timeout), true};
         // 6. Read the response; the parser refuses oversize parts before buffering them.
-        http::response_parser<http::string_body> parser;
+        ResponseParser parser;
         parser.body_limit(options_.body_limit);
         parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
         auto [rec, r] =
@@ -388,15 +389,14 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             }
             co_return ExchangeError{why, !parser.got_some()};
         }
-        auto& res = parser.get();
-        out.status = res.result_int();
-        out.location = std::string(res[http::field::location]);
+        out.status = parser.status;
+        out.location = std::move(parser.location);
         if (out.status == 429 || out.status == 503) {
             out.retry_after =
-                parse_retry_after(res[http::field::retry_after], std::chrono::system_clock::now());
+                parse_retry_after(parser.retry_after, std::chrono::system_clock::now());
         }
-        keep_alive = res.keep_alive();
-        out.body = std::move(res.body());
+        keep_alive = parser.keep_alive();
+        out.body = std::move(parser.body);
         co_return std::nullopt;
     }
 

@@ -1,23 +1,53 @@
 // libFuzzer: raw HTTP response bytes through the parser limits the API client
-// uses (16 KiB header, 1 MiB body), then the "ca.crt" extraction.
+// uses (16 KiB header, 1 MiB body), then the "ca.crt" extraction. The client's
+// ResponseParser must read exactly what Beast's response_parser reads: the
+// same verdict, status, body, Location, Retry-After and keep-alive.
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdint>
+#include <cstdlib>
 
 #include "rootcertd/ca_response.hpp"
+#include "rootcertd/response_parser.hpp"
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    namespace http = boost::beast::http;
-    http::response_parser<http::string_body> parser;
+namespace {
+
+void expect(bool ok) {
+    if (!ok) std::abort();
+}
+
+// Feeds DATA to PARSER as the client would see it, then the end of the stream.
+template <class Parser>
+boost::beast::error_code feed(Parser& parser, const std::uint8_t* data, std::size_t size) {
     parser.body_limit(1 << 20);
     parser.header_limit(16 << 10);
     parser.eager(true);
     boost::beast::error_code ec;
     parser.put(boost::asio::buffer(data, size), ec);
     if (!ec && parser.need_eof()) parser.put_eof(ec);
-    if (!ec && parser.is_done()) {
-        const auto& res = parser.get();
-        rootcertd::extract_ca(res.result_int(), res.body());
+    return ec;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    namespace http = boost::beast::http;
+    http::response_parser<http::string_body> beast;
+    rootcertd::ResponseParser lean;
+    const auto beast_ec = feed(beast, data, size);
+    const auto lean_ec = feed(lean, data, size);
+    expect(beast_ec == lean_ec);
+    expect(beast.is_done() == lean.is_done());
+    if (!beast_ec && beast.is_done()) {
+        const auto& res = beast.get();
+        expect(res.result_int() == lean.status);
+        expect(res.body() == lean.body);
+        expect(res[http::field::location] == lean.location);
+        expect(res[http::field::retry_after] == lean.retry_after);
+        // The parser's verdict, which the client uses: false after a body that
+        // ended with the connection, whatever the header says.
+        expect(beast.keep_alive() == lean.keep_alive());
+        rootcertd::extract_ca(lean.status, lean.body);
     }
     return 0;
 }
