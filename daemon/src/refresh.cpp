@@ -303,8 +303,9 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         }
     }
 
-    auto installed_bundle =
-        final_pem == served->pem ? Outcome<CertBundle>(served.value()) : parse_bundle(final_pem);
+    // What was served is usually what is installed: it moves, not copies.
+    const CertInfo newest = served->newest();
+    auto installed_bundle = final_pem == served->pem ? std::move(served) : parse_bundle(final_pem);
     // Rotation state is kept on disk only while a previous CA is kept (else
     // the file itself says what was served), and saved before the file: a
     // crash in between can only lengthen an overlap, never lose one.
@@ -342,7 +343,6 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         log_change(inst, s->config.cert_path(inst), installed.value(), installed_bundle.value(),
                    comp);
     }
-    const auto& newest = served->newest();
     if (newest.not_after - now < s->config.expiry_warning) {
         add_warning("newest CA '" + newest.subject + "' expires " + format_time(newest.not_after) +
                     ", within the expiry_warning window");
