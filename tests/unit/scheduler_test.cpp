@@ -1,7 +1,6 @@
 #include "rootcertd/scheduler.hpp"
 
 #include <gtest/gtest.h>
-
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -231,7 +230,8 @@ TEST(Scheduler, AnUnreachableApiIsLoggedOnceForAllItsInstances) {
     };
     EXPECT_EQ(successes, 3);
     EXPECT_EQ(count("refresh failed"), 1u) << text;
-    EXPECT_NE(text.find("GET /orgs/o/instances/"), std::string::npos) << "names an instance's request";
+    EXPECT_NE(text.find("GET /orgs/o/instances/"), std::string::npos)
+        << "names an instance's request";
     EXPECT_EQ(count("https://api answers again after 9 failed refresh(es)"), 1u) << text;
     EXPECT_EQ(count("recovered"), 0u) << text;
 }
