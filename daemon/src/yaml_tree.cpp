@@ -215,8 +215,9 @@ YamlTree::YamlTree(std::string_view text, Marks marks) {
             has_marks_ = false;
             return;
         }
-        nodes_.clear();  // not JSON after all: read it as YAML
+        nodes_.clear();  // not JSON after all: read it as YAML, from nothing
         children_.clear();
+        has_root_ = false;
     }
     std::istringstream in{std::string(text)};
     YAML::Parser parser(in);
