@@ -56,14 +56,16 @@ class TlsSessions;
 
 // One TLS connection to one origin, registered with its client while it lives
 // so that close() can abort it mid-request.
-struct Conn {
+class Conn {
+  public:
     Conn(asio::any_io_executor ex, ssl::context& ctx, std::unordered_set<Conn*>& registry)
-        : stream(ex, ctx), resolver(ex), registry_(registry) {
+        : stream(ex, ctx), resolver(ex), watchdog_(ex), registry_(registry) {
         registry_.insert(this);
     }
     Conn(const Conn&) = delete;
     Conn& operator=(const Conn&) = delete;
     ~Conn() {
+        *self_ = nullptr;  // a watchdog completion already queued finds no connection
         // OpenSSL marks the session of a connection freed without a TLS
         // shutdown as not resumable. One that ended a complete exchange is
         // as good as shut down (a close_notify would cost a write per dial).
@@ -74,8 +76,21 @@ struct Conn {
 
     void abort() {
         resolver.cancel();
+        watchdog_.cancel();
         beast::get_lowest_layer(stream).close();
     }
+
+    // Aborts whatever the connection is doing once AT passes; timed_out()
+    // then tells why its operations failed. Moving a deadline costs no timer
+    // operation: the one wait per connection is re-armed only when it fires
+    // early. beast::tcp_stream's own timeout armed and cancelled a timer for
+    // every read and write, ~10% of a warm pass.
+    void set_deadline(Clock::time_point at) {
+        deadline_ = at;
+        if (!watching_) watch();
+    }
+    void clear_deadline() { deadline_ = Clock::time_point::max(); }
+    bool timed_out() const { return timed_out_; }
 
     beast::ssl_stream<beast::tcp_stream> stream;
     tcp::resolver resolver;
@@ -86,6 +101,25 @@ struct Conn {
     bool clean = false;               // between complete exchanges
 
   private:
+    void watch() {
+        watching_ = true;
+        watchdog_.expires_at(deadline_);
+        watchdog_.async_wait([self = self_](boost::system::error_code ec) {
+            Conn* conn = *self;
+            if (conn == nullptr) return;
+            conn->watching_ = false;
+            if (ec || conn->deadline_ == Clock::time_point::max()) return;  // idle: stay unarmed
+            if (Clock::now() < conn->deadline_) return conn->watch();       // moved on meanwhile
+            conn->timed_out_ = true;
+            conn->abort();
+        });
+    }
+
+    asio::steady_timer watchdog_;
+    Clock::time_point deadline_ = Clock::time_point::max();
+    bool watching_ = false;
+    bool timed_out_ = false;
+    std::shared_ptr<Conn*> self_ = std::make_shared<Conn*>(this);
     std::unordered_set<Conn*>& registry_;
 };
 
@@ -151,8 +185,8 @@ struct ExchangeError {
     bool stale = false;  // a reused connection the server had already closed
 };
 
-std::string describe(const boost::system::error_code& ec, Duration budget) {
-    if (ec == beast::error::timeout) {
+std::string describe(const Conn& conn, const boost::system::error_code& ec, Duration budget) {
+    if (conn.timed_out()) {
         return "timed out (budget " + std::to_string(budget.count()) + " ms)";
     }
     if (ec == ssl::error::stream_truncated || ec == http::error::partial_message) {
@@ -259,30 +293,25 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         const std::string dialled = proxy ? "proxy " + proxy->origin() : origin;
         const std::string via = proxy ? " via proxy " + proxy->origin() : "";
         // 1. Resolve, bounded by the connect deadline (getaddrinfo has none).
-        const auto connect_deadline = std::min(deadline, Clock::now() + options_.connect_timeout);
-        asio::steady_timer guard(ex_);
-        guard.expires_at(connect_deadline);
-        guard.async_wait([&resolver = conn.resolver](boost::system::error_code ec) {
-            if (!ec) resolver.cancel();
-        });
+        conn.set_deadline(std::min(deadline, Clock::now() + options_.connect_timeout));
         auto [rec, results] = co_await conn.resolver.async_resolve(
             dial_host, std::to_string(dial_port), awaitable_tuple());
-        const bool resolve_timed_out = Clock::now() >= connect_deadline;
-        guard.cancel();
         if (rec) {
             co_return "resolve " + (proxy ? "proxy " : std::string()) + dial_host + ": " +
-                (resolve_timed_out ? std::string("timed out") : rec.message());
+                (conn.timed_out() ? std::string("timed out") : rec.message());
         }
         // 2. TCP connect under the connect deadline.
         auto& tcp_layer = beast::get_lowest_layer(conn.stream);
-        tcp_layer.expires_at(connect_deadline);
         auto [cec, _] = co_await tcp_layer.async_connect(results, awaitable_tuple());
-        if (cec) co_return "connect to " + dialled + ": " + describe(cec, options_.connect_timeout);
+        if (cec) {
+            co_return "connect to " + dialled + ": " +
+                describe(conn, cec, options_.connect_timeout);
+        }
         tcp_layer.socket().set_option(tcp::no_delay(true));
         // 2b. Through a proxy: a CONNECT tunnel, inside which TLS runs end to end.
         if (proxy) {
-            tcp_layer.expires_at(std::min(deadline, Clock::now() + options_.connect_timeout));
-            if (auto err = co_await tunnel(tcp_layer, *proxy, ep)) co_return *err;
+            conn.set_deadline(std::min(deadline, Clock::now() + options_.connect_timeout));
+            if (auto err = co_await tunnel(conn, *proxy, ep)) co_return *err;
         }
         // 3. SNI and host-name verification: the name we asked for, exactly.
         if (!is_ip_literal(ep.host) &&
@@ -293,12 +322,12 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         conn.origin = origin;
         sessions_.prepare(conn);
         // 4. Handshake under the whole-request deadline.
-        tcp_layer.expires_at(deadline);
+        conn.set_deadline(deadline);
         auto [hec] =
             co_await conn.stream.async_handshake(ssl::stream_base::client, awaitable_tuple());
         if (hec) {
             sessions_.forget(origin);
-            std::string why = describe(hec, options_.timeout);
+            std::string why = describe(conn, hec, options_.timeout);
             const long verify = SSL_get_verify_result(conn.stream.native_handle());
             if (verify != X509_V_OK)
                 why += ": " + std::string(X509_verify_cert_error_string(verify));
@@ -309,8 +338,9 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
 
     // Asks PROXY for a tunnel to EP. Only the target's host and port and the
     // proxy's own credentials cross in clear text; never the token.
-    asio::awaitable<std::optional<std::string>> tunnel(beast::tcp_stream& stream,
-                                                       const Proxy& proxy, const Endpoint& ep) {
+    asio::awaitable<std::optional<std::string>> tunnel(Conn& conn, const Proxy& proxy,
+                                                       const Endpoint& ep) {
+        auto& stream = beast::get_lowest_layer(conn.stream);
         const std::string target = url_host(ep.host) + ":" + std::to_string(ep.port);
         const std::string asked = "proxy " + proxy.origin() + " (CONNECT " + target + ")";
         http::request<http::empty_body> req{http::verb::connect, target, 11};
@@ -326,14 +356,15 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             req.set(http::field::proxy_authorization, basic_authorization(credentials));
         }
         auto [wec, w] = co_await http::async_write(stream, req, awaitable_tuple());
-        if (wec) co_return asked + ": send: " + describe(wec, options_.connect_timeout);
+        if (wec) co_return asked + ": send: " + describe(conn, wec, options_.connect_timeout);
         // A CONNECT answer has no body to read: a refusal's is left unread.
         beast::flat_buffer buffer;
         http::response_parser<http::empty_body> parser;
         parser.skip(true);
         parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
         auto [rec, r] = co_await http::async_read_header(stream, buffer, parser, awaitable_tuple());
-        if (rec) co_return asked + ": read answer: " + describe(rec, options_.connect_timeout);
+        if (rec)
+            co_return asked + ": read answer: " + describe(conn, rec, options_.connect_timeout);
         const auto& res = parser.get();
         if (res.result_int() / 100 != 2) {
             std::string why = asked + ": answered " + std::to_string(res.result_int()) + " " +
@@ -355,7 +386,6 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
                                                            const std::string& token,
                                                            Clock::time_point deadline,
                                                            HttpResponse& out, bool& keep_alive) {
-        auto& tcp_layer = beast::get_lowest_layer(conn.stream);
         // 5. Send the request, formatted here in one buffer: Beast's serializer
         // cost 8% of a warm pass for these four fixed headers. Nothing in it can
         // break a header line: TARGET is built from validated ids, the host
@@ -368,10 +398,11 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
                    "\r\nAccept: application/json\r\nAuthorization: Bearer ")
             .append(token)
             .append("\r\n\r\n");
-        tcp_layer.expires_at(deadline);
+        conn.set_deadline(deadline);
         auto [wec, w] =
             co_await asio::async_write(conn.stream, asio::buffer(req), awaitable_tuple());
-        if (wec) co_return ExchangeError{"send request: " + describe(wec, options_.timeout), true};
+        if (wec)
+            co_return ExchangeError{"send request: " + describe(conn, wec, options_.timeout), true};
         // 6. Read the response; the parser refuses oversize parts before buffering them.
         ResponseParser parser;
         parser.body_limit(options_.body_limit);
@@ -385,7 +416,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             } else if (rec == http::error::header_limit) {
                 why = "response header exceeds " + std::to_string(options_.header_limit) + " bytes";
             } else {
-                why = "read response: " + describe(rec, options_.timeout);
+                why = "read response: " + describe(conn, rec, options_.timeout);
             }
             co_return ExchangeError{why, !parser.got_some()};
         }
@@ -395,7 +426,8 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             out.retry_after =
                 parse_retry_after(parser.retry_after, std::chrono::system_clock::now());
         }
-        keep_alive = parser.keep_alive();
+        conn.clear_deadline();
+        keep_alive = parser.keep_alive() && !conn.timed_out();
         out.body = std::move(parser.body);
         co_return std::nullopt;
     }

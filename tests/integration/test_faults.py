@@ -146,6 +146,7 @@ def faults(api, pki):
     ("long", "response is not JSON"),
     ("hugeheader", "response header exceeds 16384 bytes"),
     ("stall", "TLS handshake with https://localhost:"),
+    ("stall", "timed out (budget 1000 ms)"),
 ])
 def test_protocol_faults_are_named_and_keep_the_old_file(faults, pki, make_daemon, fault, reason):
     port = faults.stall_port if fault == "stall" else faults.port

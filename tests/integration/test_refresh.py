@@ -134,8 +134,26 @@ def test_slow_body_is_bounded_by_the_timeout(api, pki, make_daemon):
     r = d.once()
     elapsed = time.monotonic() - started
     assert r.returncode == 1
-    assert "read response: timed out" in r.stderr, r.stderr
+    assert "read response: timed out (budget 1000 ms)" in r.stderr, r.stderr
     assert elapsed < 3, elapsed
+
+
+def test_a_reused_connection_is_bounded_by_the_timeout_of_its_own_request(api, pki, make_daemon):
+    # One connection serves a quick request, then a stalled one: the stalled
+    # one still times out one budget after it started, not never.
+    api.serve("org_a", "quick", pki.ca("quick-ca"))
+    api.serve("org_fault", "slow", body='{"ca.crt": "' + "x" * 4000 + '"}')
+    d = make_daemon([inst("org_a", "quick"), inst("org_fault", "slow")],
+                    api={"timeout": "1s"}, concurrency=1)
+    started = time.monotonic()
+    r = d.once()
+    assert time.monotonic() - started < 3
+    assert r.returncode == 1
+    assert d.file("quick").exists()
+    assert "GET /api/v1/orgs/org_fault/instances/slow/secrets/certificate" in r.stderr
+    assert "read response: timed out (budget 1000 ms)" in r.stderr, r.stderr
+    wait_for(lambda: len(api.requests()) == 2, 5, "both requests in the access log")
+    assert len({row[1] for row in api.requests()}) == 1, "both went over one connection"
 
 
 def test_oversize_body_is_refused_without_buffering_it(api, pki, make_daemon):
