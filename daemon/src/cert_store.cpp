@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -49,17 +50,22 @@ bool write_all(int fd, std::string_view bytes) {
     return true;
 }
 
-// PATH only names the file in errors.
-Outcome<std::string> read_fd(int fd, const std::string& path) {
-    std::string out;
-    char buf[16384];
+// Reads to the end of FD. SIZE (from fstat) only sizes the first buffer, up
+// to 1 MiB; the read that finds the end needs room too. PATH only names the
+// file in errors.
+Outcome<std::string> read_fd(int fd, std::size_t size, const std::string& path) {
+    std::string out(std::min<std::size_t>(size, 1 << 20) + 1, '\0');
+    std::size_t have = 0;
     for (;;) {
-        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (have == out.size()) out.resize(out.size() * 2);
+        const ssize_t n = ::read(fd, out.data() + have, out.size() - have);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return fail(sys_error("read", path, errno));
-        if (n == 0) return out;
-        out.append(buf, static_cast<std::size_t>(n));
+        if (n == 0) break;
+        have += static_cast<std::size_t>(n);
     }
+    out.resize(have);
+    return out;
 }
 
 }  // namespace
@@ -92,6 +98,11 @@ Outcome<int> CertStore::prepare() const {
 
 Outcome<std::optional<std::string>> CertStore::read(const std::string& file_name,
                                                     mode_t* mode) const {
+    return *read_up_to(file_name, SIZE_MAX, mode);
+}
+
+std::optional<Outcome<std::optional<std::string>>> CertStore::read_up_to(
+    const std::string& file_name, std::size_t limit, mode_t* mode) const {
     // A plain string: building a std::filesystem::path (which splits it into
     // components) was two thirds of the cost of this call.
     const std::string path = dir_.native() + "/" + file_name;
@@ -103,17 +114,12 @@ Outcome<std::optional<std::string>> CertStore::read(const std::string& file_name
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return fail(sys_error("stat", path, errno));
     if (!S_ISREG(st.st_mode)) return fail(path + " is not a regular file");
+    const auto size = static_cast<std::size_t>(st.st_size);
+    if (size > limit) return std::nullopt;
     if (mode != nullptr) *mode = st.st_mode & 07777;
-    auto bytes = read_fd(fd.get(), path);
+    auto bytes = read_fd(fd.get(), size, path);
     if (!bytes) return fail(bytes.error());
     return std::optional<std::string>(std::move(bytes.value()));
-}
-
-bool CertStore::fits_loop_read(const std::string& file_name) const {
-    const std::string path = dir_.native() + "/" + file_name;
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
-    return st.st_size <= 64 * 1024;
 }
 
 std::string CertStore::random_temp_name(const std::string& file_name) {
@@ -148,7 +154,8 @@ std::optional<Outcome<Installed>> stage(int dir, const std::filesystem::path& di
             if (::fstat(cur.get(), &st) != 0) return fail(sys_error("stat", target, errno));
             if (S_ISDIR(st.st_mode)) return fail(target.string() + " is a directory");
             if (S_ISREG(st.st_mode)) {
-                auto old = read_fd(cur.get(), target.native());
+                auto old =
+                    read_fd(cur.get(), static_cast<std::size_t>(st.st_size), target.native());
                 if (!old) return fail(old.error());
                 if (old.value() == job.bytes) {
                     // Same bytes: no rewrite; only repair drifted permissions.

@@ -243,21 +243,23 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     const auto file_name = inst.name + ".crt";
     const auto state_name = inst.name + ".json";
     const bool cached = s->states.contains(inst.name);
-    auto read = [s, file_name, state_name, cached]() -> Outcome<OnDisk> {
+    // Nullopt: the file is bigger than LIMIT, and nothing was read.
+    auto read = [s, file_name, state_name,
+                 cached](std::size_t limit) -> std::optional<Outcome<OnDisk>> {
         mode_t mode = 0;
-        auto file = s->store.read(file_name, &mode);
-        if (!file) return fail(file.error());
-        OnDisk d{std::move(file.value()), mode, std::nullopt};
+        auto file = s->store.read_up_to(file_name, limit, &mode);
+        if (!file) return std::nullopt;
+        if (!*file) return Outcome<OnDisk>(fail(file->error()));
+        OnDisk d{std::move(file->value()), mode, std::nullopt};
         if (!cached) {
             if (auto st = s->state_store.read(state_name); st) d.state = std::move(st.value());
         }
-        return d;
+        return Outcome<OnDisk>(std::move(d));
     };
-    std::optional<Outcome<OnDisk>> was_read;
-    if (s->store.fits_loop_read(file_name)) {
-        was_read = read();
-    } else {
-        was_read = co_await run_blocking(s->blocking, std::move(read));
+    auto was_read = read(CertStore::loop_read_limit);
+    if (!was_read) {
+        auto read_all = [read] { return *read(SIZE_MAX); };
+        was_read = co_await run_blocking(s->blocking, std::move(read_all));
     }
     auto& disk = *was_read;
     if (!disk) {

@@ -157,14 +157,24 @@ TEST(CertStore, ReadReportsMissingAsEmpty) {
     EXPECT_EQ(store.read("x.crt").value(), "bytes");
 }
 
-TEST(CertStore, OnlySmallFilesAreReadOnTheEventLoop) {
+TEST(CertStore, ReadUpToLeavesBiggerFilesUnread) {
     TempDir dir;
     CertStore store(dir.path());
-    EXPECT_TRUE(store.fits_loop_read("none.crt"));
-    dir.write("small.crt", std::string(64 * 1024, 'x'));
-    EXPECT_TRUE(store.fits_loop_read("small.crt"));
-    dir.write("big.crt", std::string(64 * 1024 + 1, 'x'));
-    EXPECT_FALSE(store.fits_loop_read("big.crt"));
+    auto none = store.read_up_to("none.crt", 4);
+    ASSERT_TRUE(none && none->ok());
+    EXPECT_FALSE(none->value().has_value());
+    dir.write("small.crt", "1234");
+    mode_t mode = 0;
+    auto small = store.read_up_to("small.crt", 4, &mode);
+    ASSERT_TRUE(small && small->ok());
+    EXPECT_EQ(small->value(), "1234");
+    EXPECT_NE(mode, 0u);
+    dir.write("big.crt", "12345");
+    EXPECT_FALSE(store.read_up_to("big.crt", 4).has_value());
+    EXPECT_EQ(store.read("big.crt").value(), "12345") << "read() has no limit";
+    const std::string large(3 << 20, 'x');  // bigger than the first buffer
+    dir.write("large.crt", large);
+    EXPECT_EQ(store.read("large.crt").value(), large);
 }
 
 TEST(CertStore, InstallAllCommitsABatchAndReportsEachJob) {

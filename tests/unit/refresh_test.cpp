@@ -116,7 +116,7 @@ TEST_F(Refresh, AnOversizedFileInPlaceIsReplacedByTheCa) {
         std::ofstream out(dir / "certs/prod.crt", std::ios::binary);
         out << junk;
     }
-    ASSERT_FALSE(services->store.fits_loop_read("prod.crt"));
+    ASSERT_FALSE(services->store.read_up_to("prod.crt", CertStore::loop_read_limit));
     stage(200, json_for(pem));
     auto r = run();
     ASSERT_TRUE(r.ok) << r.error;

@@ -27,7 +27,7 @@ struct InstallJob {
 };
 
 // All calls block (install() fsyncs): run them off the event loop, except
-// read() of a file that fits_loop_read() (see refresh). Safe to call from
+// read_up_to(loop_read_limit) (see refresh). Safe to call from
 // several threads at once for different file names.
 class CertStore {
   public:
@@ -51,10 +51,15 @@ class CertStore {
     Outcome<std::optional<std::string>> read(const std::string& file_name,
                                              mode_t* mode = nullptr) const;
 
-    // Whether read(FILE_NAME) is cheap enough for the event loop: no file, or
-    // one of at most 64 KiB (rootcertd's own bundles are a few KiB). One
-    // lstat; a file that grows meanwhile is read whole all the same.
-    bool fits_loop_read(const std::string& file_name) const;
+    // read(FILE_NAME), unless the file is bigger than LIMIT bytes: then
+    // nullopt, and nothing read. One open and one fstat either way.
+    std::optional<Outcome<std::optional<std::string>>> read_up_to(const std::string& file_name,
+                                                                  std::size_t limit,
+                                                                  mode_t* mode = nullptr) const;
+
+    // The most read_up_to() reads on the event loop: rootcertd's own bundles
+    // are a few KiB; anything bigger is read on the blocking pool.
+    static constexpr std::size_t loop_read_limit = 64 * 1024;
 
     // Makes FILE_NAME hold exactly BYTES. Equal bytes: nothing is written.
     // Otherwise: temp file in the same directory, write, chmod/chown, fsync,
