@@ -223,6 +223,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     auto pem = extract_ca_with_cache(*s, answer.status, answer.body);
     if (!pem) {
         result.error = redact(where() + pem.error(), token.value());
+        if (answer.status == 401) s->token.recheck();  // a token rotated this second is used next
         if (answer.status == 401 && result.token_expiry && *result.token_expiry <= now) {
             result.error += " (the API token expired " + format_time(*result.token_expiry) + ")";
         }

@@ -74,7 +74,7 @@ void TokenSource::remember(const std::string& token) {
     expiry_ = jwt_expiry(token);
 }
 
-Outcome<std::string> TokenSource::get() {
+Outcome<std::string> TokenSource::get(std::chrono::steady_clock::time_point now) {
     if (!file_) {
         const char* v = std::getenv(env_.c_str());
         if (v == nullptr) return fail("environment variable " + env_ + " is not set");
@@ -82,6 +82,7 @@ Outcome<std::string> TokenSource::get() {
         if (token) remember(token.value());
         return token;
     }
+    if (seen_ && now < next_check_) return cached_;
     struct stat st {};
     if (::stat(file_->c_str(), &st) != 0) {
         return fail(label_ + " " + file_->string() + ": " + std::strerror(errno));
@@ -89,7 +90,10 @@ Outcome<std::string> TokenSource::get() {
     const bool same = seen_ && seen_->dev == st.st_dev && seen_->ino == st.st_ino &&
                       seen_->size == st.st_size && seen_->mtime.tv_sec == st.st_mtim.tv_sec &&
                       seen_->mtime.tv_nsec == st.st_mtim.tv_nsec && seen_->mode == st.st_mode;
-    if (same) return cached_;
+    if (same) {
+        next_check_ = now + recheck_interval;
+        return cached_;
+    }
     std::ifstream in(*file_, std::ios::binary);
     if (!in) return fail(label_ + " " + file_->string() + ": " + std::strerror(errno));
     std::ostringstream text;
@@ -97,6 +101,7 @@ Outcome<std::string> TokenSource::get() {
     auto token = clean_token(text.str(), label_ + " " + file_->string());
     if (!token) return token;
     seen_ = Seen{st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_mode};
+    next_check_ = now + recheck_interval;
     cached_ = token.value();
     exposure_.clear();
     if ((st.st_mode & 077) != 0) {

@@ -14,15 +14,23 @@ TEST(TokenSource, ReadsAndTrimsAFile) {
     EXPECT_EQ(source.get().value(), "eyJhbGciOi.payload.sig");
 }
 
-TEST(TokenSource, PicksUpARotatedTokenWithoutRestart) {
+TEST(TokenSource, PicksUpARotatedTokenWithinARecheckInterval) {
     test::TempDir dir;
     const auto path = dir.write("token", "first-token");
     auto source = TokenSource::from_file(path);
-    EXPECT_EQ(source.get().value(), "first-token");
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(source.get(t0).value(), "first-token");
     // Rotation by rename, as tools like systemd credentials and kubelet do.
     dir.write("token.new", "second-token");
     std::filesystem::rename(dir / "token.new", path);
-    EXPECT_EQ(source.get().value(), "second-token");
+    const auto soon = t0 + TokenSource::recheck_interval / 2;
+    EXPECT_EQ(source.get(soon).value(), "first-token") << "one stat per interval, not per call";
+    EXPECT_EQ(source.get(t0 + TokenSource::recheck_interval).value(), "second-token");
+
+    dir.write("token.new", "third-token");
+    std::filesystem::rename(dir / "token.new", path);
+    source.recheck();  // the API refused the token
+    EXPECT_EQ(source.get(t0 + TokenSource::recheck_interval).value(), "third-token");
 }
 
 TEST(TokenSource, ErrorsNameTheSourceButNeverTheToken) {
@@ -52,11 +60,12 @@ TEST(TokenSource, SaysWhenTheFileIsNotPrivate) {
     const auto path = dir.write("token", "tok");
     std::filesystem::permissions(path, std::filesystem::perms(0644));
     auto source = TokenSource::from_file(path);
-    ASSERT_TRUE(source.get().ok());
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(source.get(t0).ok());
     EXPECT_NE(source.exposure().find("readable by group or others (mode 0644): chmod 0600 it"),
               std::string::npos)
         << source.exposure();
     std::filesystem::permissions(path, std::filesystem::perms(0600));  // a chmod alone
-    ASSERT_TRUE(source.get().ok());
+    ASSERT_TRUE(source.get(t0 + TokenSource::recheck_interval).ok());
     EXPECT_EQ(source.exposure(), "");
 }

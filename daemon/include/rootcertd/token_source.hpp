@@ -20,9 +20,17 @@ class TokenSource {
     static TokenSource from_file(std::filesystem::path path, std::string label = "token file");
     static TokenSource from_env(std::string variable);
 
-    // The current token. A token file is re-read whenever its identity, size
-    // or mtime changes, so rotating the token needs no restart.
-    Outcome<std::string> get();
+    // The current token. A token file is looked at (one stat) at most once
+    // per recheck_interval, NOW being the time of this call, and re-read
+    // whenever its identity, size, mtime or mode changed: rotating the token
+    // needs no restart. A fleet's pass costs one stat, not one per request.
+    Outcome<std::string> get(
+        std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+    static constexpr std::chrono::seconds recheck_interval{1};
+
+    // The next get() looks at the file, however recent the last look: for
+    // when the API refused the token.
+    void recheck() { next_check_ = {}; }
 
     // When the last token read expires, from its JWT "exp" claim; nullopt
     // for a token that is not a JWT or has no exp.
@@ -46,6 +54,7 @@ class TokenSource {
         mode_t mode;  // a chmod alone changes what exposure() says
     };
     std::optional<Seen> seen_;
+    std::chrono::steady_clock::time_point next_check_{};
     std::string cached_;
     std::string exposure_;
     std::string expiry_of_;  // the token expiry_ was computed for
