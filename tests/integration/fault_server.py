@@ -6,6 +6,8 @@ The instance id in the request path picks the fault:
   short        Content-Length: 5000, 100 bytes, then a clean close
   long         Content-Length: 10 in front of a longer valid JSON body
   hugeheader   a 64 KiB response header
+  eofbody      ca_json as a body without a length, ended by closing TLS (close_notify)
+  keptclosed   ca_json with a length and keep-alive, then the connection is closed
 A second port accepts TCP and never answers the TLS handshake."""
 import socket
 import ssl
@@ -22,6 +24,8 @@ class FaultServer:
         self.port = self.sock.getsockname()[1]
         self.stall_port = self.stall.getsockname()[1]
         self.held = []
+        self.accepted = 0
+        self.ca_json = b"{}"  # the body of eofbody and keptclosed
         self.running = True
         threading.Thread(target=self._serve, daemon=True).start()
         threading.Thread(target=self._hold, daemon=True).start()
@@ -38,6 +42,7 @@ class FaultServer:
         while self.running:
             try:
                 raw, _ = self.sock.accept()
+                self.accepted += 1
             except OSError:
                 return
             threading.Thread(target=self._one, args=(raw,), daemon=True).start()
@@ -84,6 +89,15 @@ class FaultServer:
     def _hugeheader(conn):
         conn.sendall(b"HTTP/1.1 200 OK\r\nX-Filler: " + b"a" * 65536 + b"\r\nContent-Length: 2\r\n\r\n{}")
         conn.close()
+
+    def _eofbody(self, conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + self.ca_json)
+        conn.unwrap().close()
+
+    def _keptclosed(self, conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.ca_json)
+                     + self.ca_json)
+        conn.unwrap().close()  # says nothing: the client finds out when it reuses it
 
     def stop(self):
         self.running = False

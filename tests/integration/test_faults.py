@@ -165,6 +165,29 @@ def test_protocol_faults_are_named_and_keep_the_old_file(faults, pki, make_daemo
     assert os.listdir(d.cert_dir) == [f"{fault}.crt"]
 
 
+def test_a_body_ended_by_the_connection_is_whole(faults, pki, make_daemon):
+    ca = pki.ca("eof-ca").read_text()
+    faults.ca_json = json.dumps({"ca.crt": ca}).encode()
+    d = make_daemon([{"org": "org_f", "id": "eofbody",
+                      "api_url": f"https://localhost:{faults.port}"}])
+    r = d.once()
+    assert r.returncode == 0, r.stderr
+    assert d.file("eofbody").read_text() == ca
+
+
+def test_a_kept_connection_the_server_closed_is_retried_on_a_new_one(faults, pki, make_daemon):
+    ca = pki.ca("kept-ca").read_text()
+    faults.ca_json = json.dumps({"ca.crt": ca}).encode()
+    url = f"https://localhost:{faults.port}"
+    d = make_daemon([{"org": "org_f", "id": "keptclosed", "name": "first", "api_url": url},
+                     {"org": "org_f", "id": "keptclosed", "name": "second", "api_url": url}],
+                    concurrency=1)
+    r = d.once()
+    assert r.returncode == 0, r.stderr
+    assert d.file("first").read_text() == ca and d.file("second").read_text() == ca
+    assert faults.accepted == 2, "one new connection for the retry, no more"
+
+
 def test_a_file_changed_by_someone_else_is_restored_at_the_next_refresh(api, pki, make_daemon):
     ca = pki.ca("tamper-ca")
     api.serve("org_a", "inst_1", ca)
