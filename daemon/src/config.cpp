@@ -16,6 +16,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include "rootcertd/http_server.hpp"
 #include "rootcertd/proxy.hpp"
@@ -478,7 +479,10 @@ Config read_config(const YamlTree& tree, const std::string& source) {
     }
     top.finish();
 
-    std::map<std::string, int> seen_names;
+    // Names point into cfg.instances, which never reallocates: reserved here.
+    cfg.instances.reserve(list->size());
+    std::unordered_map<std::string_view, int> seen_names;
+    seen_names.reserve(list->size());
     for (std::size_t i = 0; i < list->size(); ++i) {
         const auto node = (*list)[i];
         const std::string path = "instances[" + std::to_string(i) + "]";
@@ -494,7 +498,7 @@ Config read_config(const YamlTree& tree, const std::string& source) {
                   "'" + inst.name + "' is not a safe file name (letters, digits, '_', '.', '-')");
         }
         const int line = node.Mark().line + 1;
-        if (auto [it, fresh] = seen_names.emplace(inst.name, line); !fresh) {
+        if (const auto it = seen_names.find(inst.name); it != seen_names.end()) {
             raise(m.site("name"), "'" + inst.name + "' is already used by the instance at line " +
                                       std::to_string(it->second));
         }
@@ -534,7 +538,8 @@ Config read_config(const YamlTree& tree, const std::string& source) {
                 raise(m.site(key), "needs 'host' (the PostgreSQL server to check)");
         }
         m.finish();
-        cfg.instances.push_back(std::move(inst));
+        const auto& added = cfg.instances.emplace_back(std::move(inst));
+        seen_names.emplace(added.name, line);
     }
     return cfg;
 }
