@@ -108,6 +108,7 @@ class App {
     std::shared_ptr<Services> make_services(Config cfg) {
         try {
             auto s = std::make_shared<Services>(ioc_.get_executor(), std::move(cfg), pool_);
+            s->single_pass = options_.once;
             auto removed = s->store.prepare();
             if (!removed) {
                 spdlog::error("cert_dir: {}", removed.error());

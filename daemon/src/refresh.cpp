@@ -341,7 +341,11 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         result.error = "install " + inst.name + ": " + installed.error();
         co_return result;
     }
-    state = std::move(comp.state);
+    if (s->single_pass) {
+        s->states.erase(entry);  // `state` dangles from here
+    } else {
+        state = std::move(comp.state);
+    }
     if (installed->change != Change::unchanged) {
         log_change(inst, s->config.cert_path(inst), installed.value(), installed_bundle.value(),
                    comp);

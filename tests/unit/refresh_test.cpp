@@ -108,6 +108,27 @@ TEST_F(Refresh, InstallsAValidCaThenSeesItUnchanged) {
     EXPECT_EQ(file(), rotated + pem) << "the new CA first, the previous one kept (keep_previous)";
 }
 
+// --once: every pass is a new process, so the rotation state lives on disk only.
+TEST_F(Refresh, ASinglePassKeepsNoStateInMemoryAndStillKeepsThePreviousCa) {
+    services->single_pass = true;
+    const auto pem = test::make_cert_pem();
+    stage(200, json_for(pem));
+    ASSERT_TRUE(run().ok);
+    EXPECT_TRUE(services->states.empty());
+
+    const auto rotated = test::make_cert_pem({.cn = "Next CA"});
+    stage(200, json_for(rotated));
+    auto r = run();
+    ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_TRUE(services->states.empty());
+    EXPECT_EQ(file(), rotated + pem) << "the previous CA kept";
+
+    auto again = run();  // the next pass: what is kept comes from state_dir
+    ASSERT_TRUE(again.ok) << again.error;
+    EXPECT_EQ(again.change, Change::unchanged);
+    EXPECT_EQ(file(), rotated + pem);
+}
+
 // A file too big to read on the event loop is read on the pool: the same outcome.
 TEST_F(Refresh, AnOversizedFileInPlaceIsReplacedByTheCa) {
     const auto pem = test::make_cert_pem();
