@@ -118,10 +118,13 @@ class App {
                 spdlog::info("removed {} temp file(s) left in {} by an earlier crash",
                              removed.value(), s->store.dir().string());
             }
-            if (auto state = s->state_store.prepare(); !state) {
+            std::vector<std::string> state_files;
+            if (auto state = s->state_store.prepare(&state_files); !state) {
                 spdlog::error("state_dir: {}", state.error());
                 return nullptr;
             }
+            s->state_files.emplace(std::make_move_iterator(state_files.begin()),
+                                   std::make_move_iterator(state_files.end()));
             if (const auto& route = s->proxy; route.proxy) {
                 spdlog::info("API requests go through proxy {} (from {}){}", route.proxy->origin(),
                              route.source,

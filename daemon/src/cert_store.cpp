@@ -75,7 +75,7 @@ bool CertStore::is_temp_name(std::string_view name) {
            name.find(temp_marker) != std::string_view::npos;
 }
 
-Outcome<int> CertStore::prepare() const {
+Outcome<int> CertStore::prepare(std::vector<std::string>* names) const {
     std::error_code ec;
     if (std::filesystem::create_directories(dir_, ec); ec) {
         return fail("create " + dir_.string() + ": " + ec.message());
@@ -90,7 +90,12 @@ Outcome<int> CertStore::prepare() const {
     if (d == nullptr) return fail(sys_error("list", dir_, errno));
     int removed = 0;
     while (const dirent* e = ::readdir(d)) {
-        if (is_temp_name(e->d_name) && ::unlinkat(dir.get(), e->d_name, 0) == 0) ++removed;
+        const std::string_view name = e->d_name;
+        if (is_temp_name(name)) {
+            if (::unlinkat(dir.get(), e->d_name, 0) == 0) ++removed;
+        } else if (names != nullptr && name != "." && name != "..") {
+            names->emplace_back(name);
+        }
     }
     ::closedir(d);
     return removed;

@@ -243,16 +243,17 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     // instances runs ~15% faster. Anything bigger is read on the pool.
     const auto file_name = inst.name + ".crt";
     const auto state_name = inst.name + ".json";
-    const bool cached = s->states.contains(inst.name);
+    const bool read_state =
+        !s->states.contains(inst.name) && (!s->state_files || s->state_files->contains(state_name));
     // Nullopt: the file is bigger than LIMIT, and nothing was read.
     auto read = [s, file_name, state_name,
-                 cached](std::size_t limit) -> std::optional<Outcome<OnDisk>> {
+                 read_state](std::size_t limit) -> std::optional<Outcome<OnDisk>> {
         mode_t mode = 0;
         auto file = s->store.read_up_to(file_name, limit, &mode);
         if (!file) return std::nullopt;
         if (!*file) return Outcome<OnDisk>(fail(file->error()));
         OnDisk d{std::move(file->value()), mode, std::nullopt};
-        if (!cached) {
+        if (read_state) {
             if (auto st = s->state_store.read(state_name); st) d.state = std::move(st.value());
         }
         return Outcome<OnDisk>(std::move(d));
@@ -327,6 +328,13 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         if (!saved) {
             result.error = "save rotation state of " + inst.name + ": " + saved.error();
             co_return result;
+        }
+        if (s->state_files) {
+            if (keeps) {
+                s->state_files->insert(state_name);
+            } else {
+                s->state_files->erase(state_name);
+            }
         }
     }
     // The file read above already holds these bytes with this mode: nothing to

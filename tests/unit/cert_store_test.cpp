@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <csignal>
 
 #include "tempdir.hpp"
@@ -133,10 +134,13 @@ TEST(CertStore, PrepareCreatesTheDirectoryAndRemovesOnlyStaleTemps) {
     std::ofstream(certs / ".prod.crt.tmp-123-0-42") << "half";
     std::ofstream(certs / "prod.crt") << "whole";
     std::ofstream(certs / ".keep") << "mine";
-    auto removed = store.prepare();
+    std::vector<std::string> names;
+    auto removed = store.prepare(&names);
     ASSERT_TRUE(removed.ok());
     EXPECT_EQ(removed.value(), 1);
     EXPECT_EQ(entries(certs), (std::vector<std::string>{".keep", "prod.crt"}));
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{".keep", "prod.crt"})) << "what remains";
 }
 
 TEST(CertStore, PrepareFailsWhenTheDirectoryIsAFile) {

@@ -111,6 +111,7 @@ TEST_F(Refresh, InstallsAValidCaThenSeesItUnchanged) {
 // --once: every pass is a new process, so the rotation state lives on disk only.
 TEST_F(Refresh, ASinglePassKeepsNoStateInMemoryAndStillKeepsThePreviousCa) {
     services->single_pass = true;
+    services->state_files.emplace();  // state_dir listed empty at start-up
     const auto pem = test::make_cert_pem();
     stage(200, json_for(pem));
     ASSERT_TRUE(run().ok);
@@ -127,6 +128,21 @@ TEST_F(Refresh, ASinglePassKeepsNoStateInMemoryAndStillKeepsThePreviousCa) {
     ASSERT_TRUE(again.ok) << again.error;
     EXPECT_EQ(again.change, Change::unchanged);
     EXPECT_EQ(file(), rotated + pem);
+
+    // The state file written after the listing is read, not skipped: its
+    // overlap, ended here, ends the previous CA's stay in the file.
+    const auto path = dir / "state/prod.json";
+    auto state = parse_state(test::read_file(path));
+    ASSERT_TRUE(state.ok()) << state.error();
+    ASSERT_EQ(state.value().kept.size(), 1u);
+    state.value().kept[0].until = std::chrono::system_clock::now() - std::chrono::hours(1);
+    {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out << serialize_state(state.value());
+    }
+    auto ended = run();
+    ASSERT_TRUE(ended.ok) << ended.error;
+    EXPECT_EQ(file(), rotated) << "an adopted file would have kept the previous CA again";
 }
 
 // A file too big to read on the event loop is read on the pool: the same outcome.

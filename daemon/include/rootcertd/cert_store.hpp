@@ -43,8 +43,9 @@ class CertStore {
     const std::filesystem::path& dir() const { return dir_; }
 
     // Creates the directory (0755) if missing and removes temp files a crash
-    // left behind. Returns how many it removed.
-    Outcome<int> prepare() const;
+    // left behind. Returns how many it removed; NAMES, when given, receives
+    // the names of all other entries.
+    Outcome<int> prepare(std::vector<std::string>* names = nullptr) const;
 
     // The current bytes of FILE_NAME, or nullopt when there is no such file.
     // MODE, when given, receives the file's permission bits.

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -87,8 +88,13 @@ struct Services {
     std::shared_ptr<HttpClient> client;
     TokenSource token;
     CertStore store;
-    std::shared_ptr<InstallQueue> installs;       // group commit into store
-    CertStore state_store;                        // rotation state, one JSON file per instance
+    std::shared_ptr<InstallQueue> installs;  // group commit into store
+    CertStore state_store;                   // rotation state, one JSON file per instance
+    // The files state_store holds, when it was listed: an instance without one
+    // (most: a state is only kept during an overlap) is not looked for. One
+    // written meanwhile by a Services that a reload replaced is missed: that
+    // instance adopts its file, which only lengthens an overlap.
+    std::optional<std::set<std::string, std::less<>>> state_files;
     std::map<std::string, RotationState> states;  // cache; event loop only
     // --once: each instance is refreshed once, so a refresh that ends well
     // leaves no state in `states` (5,000 of them cost ~3 ms to free at exit).
