@@ -230,7 +230,14 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         co_return result;
     }
     // Parsing X.509 costs ~1.6M instructions per certificate in OpenSSL 3.0.
-    auto served = co_await validate_with_cache(s, pem.value(), now);
+    // A CA validated before is looked up here, without a coroutine frame.
+    std::optional<Outcome<CertBundle>> checked;
+    if (auto hit = cached_bundle(*s, pem.value(), now)) {
+        checked = std::move(*hit);
+    } else {
+        checked = co_await validate_with_cache(s, pem.value(), now);
+    }
+    auto& served = *checked;
     if (!served) {
         result.error = where() + "invalid CA: " + served.error();
         co_return result;
@@ -412,7 +419,7 @@ asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Service
     s->validating.erase(pem);
     running->result = fresh;
     running->done.cancel();
-    if (fresh) s->validated.put(std::move(pem), fresh.value(), 2 * fresh.value().pem.size());
+    if (fresh) s->validated.put(pem, fresh.value(), 2 * fresh.value().pem.size());
     co_return fresh;
 }
 

@@ -59,14 +59,15 @@ class BytesCache {
     bool contains(std::string_view key) const { return find(key) != nullptr; }
     std::size_t size() const { return map_.size(); }
     // VALUE_BYTES: roughly what VALUE holds, counted against max_bytes.
-    void put(std::string key, V value, std::size_t value_bytes) {
+    // Copies KEY and VALUE only when KEY is new.
+    void put(std::string_view key, const V& value, std::size_t value_bytes) {
         if (contains(key)) return;
         if (map_.size() >= max_entries || bytes_ > max_bytes) {
             map_.clear();
             bytes_ = 0;
         }
         bytes_ += key.size() + value_bytes;
-        map_.emplace(std::move(key), std::move(value));
+        map_.emplace(std::string(key), value);
     }
 
   private:
