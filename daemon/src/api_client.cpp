@@ -85,6 +85,8 @@ class Conn {
     // operation: the one wait per connection is re-armed only when it fires
     // early. beast::tcp_stream's own timeout armed and cancelled a timer
     // around every read and write: ~3% of a warm pass's instructions.
+    // Deadlines on one connection only move later (each is now plus one of
+    // its client's budgets), so the armed wait is never too late.
     void set_deadline(Clock::time_point at) {
         deadline_ = at;
         if (!watching_) watch();
