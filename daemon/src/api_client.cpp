@@ -75,9 +75,16 @@ class Conn {
     }
 
     void abort() {
+        deadline_ = Clock::time_point::max();  // nothing left to watch
         resolver.cancel();
         watchdog_.cancel();
         beast::get_lowest_layer(stream).close();
+    }
+
+    // Idle, and nothing under way on any connection: the watchdog stops, so
+    // a daemon at rest is not woken when the last deadlines pass.
+    void rest() {
+        if (watching_) watchdog_.cancel();
     }
 
     // Aborts whatever the connection is doing once AT passes; timed_out()
@@ -106,12 +113,15 @@ class Conn {
     void watch() {
         watching_ = true;
         watchdog_.expires_at(deadline_);
-        watchdog_.async_wait([self = self_](boost::system::error_code ec) {
+        // Fired or cancelled (rest, abort), what counts is the deadline now:
+        // a connection taken again before a cancelled wait completes is
+        // watched again here.
+        watchdog_.async_wait([self = self_](boost::system::error_code) {
             Conn* conn = *self;
             if (conn == nullptr) return;
             conn->watching_ = false;
-            if (ec || conn->deadline_ == Clock::time_point::max()) return;  // idle: stay unarmed
-            if (Clock::now() < conn->deadline_) return conn->watch();       // moved on meanwhile
+            if (conn->deadline_ == Clock::time_point::max()) return;   // idle: stay unarmed
+            if (Clock::now() < conn->deadline_) return conn->watch();  // not yet
             conn->timed_out_ = true;
             conn->abort();
         });
@@ -484,6 +494,12 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         conn->idle_since = Clock::now();
         idle_[origin].push_back(std::move(conn));
         if (!prune_pending_) schedule_prune();
+        std::size_t idle = 0;
+        for (const auto& [o, pool] : idle_) idle += pool.size();
+        if (idle < live_.size()) return;  // requests under way: watchdogs stay armed
+        for (auto& [o, pool] : idle_) {
+            for (auto& c : pool) c->rest();
+        }
     }
 
     // Idle connections close on their own so a daemon at rest holds no sockets.

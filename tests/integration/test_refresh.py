@@ -1,5 +1,6 @@
 """The refresh pipeline end to end: the built binary against real nginx over TLS."""
 import os
+import pathlib
 import signal
 import subprocess
 import time
@@ -154,6 +155,31 @@ def test_a_reused_connection_is_bounded_by_the_timeout_of_its_own_request(api, p
     assert "read response: timed out (budget 1000 ms)" in r.stderr, r.stderr
     wait_for(lambda: len(api.requests()) == 2, 5, "both requests in the access log")
     assert len({row[1] for row in api.requests()}) == 1, "both went over one connection"
+
+
+def wakeups(pid):
+    """Voluntary context switches of all of PID's threads: one per sleep that ended."""
+    total = 0
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_a_daemon_at_rest_is_not_woken(api, pki, make_daemon):
+    # Nothing is due for an hour after the first pass: the daemon sleeps,
+    # even through the moment its requests' deadlines (1 s) pass. Asio
+    # wakes once for the earliest of the deadlines it was told to forget.
+    names = serve_fleet(api, pki.ca("ca-one"), "org_a", 1000)
+    d = make_daemon([inst("org_a", name) for name in names], api={"timeout": "1s"},
+                    concurrency=16, jitter=0)
+    d.start()
+    wait_for(lambda: all(d.file(name).exists() for name in names), 20, "the first pass")
+    time.sleep(0.3)  # the pass's last steps, after its last file
+    before = wakeups(d.proc.pid)
+    time.sleep(2.5)  # the window being measured
+    assert wakeups(d.proc.pid) - before <= 1
 
 
 def test_oversize_body_is_refused_without_buffering_it(api, pki, make_daemon):
