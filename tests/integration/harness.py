@@ -294,6 +294,36 @@ http {{
         self.proc.wait(10)
 
 
+class NotifySocket:
+    """Plays systemd's side of $NOTIFY_SOCKET: records every datagram."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if path.startswith("@"):
+            self.sock.bind("\0" + path[1:])
+        else:
+            self.sock.bind(path)
+        self.sock.settimeout(0.05)
+        self.path = path
+        self.messages = []  # (monotonic time, {key: value})
+
+    def drain(self):
+        try:
+            while True:
+                data = self.sock.recv(4096).decode()
+                fields = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+                self.messages.append((time.monotonic(), fields))
+        except (socket.timeout, BlockingIOError):
+            pass
+        return self.messages
+
+    def wait(self, key, value=None, after=0, timeout=10):
+        def seen():
+            return next((f for t, f in self.drain() if t > after and key in f
+                         and (value is None or f[key] == value)), None)
+        return wait_for(seen, timeout, f"{key}={value or '*'} on the notify socket")
+
+
 def serve_fleet(api, ca, org, count):
     """Serves CA for instances i0 .. i<COUNT-1> of ORG; returns their ids."""
     ids = [f"i{n}" for n in range(count)]

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from harness import (API_PATH, BINARY, GOOD_TOKEN, OTHER_TOKEN, Postgres, peak_rss, serve_fleet,
-                     wait_for)
+from harness import (API_PATH, BINARY, GOOD_TOKEN, OTHER_TOKEN, NotifySocket, Postgres, peak_rss,
+                     serve_fleet, wait_for)
 
 
 def inst(org, id, **kw):
@@ -157,6 +157,13 @@ def test_a_reused_connection_is_bounded_by_the_timeout_of_its_own_request(api, p
     assert len({row[1] for row in api.requests()}) == 1, "both went over one connection"
 
 
+def asleep(pid):
+    """Whether PID's event loop waits in epoll for something to happen."""
+    proc = pathlib.Path(f"/proc/{pid}")
+    state = (proc / "stat").read_text().rsplit(") ", 1)[1][0]
+    return state == "S" and (proc / "wchan").read_text() == "do_epoll_wait"
+
+
 def wakeups(pid):
     """Voluntary context switches of all of PID's threads: one per sleep that ended."""
     total = 0
@@ -174,9 +181,10 @@ def test_a_daemon_at_rest_is_not_woken(api, pki, make_daemon):
     names = serve_fleet(api, pki.ca("ca-one"), "org_a", 1000)
     d = make_daemon([inst("org_a", name) for name in names], api={"timeout": "1s"},
                     concurrency=16, jitter=0)
-    d.start()
-    wait_for(lambda: all(d.file(name).exists() for name in names), 20, "the first pass")
-    time.sleep(0.3)  # the pass's last steps, after its last file
+    notify = NotifySocket(str(d.dir / "notify.sock"))
+    d.start(env={**os.environ, "NOTIFY_SOCKET": notify.path})
+    notify.wait("READY", "1", timeout=20)  # every instance has had its first refresh
+    wait_for(lambda: asleep(d.proc.pid), 5, "the event loop asleep")
     before = wakeups(d.proc.pid)
     time.sleep(2.5)  # the window being measured
     assert wakeups(d.proc.pid) - before <= 1
