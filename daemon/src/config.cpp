@@ -60,7 +60,13 @@ Outcome<Duration> parse_duration(std::string_view text) {
     if (it == ms_per.end()) {
         return fail("'" + std::string(text) + "' has no unit; use ms, s, m, h or d");
     }
-    return Duration{static_cast<Duration::rep>(n * it->second)};
+    // n < 10^9 and a day is < 10^8 ms: the product fits in 64 bits.
+    const Duration d{static_cast<Duration::rep>(n * it->second)};
+    if (d > max_duration) {
+        return fail("'" + std::string(text) + "' is longer than the maximum, " +
+                    std::to_string(max_duration.count() / 86'400'000) + "d");
+    }
+    return d;
 }
 
 Outcome<Endpoint> parse_https_url(std::string_view text) {
@@ -252,6 +258,8 @@ Outcome<mode_t> parse_mode(const std::string& text) {
         return fail("'" + text + "' is not an octal file mode like 0644");
     }
     if ((v & 0400) == 0) return fail("'" + text + "' does not let the owner read the file");
+    // Whoever can write a trust anchor can make clients trust any server.
+    if ((v & 022) != 0) return fail("'" + text + "' lets group or others write the file");
     return static_cast<mode_t>(v);
 }
 
@@ -352,6 +360,24 @@ bool is_safe_name(const std::string& s) {
            });
 }
 
+// A value written as "KEY=VALUE" into pg_service.conf. libpq's parser reads
+// a line break as the end of the value (what follows would be a setting of
+// its own, above rootcertd's sslmode=verify-full) and trims white space at
+// both ends, so neither may appear.
+std::optional<std::string> service_value(MapReader& map, const char* key) {
+    auto value = map.text(key);
+    if (!value) return value;
+    if (std::any_of(value->begin(), value->end(),
+                    [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+        raise(map.site(key), "must not contain control characters (line breaks, tabs...)");
+    }
+    if (!value->empty() && (std::isspace(static_cast<unsigned char>(value->front())) ||
+                            std::isspace(static_cast<unsigned char>(value->back())))) {
+        raise(map.site(key), "must not begin or end with white space");
+    }
+    return value;
+}
+
 std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::string& p) {
     const std::filesystem::path path(p);
     return path.is_absolute() ? path : base_dir / path;
@@ -369,7 +395,10 @@ Config read_config(const YamlTree& tree, const std::string& source) {
     const auto root = tree.root();
     if (!root || root->IsNull()) raise({source, YAML::Mark::null_mark(), ""}, "the file is empty");
 
-    const auto base_dir = std::filesystem::path(source).parent_path();
+    // Absolute: "rootcertd.yaml" given as a bare name has no parent to join
+    // relative paths to, and the daemon must not depend on its cwd later.
+    std::error_code cwd_error;
+    const auto base_dir = std::filesystem::absolute(source, cwd_error).parent_path();
     Config cfg;
     cfg.source = source;
     MapReader top(source, *root, "");
@@ -511,9 +540,8 @@ Config read_config(const YamlTree& tree, const std::string& source) {
         read_ownership(m, inst.file);
         inst.keep_previous =
             read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
-        inst.host = m.text("host");
-        if (inst.host &&
-            (inst.host->empty() || inst.host->find_first_of(" \t/") != std::string::npos)) {
+        inst.host = service_value(m, "host");
+        if (inst.host && (inst.host->empty() || inst.host->find_first_of(" /") != std::string::npos)) {
             raise(m.site("host"), "'" + *inst.host + "' is not a host name or address");
         }
         if (auto p =
@@ -531,8 +559,8 @@ Config read_config(const YamlTree& tree, const std::string& source) {
             m.parsed<Duration>("verify_interval", positive_duration).value_or(cfg.verify_interval);
         inst.on_change = read_hook(source, m, path + ".on_change");
         if (!inst.on_change) inst.on_change = cfg.on_change;
-        inst.dbname = m.text("dbname");
-        inst.user = m.text("user");
+        inst.dbname = service_value(m, "dbname");
+        inst.user = service_value(m, "user");
         for (const char* key : {"port", "verify_interval", "dbname", "user"}) {
             if (!inst.host && m.has(key))
                 raise(m.site(key), "needs 'host' (the PostgreSQL server to check)");

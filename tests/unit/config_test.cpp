@@ -43,6 +43,15 @@ TEST(Duration, ParsesEveryUnit) {
     EXPECT_EQ(parse_duration("0").value(), 0ms);
 }
 
+TEST(Duration, IsBoundedSoTimeArithmeticCannotOverflow) {
+    EXPECT_EQ(parse_duration("3650d").value(), max_duration);
+    for (const char* long_one : {"3651d", "110000d", "999999999d", "87601h"}) {
+        const auto d = parse_duration(long_one);
+        ASSERT_FALSE(d.ok()) << long_one;
+        EXPECT_NE(d.error().find("maximum, 3650d"), std::string::npos) << d.error();
+    }
+}
+
 TEST(Duration, RejectsWhatIsNotADuration) {
     for (const char* bad : {"", "10", "s", "1w", "1.5h", "-1s", "1 h", "1h30m", "99999999999s"}) {
         EXPECT_FALSE(parse_duration(bad).ok()) << bad;
@@ -179,6 +188,24 @@ TEST(Config, RejectsEachMistake) {
         {with_instance_line("refresh_interval: soon"), "instances[0].refresh_interval:"},
         {with_instance_line("file_mode: \"0999\""), "not an octal file mode"},
         {with_instance_line("file_mode: \"0200\""), "owner read"},
+        {with_instance_line("file_mode: \"0666\""),
+         "instances[0].file_mode: '0666' lets group or others write the file"},
+        {minimal + "file_mode: \"0620\"\n", "file_mode: '0620' lets group or others write"},
+        {minimal + "refresh_interval: 110000d\n",
+         "refresh_interval: '110000d' is longer than the maximum, 3650d"},
+        {minimal + "rotation: {keep_previous: 999999d}\n",
+         "rotation.keep_previous: '999999d' is longer than the maximum, 3650d"},
+        {with_instance_line("verify_interval: 3651d"), "longer than the maximum"},
+        // libpq's service-file parser reads a newline as the next line: a
+        // host, dbname or user must not smuggle settings into pg_service.conf.
+        {with_instance_line("host: \"h\\nsslmode=disable\""),
+         "instances[0].host: must not contain control characters"},
+        {with_instance_line("host: h\n    user: \"u\\rx\""),
+         "instances[0].user: must not contain control characters"},
+        {with_instance_line("host: h\n    dbname: \"d\\tb\""),
+         "instances[0].dbname: must not contain control characters"},
+        {with_instance_line("host: h\n    dbname: \" db\""),
+         "instances[0].dbname: must not begin or end with white space"},
         {with_instance_line("owner: no_such_user_rootcertd"),
          "no user named 'no_such_user_rootcertd'"},
         {with_instance_line("group: no_such_group_rootcertd"), "no group named"},
@@ -411,4 +438,13 @@ TEST(Config, JsonThatYamlCppRefusesIsReadAsJson) {
     bad.replace(bad.find("\"id\""), 4, "\"di\"");
     EXPECT_EQ(error_of(bad).rfind("/etc/rootcertd/test.yaml: instances[0].id: is required", 0), 0u)
         << error_of(bad);
+}
+
+TEST(Config, RelativePathsOfABareConfigNameAreAbsolute) {
+    // Loaded as "rootcertd.yaml" from the working directory: every relative
+    // path is made absolute against it, so pg_service_file has a directory.
+    const auto cfg = parse_config(minimal + "pg_service_file: pg_service.conf\n", "rootcertd.yaml");
+    const auto cwd = std::filesystem::current_path();
+    EXPECT_EQ(cfg.pg_service_file.value(), cwd / "pg_service.conf");
+    EXPECT_TRUE(cfg.pg_service_file->parent_path().is_absolute());
 }

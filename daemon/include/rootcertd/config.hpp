@@ -116,7 +116,12 @@ Config load_config(const std::string& path);
 // Validates YAML text; `source` names it in errors. Throws ConfigError.
 Config parse_config(const std::string& yaml, const std::string& source);
 
-// "500ms", "30s", "5m", "1h", "1d" (and "0"). Fails on anything else.
+// The longest duration any key accepts: ten years. Bounded so that every
+// "now + duration" of either clock stays far inside its range.
+inline constexpr Duration max_duration{std::chrono::hours(24 * 3650)};
+
+// "500ms", "30s", "5m", "1h", "1d" (and "0"), at most max_duration. Fails on
+// anything else.
 Outcome<Duration> parse_duration(std::string_view text);
 
 // HOST as it goes in a URL or a Host header: an IPv6 address in brackets.
