@@ -14,6 +14,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 #include <unordered_map>
@@ -42,8 +43,12 @@ std::optional<Duration> parse_retry_after(std::string_view value,
     const std::string text(value);
     const char* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     if (end == nullptr || *end != '\0') return std::nullopt;
-    const auto at = std::chrono::system_clock::from_time_t(timegm(&tm));
-    return std::max(Duration{0}, std::chrono::duration_cast<Duration>(at - now));
+    // In seconds: a date past 2262 would overflow system_clock's nanoseconds.
+    // The scheduler caps any wait at a day.
+    const auto wait = std::chrono::seconds(timegm(&tm)) -
+                      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch());
+    return std::clamp(std::chrono::duration_cast<Duration>(wait), Duration{0},
+                      Duration{std::chrono::hours(24 * 366)});
 }
 
 namespace {

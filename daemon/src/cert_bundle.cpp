@@ -25,7 +25,7 @@ using Owned = std::unique_ptr<T, Free>;
 SysTime to_time(const ASN1_TIME* t) {
     std::tm tm{};
     ASN1_TIME_to_tm(t, &tm);
-    return std::chrono::system_clock::from_time_t(timegm(&tm));
+    return SysTime{std::chrono::seconds{timegm(&tm)}};
 }
 
 std::string subject_of(X509* x) {
@@ -120,7 +120,7 @@ std::string CertBundle::fingerprints() const {
 }
 
 std::string format_time(SysTime t) {
-    const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    const std::time_t tt = t.time_since_epoch().count();
     std::tm tm{};
     gmtime_r(&tt, &tm);
     char buf[32];

@@ -47,7 +47,7 @@ Composition compose(const RotationState& previous, const CertBundle& served, Dur
                 std::any_of(c.state.kept.begin(), c.state.kept.end(),
                             [&](const KeptCert& k) { return k.sha256 == old.sha256; });
             KeptCert k{old.pem, old.sha256, old.subject,
-                       std::min(now + keep_previous, old.not_after)};
+                       std::min(now + std::chrono::ceil<std::chrono::seconds>(keep_previous), old.not_after)};
             if (already) continue;
             if (still_kept(k)) {
                 c.state.kept.push_back(std::move(k));
@@ -98,9 +98,8 @@ Outcome<RotationState> parse_state(std::string_view text) {
         const auto* sha = k->if_contains("sha256");
         const auto* subject = k->if_contains("subject");
         const auto* until = k->if_contains("until");
-        // system_clock counts nanoseconds in 64 bits, so it ends in 2262:
-        // anything past 2200-01-01 is not a real time.
-        constexpr std::int64_t max_until = 7258118400;
+        // Anything past 9999-12-31T23:59:59Z is not a real time.
+        constexpr std::int64_t max_until = 253402300799;
         if (!pem || !pem->is_string() || !sha || !sha->is_string() || !until ||
             !until->is_int64() || until->get_int64() < 0 || until->get_int64() > max_until) {
             return fail("state has a malformed 'kept' entry");

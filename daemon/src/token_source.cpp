@@ -36,7 +36,7 @@ Outcome<std::string> clean_token(std::string raw, const std::string& origin) {
     return raw;
 }
 
-std::optional<std::chrono::system_clock::time_point> jwt_expiry(std::string_view token) {
+std::optional<SysTime> jwt_expiry(std::string_view token) {
     const auto first = token.find('.');
     const auto second = token.find('.', first + 1);
     if (first == std::string_view::npos || second == std::string_view::npos) return std::nullopt;
@@ -64,8 +64,11 @@ std::optional<std::chrono::system_clock::time_point> jwt_expiry(std::string_view
     if (ec || !claims.is_object()) return std::nullopt;
     const auto* exp = claims.get_object().if_contains("exp");
     if (exp == nullptr || !exp->is_number()) return std::nullopt;
-    return std::chrono::system_clock::time_point{
-        std::chrono::seconds(static_cast<std::int64_t>(exp->to_number<double>()))};
+    // Past year 9999 (and NaN) a claim means nothing to an operator; a
+    // double that size would not convert to a whole number of seconds.
+    const double seconds = exp->to_number<double>();
+    if (!(seconds >= 0 && seconds <= 253402300799.0)) return std::nullopt;
+    return SysTime{std::chrono::seconds(static_cast<std::int64_t>(seconds))};
 }
 
 void TokenSource::remember(const std::string& token) {
@@ -104,11 +107,14 @@ Outcome<std::string> TokenSource::get(std::chrono::steady_clock::time_point now)
     next_check_ = now + recheck_interval;
     cached_ = token.value();
     exposure_.clear();
-    if ((st.st_mode & 077) != 0) {
+    // Group read is how Kubernetes mounts a Secret for a pod's fsGroup
+    // (0440): a deliberate grant, not an exposure. Others, or a group that
+    // may write, are.
+    if ((st.st_mode & 027) != 0) {
         char mode[8];
         std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-        exposure_ = label_ + " " + file_->string() + " is readable by group or others (mode " +
-                    mode + "): chmod 0600 it";
+        exposure_ = label_ + " " + file_->string() + " is open to others or group-writable (mode " +
+                    mode + "): chmod 0600 it, or 0440 for a group that must read it";
     }
     remember(cached_);
     return token;

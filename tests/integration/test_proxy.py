@@ -90,7 +90,7 @@ def test_api_proxy_with_basic_auth_from_a_file(api, served, proxies, make_daemon
     r = d.once()
     assert r.returncode == 0, r.stderr
     assert d.file("prod").read_text().strip() == served.read_text().strip()
-    assert f"proxy auth file {auth} is readable by group or others (mode 0644)" in r.stderr
+    assert f"proxy auth file {auth} is open to others or group-writable (mode 0644)" in r.stderr
     assert password not in r.stderr and GOOD_TOKEN not in r.stderr
 
 

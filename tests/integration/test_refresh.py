@@ -410,10 +410,10 @@ def test_a_token_file_others_can_read_is_warned_about_once_without_the_token(api
     for name in names:
         api.serve("org_a", name, ca)
     d = make_daemon([{"org": "org_a", "id": name} for name in names])
-    assert "readable by group or others" not in d.once().stderr
+    assert "open to others or group-writable" not in d.once().stderr
     d.token_file.chmod(0o644)
     r = d.once()
     assert r.returncode == 0
     # One token, one warning: not one per instance sharing it.
-    assert r.stderr.count(f"token file {d.token_file} is readable by group or others (mode 0644)") == 1
+    assert r.stderr.count(f"token file {d.token_file} is open to others or group-writable (mode 0644)") == 1
     assert d.token_file.read_text().strip() not in r.stderr

@@ -9,7 +9,7 @@ using test::CertSpec;
 using test::make_cert_pem;
 
 namespace {
-const auto now = std::chrono::system_clock::now();
+const auto now = sys_now();
 std::string error_of(const std::string& pem) {
     auto r = validate_bundle(pem, now);
     return r ? "" : r.error();
@@ -87,5 +87,14 @@ TEST(CertBundle, ParseDescribesWithoutJudging) {
     auto b = parse_bundle(make_cert_pem({.cn = "leaf", .ca = false}));
     ASSERT_TRUE(b.ok());
     EXPECT_EQ(b->certs[0].subject, "CN=leaf");
-    EXPECT_EQ(format_time(std::chrono::system_clock::from_time_t(0)), "1970-01-01T00:00:00Z");
+    EXPECT_EQ(format_time(SysTime{}), "1970-01-01T00:00:00Z");
+}
+
+TEST(CertBundle, ACaThatNeverExpiresIsValid) {
+    // RFC 5280 4.1.2.5: 99991231235959Z means "no well-defined expiration".
+    const auto forever = make_cert_pem({.cn = "Forever CA", .not_after = "99991231235959Z"});
+    auto b = validate_bundle(forever, now);
+    ASSERT_TRUE(b.ok()) << b.error();
+    EXPECT_EQ(format_time(b->newest().not_after), "9999-12-31T23:59:59Z");
+    EXPECT_GT(b->newest().not_after, now);
 }

@@ -16,6 +16,7 @@ struct CertSpec {
     bool ca = true;
     long not_before_offset = -3600;       // seconds from now
     long not_after_offset = 365 * 86400;  // seconds from now
+    std::string not_after;                // instead, as in a certificate: "99991231235959Z"
 };
 
 // A certificate with its own fresh key, self-signed.
@@ -28,6 +29,9 @@ inline std::string make_cert_pem(const CertSpec& spec = {}) {
     ASN1_INTEGER_set(X509_get_serialNumber(x.get()), serial++);
     X509_gmtime_adj(X509_getm_notBefore(x.get()), spec.not_before_offset);
     X509_gmtime_adj(X509_getm_notAfter(x.get()), spec.not_after_offset);
+    if (!spec.not_after.empty()) {
+        ASN1_TIME_set_string_X509(X509_getm_notAfter(x.get()), spec.not_after.c_str());
+    }
     X509_set_pubkey(x.get(), key.get());
     X509_NAME* name = X509_get_subject_name(x.get());
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,

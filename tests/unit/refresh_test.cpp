@@ -135,7 +135,7 @@ TEST_F(Refresh, ASinglePassKeepsNoStateInMemoryAndStillKeepsThePreviousCa) {
     auto state = parse_state(test::read_file(path));
     ASSERT_TRUE(state.ok()) << state.error();
     ASSERT_EQ(state.value().kept.size(), 1u);
-    state.value().kept[0].until = std::chrono::system_clock::now() - std::chrono::hours(1);
+    state.value().kept[0].until = sys_now() - std::chrono::hours(1);
     {
         std::ofstream out(path, std::ios::binary | std::ios::trunc);
         out << serialize_state(state.value());
@@ -240,7 +240,7 @@ TEST_F(Refresh, ConcurrentValidationsOfTheSameBytesShareOneResult) {
     for (std::size_t i = 0; i < got.size(); ++i) {
         auto one = [](std::shared_ptr<Services> s, std::string pem,
                       std::optional<Outcome<CertBundle>>& out) -> boost::asio::awaitable<void> {
-            out = co_await validate_with_cache(s, pem, std::chrono::system_clock::now());
+            out = co_await validate_with_cache(s, pem, sys_now());
         };
         boost::asio::co_spawn(ioc, one(services, i % 2 ? bad : good, got[i]),
                               [](std::exception_ptr e) {

@@ -90,8 +90,24 @@ TEST(ParseListen, HostPortForms) {
 TEST(JwtExpiry, ReadsTheExpClaim) {
     // {"alg":"HS256"} . {"sub":"x","exp":1767225600} . sig
     EXPECT_EQ(jwt_expiry("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwiZXhwIjoxNzY3MjI1NjAwfQ.c2ln"),
-              std::chrono::system_clock::time_point{std::chrono::seconds(1767225600)});
+              SysTime{std::chrono::seconds(1767225600)});
     EXPECT_FALSE(jwt_expiry("not-a-jwt").has_value());
     EXPECT_FALSE(jwt_expiry("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln").has_value()) << "no exp";
     EXPECT_FALSE(jwt_expiry("a.!!!.c").has_value());
+}
+
+TEST(JwtExpiry, AFarFutureExpIsThatFarAhead) {
+    // {"sub":"x","exp":9999999999}: 2286-11-20, past system_clock's 2262.
+    const auto far = jwt_expiry("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ.c2ln");
+    ASSERT_TRUE(far.has_value());
+    EXPECT_EQ(format_time(*far), "2286-11-20T17:46:39Z");
+    EXPECT_GT(*far, sys_now());
+    // {"sub":"x","exp":1e300}: no time at all.
+    EXPECT_FALSE(jwt_expiry("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwiZXhwIjoxZSszMDB9.c2ln").has_value());
+    // The metric an alert compares with time(): positive, and that far.
+    StatusBoard board;
+    board.global().token_expiry = far;
+    EXPECT_NE(render_metrics(board).find("rootcertd_token_expiry_timestamp_seconds 9999999999"),
+              std::string::npos)
+        << render_metrics(board);
 }

@@ -62,10 +62,17 @@ TEST(TokenSource, SaysWhenTheFileIsNotPrivate) {
     auto source = TokenSource::from_file(path);
     const auto t0 = std::chrono::steady_clock::now();
     ASSERT_TRUE(source.get(t0).ok());
-    EXPECT_NE(source.exposure().find("readable by group or others (mode 0644): chmod 0600 it"),
+    EXPECT_NE(source.exposure().find("open to others or group-writable (mode 0644): chmod 0600 it"),
               std::string::npos)
         << source.exposure();
-    std::filesystem::permissions(path, std::filesystem::perms(0600));  // a chmod alone
+    // A projected Kubernetes Secret: group-readable for the pod's fsGroup.
+    std::filesystem::permissions(path, std::filesystem::perms(0440));
     ASSERT_TRUE(source.get(t0 + TokenSource::recheck_interval).ok());
+    EXPECT_EQ(source.exposure(), "") << "0440 is a deliberate grant to a group";
+    std::filesystem::permissions(path, std::filesystem::perms(0604));
+    ASSERT_TRUE(source.get(t0 + 2 * TokenSource::recheck_interval).ok());
+    EXPECT_NE(source.exposure().find("(mode 0604)"), std::string::npos);
+    std::filesystem::permissions(path, std::filesystem::perms(0600));  // a chmod alone
+    ASSERT_TRUE(source.get(t0 + 3 * TokenSource::recheck_interval).ok());
     EXPECT_EQ(source.exposure(), "");
 }

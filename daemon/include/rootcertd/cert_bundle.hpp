@@ -10,7 +10,15 @@
 
 namespace rootcertd {
 
-using SysTime = std::chrono::system_clock::time_point;
+// Wall-clock time in whole seconds. system_clock's own nanoseconds end in
+// 2262: a CA with RFC 5280's "no expiry" (notAfter 99991231235959Z) or a JWT
+// with exp 9999999999 would wrap around to the past. Seconds hold year 9999
+// and far beyond; compare only with sys_now(), never with
+// system_clock::now(), whose nanoseconds the comparison would convert to.
+using SysTime = std::chrono::sys_seconds;
+inline SysTime sys_now() {
+    return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+}
 
 struct CertInfo {
     std::string subject;  // RFC 2253

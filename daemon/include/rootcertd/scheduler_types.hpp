@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 
+#include "rootcertd/cert_bundle.hpp"
+
 namespace rootcertd {
 
 // The outcome of a live check between refreshes.
@@ -12,7 +14,7 @@ struct CheckResult {
     std::string problem;          // empty when the server verifies against the file
     bool refresh_now = false;     // the installed file no longer verifies the server
     std::optional<bool> live_ok;  // unset when the server could not be reached
-    std::optional<std::chrono::system_clock::time_point> server_not_after;
+    std::optional<SysTime> server_not_after;
 };
 
 // Decides which failures reach the log so a persistent one does not flood it:

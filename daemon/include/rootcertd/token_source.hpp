@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "rootcertd/cert_bundle.hpp"
 #include "rootcertd/outcome.hpp"
 
 namespace rootcertd {
@@ -34,7 +35,7 @@ class TokenSource {
 
     // When the last token read expires, from its JWT "exp" claim; nullopt
     // for a token that is not a JWT or has no exp.
-    std::optional<std::chrono::system_clock::time_point> expiry() const { return expiry_; }
+    std::optional<SysTime> expiry() const { return expiry_; }
 
     // Why the token file is less private than a secret should be (readable
     // by group or others), or empty.
@@ -58,11 +59,11 @@ class TokenSource {
     std::string cached_;
     std::string exposure_;
     std::string expiry_of_;  // the token expiry_ was computed for
-    std::optional<std::chrono::system_clock::time_point> expiry_;
+    std::optional<SysTime> expiry_;
 };
 
 // The "exp" claim of a JWT (no signature check: this is only for warnings).
-std::optional<std::chrono::system_clock::time_point> jwt_expiry(std::string_view token);
+std::optional<SysTime> jwt_expiry(std::string_view token);
 
 // Trims surrounding whitespace; fails when empty or not a single header-safe token.
 Outcome<std::string> clean_token(std::string raw, const std::string& origin);
