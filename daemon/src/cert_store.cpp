@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -75,24 +78,41 @@ bool CertStore::is_temp_name(std::string_view name) {
            name.find(temp_marker) != std::string_view::npos;
 }
 
+bool CertStore::is_stale_temp(std::string_view name, std::chrono::seconds age) {
+    if (!is_temp_name(name) || age < std::chrono::minutes(1)) return false;
+    // ".<file>.tmp-<pid>-<counter>-<random>"
+    const auto digits = name.substr(name.rfind(temp_marker) + temp_marker.size());
+    pid_t pid = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), pid);
+    if (ec != std::errc{} || pid <= 0) return true;  // not a name this version writes
+    if (pid == ::getpid()) return false;
+    return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
 Outcome<int> CertStore::prepare(std::vector<std::string>* names) const {
     std::error_code ec;
-    if (std::filesystem::create_directories(dir_, ec); ec) {
-        return fail("create " + dir_.string() + ": " + ec.message());
-    }
+    const bool created = std::filesystem::create_directories(dir_, ec);
+    if (ec) return fail("create " + dir_.string() + ": " + ec.message());
     if (!std::filesystem::is_directory(dir_, ec))
         return fail(dir_.string() + " is not a directory");
-    std::filesystem::permissions(dir_, std::filesystem::perms(0755),
-                                 std::filesystem::perm_options::add, ec);
+    if (created) {  // the umask may have narrowed it; an existing one is the operator's
+        std::filesystem::permissions(dir_, std::filesystem::perms(0755),
+                                     std::filesystem::perm_options::add, ec);
+    }
     Fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dir.get() < 0) return fail(sys_error("open", dir_, errno));
     DIR* d = ::fdopendir(::dup(dir.get()));
     if (d == nullptr) return fail(sys_error("list", dir_, errno));
     int removed = 0;
+    const auto now = std::chrono::system_clock::now();
     while (const dirent* e = ::readdir(d)) {
         const std::string_view name = e->d_name;
         if (is_temp_name(name)) {
-            if (::unlinkat(dir.get(), e->d_name, 0) == 0) ++removed;
+            struct stat st {};
+            if (::fstatat(dir.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+            const auto written = std::chrono::system_clock::from_time_t(st.st_mtim.tv_sec);
+            const auto age = std::chrono::duration_cast<std::chrono::seconds>(now - written);
+            if (is_stale_temp(name, age) && ::unlinkat(dir.get(), e->d_name, 0) == 0) ++removed;
         } else if (names != nullptr && name != "." && name != "..") {
             names->emplace_back(name);
         }
@@ -102,12 +122,12 @@ Outcome<int> CertStore::prepare(std::vector<std::string>* names) const {
 }
 
 Outcome<std::optional<std::string>> CertStore::read(const std::string& file_name,
-                                                    mode_t* mode) const {
-    return *read_up_to(file_name, SIZE_MAX, mode);
+                                                    FileMeta* meta) const {
+    return *read_up_to(file_name, SIZE_MAX, meta);
 }
 
 std::optional<Outcome<std::optional<std::string>>> CertStore::read_up_to(
-    const std::string& file_name, std::size_t limit, mode_t* mode) const {
+    const std::string& file_name, std::size_t limit, FileMeta* meta) const {
     // A plain string: building a std::filesystem::path (which splits it into
     // components) was two thirds of the cost of this call.
     const std::string path = dir_.native() + "/" + file_name;
@@ -121,7 +141,7 @@ std::optional<Outcome<std::optional<std::string>>> CertStore::read_up_to(
     if (!S_ISREG(st.st_mode)) return fail(path + " is not a regular file");
     const auto size = static_cast<std::size_t>(st.st_size);
     if (size > limit) return std::nullopt;
-    if (mode != nullptr) *mode = st.st_mode & 07777;
+    if (meta != nullptr) *meta = FileMeta{st.st_mode & 07777, st.st_uid, st.st_gid};
     auto bytes = read_fd(fd.get(), size, path);
     if (!bytes) return fail(bytes.error());
     return std::optional<std::string>(std::move(bytes.value()));
@@ -135,6 +155,24 @@ std::string CertStore::random_temp_name(const std::string& file_name) {
 }
 
 namespace {
+
+// Gives the open file FD at PATH (whose inode is ST) OWN's mode, owner and
+// group where they differ.
+Outcome<bool> repair(int fd, const struct stat& st, const FileOwnership& own,
+                     const std::filesystem::path& path) {
+    const bool uid_drift = own.uid && *own.uid != st.st_uid;
+    const bool gid_drift = own.gid && *own.gid != st.st_gid;
+    if ((uid_drift || gid_drift) &&
+        ::fchown(fd, uid_drift ? *own.uid : static_cast<uid_t>(-1),
+                 gid_drift ? *own.gid : static_cast<gid_t>(-1)) != 0) {
+        return fail(sys_error("chown", path, errno));
+    }
+    // After chown, which may clear mode bits: the mode is set last.
+    if ((st.st_mode & 07777) != own.mode && ::fchmod(fd, own.mode) != 0) {
+        return fail(sys_error("chmod", path, errno));
+    }
+    return true;
+}
 
 // A changed file written to its temp name, waiting to be renamed.
 struct Staged {
@@ -163,9 +201,10 @@ std::optional<Outcome<Installed>> stage(int dir, const std::filesystem::path& di
                     read_fd(cur.get(), static_cast<std::size_t>(st.st_size), target.native());
                 if (!old) return fail(old.error());
                 if (old.value() == job.bytes) {
-                    // Same bytes: no rewrite; only repair drifted permissions.
-                    if ((st.st_mode & 07777) != job.ownership.mode)
-                        ::fchmod(cur.get(), job.ownership.mode);
+                    // Same bytes: no rewrite; only repair a drifted mode, owner or group.
+                    if (auto repaired = repair(cur.get(), st, job.ownership, target); !repaired) {
+                        return fail(repaired.error());
+                    }
                     return result;
                 }
                 result.previous = std::move(old.value());

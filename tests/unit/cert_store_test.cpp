@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -32,6 +34,14 @@ struct stat stat_of(const std::filesystem::path& p) {
 }
 
 const FileOwnership default_owner{};
+
+// The pid of a child that has exited and been reaped: no process has it.
+pid_t dead_pid() {
+    const pid_t pid = ::fork();
+    if (pid == 0) ::_exit(0);
+    ::waitpid(pid, nullptr, 0);
+    return pid;
+}
 
 }  // namespace
 
@@ -131,7 +141,11 @@ TEST(CertStore, PrepareCreatesTheDirectoryAndRemovesOnlyStaleTemps) {
     EXPECT_EQ(created.value(), 0);
     EXPECT_EQ(stat_of(certs).st_mode & 0755, 0755u);
 
-    std::ofstream(certs / ".prod.crt.tmp-123-0-42") << "half";
+    // Left by a process that is gone, an hour ago: stale.
+    const auto gone = std::to_string(dead_pid());
+    const auto stale = dir.write("a/b/certs/.prod.crt.tmp-" + gone + "-0-42", "half");
+    std::filesystem::last_write_time(stale, std::filesystem::file_time_type::clock::now() -
+                                                std::chrono::hours(1));
     std::ofstream(certs / "prod.crt") << "whole";
     std::ofstream(certs / ".keep") << "mine";
     std::vector<std::string> names;
@@ -141,6 +155,52 @@ TEST(CertStore, PrepareCreatesTheDirectoryAndRemovesOnlyStaleTemps) {
     EXPECT_EQ(entries(certs), (std::vector<std::string>{".keep", "prod.crt"}));
     std::sort(names.begin(), names.end());
     EXPECT_EQ(names, (std::vector<std::string>{".keep", "prod.crt"})) << "what remains";
+}
+
+TEST(CertStore, PrepareKeepsTempsOfInstallsThatMayBeInFlight) {
+    // A reload prepares the directory while this process's installs run, and
+    // a --once beside the daemon prepares it while the daemon's run.
+    TempDir dir;
+    CertStore store(dir.path());
+    const auto old = std::filesystem::file_time_type::clock::now() - std::chrono::hours(1);
+    const auto ours = dir.write(".a.crt.tmp-" + std::to_string(::getpid()) + "-0-1", "mine");
+    std::filesystem::last_write_time(ours, old);
+    const auto running = dir.write(".b.crt.tmp-1-0-1", "pid 1 runs");
+    std::filesystem::last_write_time(running, old);
+    dir.write(".c.crt.tmp-" + std::to_string(dead_pid()) + "-0-1", "written just now");
+    auto removed = store.prepare();
+    ASSERT_TRUE(removed.ok());
+    EXPECT_EQ(removed.value(), 0);
+    EXPECT_EQ(entries(dir.path()).size(), 3u);
+}
+
+TEST(CertStore, PrepareLeavesAnExistingDirectorysModeAlone) {
+    TempDir dir;
+    const auto certs = dir / "certs";
+    std::filesystem::create_directory(certs);
+    std::filesystem::permissions(certs, std::filesystem::perms(0750));
+    ASSERT_TRUE(CertStore(certs).prepare().ok());
+    EXPECT_EQ(stat_of(certs).st_mode & 07777, 0750u);
+}
+
+TEST(CertStore, SameBytesStillRepairAGroupThatDrifted) {
+    TempDir dir;
+    CertStore store(dir.path());
+    ASSERT_TRUE(store.install("prod.crt", "CA", default_owner).ok());
+    const gid_t wanted = stat_of(dir / "prod.crt").st_gid;
+    // Any other group this process may give its file to (as root: any).
+    gid_t other = wanted == 0 ? 1 : 0;
+    if (::chown((dir / "prod.crt").c_str(), static_cast<uid_t>(-1), other) != 0) {
+        GTEST_SKIP() << "cannot change the file's group here";
+    }
+    auto r = store.install("prod.crt", "CA", FileOwnership{.mode = 0644, .gid = wanted});
+    ASSERT_TRUE(r.ok()) << r.error();
+    EXPECT_EQ(r->change, Change::unchanged);
+    EXPECT_EQ(stat_of(dir / "prod.crt").st_gid, wanted);
+    FileMeta meta;
+    ASSERT_TRUE(store.read("prod.crt", &meta).ok());
+    EXPECT_TRUE(meta.matches(FileOwnership{.mode = 0644, .gid = wanted}));
+    EXPECT_FALSE(meta.matches(FileOwnership{.mode = 0644, .gid = other}));
 }
 
 TEST(CertStore, PrepareFailsWhenTheDirectoryIsAFile) {
@@ -168,11 +228,12 @@ TEST(CertStore, ReadUpToLeavesBiggerFilesUnread) {
     ASSERT_TRUE(none && none->ok());
     EXPECT_FALSE(none->value().has_value());
     dir.write("small.crt", "1234");
-    mode_t mode = 0;
-    auto small = store.read_up_to("small.crt", 4, &mode);
+    FileMeta meta;
+    auto small = store.read_up_to("small.crt", 4, &meta);
     ASSERT_TRUE(small && small->ok());
     EXPECT_EQ(small->value(), "1234");
-    EXPECT_NE(mode, 0u);
+    EXPECT_NE(meta.mode, 0u);
+    EXPECT_EQ(meta.uid, ::geteuid());
     dir.write("big.crt", "12345");
     EXPECT_FALSE(store.read_up_to("big.crt", 4).has_value());
     EXPECT_EQ(store.read("big.crt").value(), "12345") << "read() has no limit";

@@ -1,6 +1,7 @@
 // Installs bundles under the cert directory atomically and durably.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -18,6 +19,19 @@ enum class Change { unchanged, created, replaced };
 struct Installed {
     Change change = Change::unchanged;
     std::optional<std::string> previous;  // the bytes replaced, when there were any
+};
+
+// What a file's inode says about who may read and change it.
+struct FileMeta {
+    mode_t mode = 0;  // permission bits
+    uid_t uid = 0;
+    gid_t gid = 0;
+    // Whether these are what OWNERSHIP asks for; an unset owner or group
+    // asks for nothing.
+    bool matches(const FileOwnership& ownership) const {
+        return mode == ownership.mode && (!ownership.uid || *ownership.uid == uid) &&
+               (!ownership.gid || *ownership.gid == gid);
+    }
 };
 
 struct InstallJob {
@@ -42,27 +56,29 @@ class CertStore {
 
     const std::filesystem::path& dir() const { return dir_; }
 
-    // Creates the directory (0755) if missing and removes temp files a crash
-    // left behind. Returns how many it removed; NAMES, when given, receives
-    // the names of all other entries.
+    // Creates the directory (0755) if missing; an existing one keeps its
+    // mode. Removes the temp files that are provably stale (is_stale_temp).
+    // Returns how many it removed; NAMES, when given, receives the names of
+    // all other entries.
     Outcome<int> prepare(std::vector<std::string>* names = nullptr) const;
 
     // The current bytes of FILE_NAME, or nullopt when there is no such file.
-    // MODE, when given, receives the file's permission bits.
+    // META, when given, receives the file's mode, owner and group.
     Outcome<std::optional<std::string>> read(const std::string& file_name,
-                                             mode_t* mode = nullptr) const;
+                                             FileMeta* meta = nullptr) const;
 
     // read(FILE_NAME), unless the file is bigger than LIMIT bytes: then
     // nullopt, and nothing read. One open and one fstat either way.
     std::optional<Outcome<std::optional<std::string>>> read_up_to(const std::string& file_name,
                                                                   std::size_t limit,
-                                                                  mode_t* mode = nullptr) const;
+                                                                  FileMeta* meta = nullptr) const;
 
     // The most read_up_to() reads on the event loop: rootcertd's own bundles
     // are a few KiB; anything bigger is read on the blocking pool.
     static constexpr std::size_t loop_read_limit = 64 * 1024;
 
-    // Makes FILE_NAME hold exactly BYTES. Equal bytes: nothing is written.
+    // Makes FILE_NAME hold exactly BYTES. Equal bytes: nothing is written,
+    // but a mode, owner or group that drifted from OWNERSHIP is repaired.
     // Otherwise: temp file in the same directory, write, chmod/chown, fsync,
     // rename over the target, fsync the directory. On any failure the old
     // file stays byte-for-byte and no temp file remains. A symlink at the
@@ -83,6 +99,14 @@ class CertStore {
 
     // True for names install() uses for its temp files.
     static bool is_temp_name(std::string_view name);
+
+    // Whether temp file NAME, last written at AGE ago, is left over: the
+    // process named in it is not this one and no longer runs, and it was
+    // written over a minute ago (a writer in another PID namespace, say a
+    // --once in another container, finishes an install well within that).
+    // A reload, or a --once beside the daemon, never removes an install in
+    // flight.
+    static bool is_stale_temp(std::string_view name, std::chrono::seconds age);
 
   private:
     std::filesystem::path dir_;
