@@ -43,23 +43,18 @@ constexpr std::size_t kStartChunk = 16;
 constexpr auto shutdown_grace = std::chrono::milliseconds(1500);
 
 // Keeps the managed block of pg_service_file in step with the instances.
-void write_service_file(const Config& cfg) {
-    if (!cfg.pg_service_file) return;
-    CertStore dir(cfg.pg_service_file->parent_path());
-    const auto name = cfg.pg_service_file->filename().string();
-    auto existing = dir.read(name);
-    if (!existing) {
-        spdlog::error("pg_service_file: {}", existing.error());
-        return;
-    }
-    const auto merged =
-        merge_service_block(existing.value().value_or(""), render_service_block(cfg));
-    auto done = dir.install(name, merged, FileOwnership{0644, {}, {}});
+// Returns false when the file could not be updated (the error is logged).
+bool write_service_file(const Config& cfg) {
+    if (!cfg.pg_service_file) return true;
+    auto done = update_service_file(*cfg.pg_service_file, cfg);
     if (!done) {
         spdlog::error("pg_service_file: {}", done.error());
-    } else if (done->change != Change::unchanged) {
+        return false;
+    }
+    if (done.value()) {
         spdlog::info("updated the rootcertd block of {}", cfg.pg_service_file->string());
     }
+    return true;
 }
 
 bool same_globals(Config a, Config b) {
@@ -137,7 +132,7 @@ class App {
                     spdlog::warn("{}", s->proxy_auth->exposure());
                 }
             }
-            write_service_file(s->config);
+            service_file_ok_ = write_service_file(s->config);
             return s;
         } catch (const std::exception& e) {
             spdlog::error("{}", e.what());
@@ -196,7 +191,7 @@ class App {
             spdlog::error("{} instance(s) could not reach {}", n, origin);
         }
         spdlog::info("refreshed {}/{} instance(s) in {} ms", total - failed, total, took.count());
-        return failed == 0 ? exit_ok : exit_failed;
+        return failed == 0 && service_file_ok_ ? exit_ok : exit_failed;
     }
 
     int run_daemon() {
@@ -210,9 +205,8 @@ class App {
         scheduler_.on_scheduled = [this](const std::string& name,
                                          std::chrono::steady_clock::time_point at) {
             if (auto* st = board_.find(name)) {
-                st->next_refresh = std::chrono::system_clock::now() +
-                                   std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                                       at - std::chrono::steady_clock::now());
+                st->next_refresh = sys_now() + std::chrono::duration_cast<std::chrono::seconds>(
+                                                   at - std::chrono::steady_clock::now());
             }
         };
         if (services_->config.metrics_listen) {
@@ -307,7 +301,9 @@ class App {
 
     void record(const std::shared_ptr<Services>& s, const Instance& inst, const RefreshResult& r,
                 std::chrono::duration<double> took) {
-        if (r.ok && r.change != Change::unchanged) start_hook(s, inst, *r.bundle);
+        // A changed file runs its hook and counts once, even when the live
+        // check that followed it failed: it will not change again.
+        if (r.change != Change::unchanged) start_hook(s, inst, *r.bundle);
         if (options_.once) return;  // nothing reads the status board of a --once pass
         auto& global = board_.global();
         global.observe_latency(took.count());
@@ -319,6 +315,12 @@ class App {
             st->live_ok = r.live_ok;
             st->server_not_after = r.server_not_after;
         }
+        if (r.bundle) {
+            st->file_valid = true;
+            st->fingerprint = r.bundle->fingerprints();
+            st->not_after = r.bundle->newest().not_after;
+        }
+        if (r.change != Change::unchanged) ++st->changes;
         if (!r.ok) {
             ++st->failures;
             ++st->consecutive_failures;
@@ -329,11 +331,7 @@ class App {
         ++st->successes;
         st->consecutive_failures = 0;
         st->last_error.clear();
-        st->last_success = std::chrono::system_clock::now();
-        st->file_valid = true;
-        st->fingerprint = r.bundle->fingerprints();
-        st->not_after = r.bundle->newest().not_after;
-        if (r.change != Change::unchanged) ++st->changes;
+        st->last_success = sys_now();
         update_notify();
     }
 
@@ -397,7 +395,7 @@ class App {
             auto bytes = co_await run_blocking(pool_, std::move(read));
             if (!bytes || !bytes->has_value()) continue;
             auto bundle =
-                co_await validate_with_cache(s, **bytes, std::chrono::system_clock::now());
+                co_await validate_with_cache(s, **bytes, sys_now());
             auto* st = board_.find(inst.name);
             if (!st || st->attempted || !bundle) continue;
             st->file_valid = true;
@@ -471,7 +469,7 @@ class App {
         }
         services_->config.instances = cfg->instances;
         board_.sync(services_->config);
-        write_service_file(services_->config);
+        service_file_ok_ = write_service_file(services_->config);
         for (const auto& inst : services_->config.instances) {
             if (std::find(added.begin(), added.end(), inst.name) != added.end() ||
                 std::find(changed.begin(), changed.end(), inst.name) != changed.end()) {
@@ -530,6 +528,7 @@ class App {
     std::size_t hooks_running_ = 0;
     bool once_done_ = false;
     bool stopping_ = false;
+    bool service_file_ok_ = true;  // the last write of pg_service_file succeeded
 };
 
 }  // namespace

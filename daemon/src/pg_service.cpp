@@ -1,15 +1,25 @@
 #include "rootcertd/pg_service.hpp"
 
+#include <sys/stat.h>
+
+#include "rootcertd/cert_store.hpp"
+
 namespace rootcertd {
 
 namespace {
 constexpr std::string_view begin_marker =
-    "# BEGIN rootcertd managed block: edits between these lines are overwritten\n";
-constexpr std::string_view end_marker = "# END rootcertd managed block\n";
+    "# BEGIN rootcertd managed block: edits between these lines are overwritten";
+constexpr std::string_view end_marker = "# END rootcertd managed block";
+
+// Where each marker line starts and where the line after it starts.
+struct Marker {
+    std::size_t begin, end;
+};
 }  // namespace
 
 std::string render_service_block(const Config& config) {
     std::string out(begin_marker);
+    out += "\n";
     for (const auto& inst : config.instances) {
         if (!inst.host) continue;
         out += "[" + inst.name + "]\n";
@@ -22,20 +32,60 @@ std::string render_service_block(const Config& config) {
         out += "\n";
     }
     out += end_marker;
+    out += "\n";
     return out;
 }
 
-std::string merge_service_block(std::string_view existing, std::string_view block) {
-    const auto begin = existing.find(begin_marker);
-    const auto end = begin == std::string_view::npos ? begin : existing.find(end_marker, begin);
-    if (begin == std::string_view::npos || end == std::string_view::npos) {
+Outcome<std::string> merge_service_block(std::string_view existing, std::string_view block) {
+    std::vector<Marker> begins, ends;
+    for (std::size_t at = 0; at < existing.size();) {
+        const auto eol = existing.find('\n', at);
+        const auto next = eol == std::string_view::npos ? existing.size() : eol + 1;
+        auto line = existing.substr(at, next - at);
+        while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+        if (line == begin_marker) begins.push_back({at, next});
+        if (line == end_marker) ends.push_back({at, next});
+        at = next;
+    }
+    if (begins.empty() && ends.empty()) {
         std::string out(existing);
         if (!out.empty() && out.back() != '\n') out += '\n';
         if (!out.empty()) out += '\n';
         return out + std::string(block);
     }
-    return std::string(existing.substr(0, begin)) + std::string(block) +
-           std::string(existing.substr(end + end_marker.size()));
+    if (begins.size() != 1 || ends.size() != 1 || ends[0].begin < begins[0].end) {
+        return fail("its rootcertd marker lines are not one BEGIN followed by one END (" +
+                    std::to_string(begins.size()) + " BEGIN, " + std::to_string(ends.size()) +
+                    " END): left untouched; mend or remove the markers by hand");
+    }
+    return std::string(existing.substr(0, begins[0].begin)) + std::string(block) +
+           std::string(existing.substr(ends[0].end));
+}
+
+Outcome<bool> update_service_file(const std::filesystem::path& path, const Config& config) {
+    // A symlink is followed deliberately: the file it names is the one
+    // libpq reads, and replacing the link would orphan the user's sections.
+    std::error_code ec;
+    std::filesystem::path real = path;
+    if (std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec))) {
+        real = std::filesystem::canonical(path, ec);
+        if (ec) return fail(path.string() + " is a symlink that cannot be followed: " + ec.message());
+    }
+    const CertStore dir(real.parent_path());
+    const auto name = real.filename().string();
+    FileMeta meta;
+    auto existing = dir.read(name, &meta);
+    if (!existing) return fail(existing.error());
+    auto merged = merge_service_block(existing->value_or(""), render_service_block(config));
+    if (!merged) return fail(real.string() + ": " + merged.error());
+    // An existing file keeps its mode, owner and group: it may hold
+    // passwords in sections of its own, and be private for that reason.
+    const FileOwnership keep = existing->has_value()
+                                   ? FileOwnership{meta.mode, meta.uid, meta.gid}
+                                   : FileOwnership{0644, {}, {}};
+    auto done = dir.install(name, merged.value(), keep);
+    if (!done) return fail(done.error());
+    return done->change != Change::unchanged;
 }
 
 }  // namespace rootcertd

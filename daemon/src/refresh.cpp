@@ -161,7 +161,7 @@ Outcome<std::string> extract_ca_with_cache(const Services& s, unsigned status,
 
 struct OnDisk {
     std::optional<std::string> file;
-    mode_t mode = 0;  // the file's
+    FileMeta meta;  // the file's mode, owner and group
     std::optional<std::string> state;
 };
 
@@ -180,7 +180,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         result.error = where() + token.error();
         co_return result;
     }
-    const auto now = std::chrono::system_clock::now();
+    const auto now = sys_now();
     result.token_expiry = s->token.expiry();
     {  // about the one token all instances share: logged once, not per instance
         std::string warning = s->token.exposure();
@@ -255,11 +255,11 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     // Nullopt: the file is bigger than LIMIT, and nothing was read.
     auto read = [s, file_name, state_name,
                  read_state](std::size_t limit) -> std::optional<Outcome<OnDisk>> {
-        mode_t mode = 0;
-        auto file = s->store.read_up_to(file_name, limit, &mode);
+        FileMeta meta;
+        auto file = s->store.read_up_to(file_name, limit, &meta);
         if (!file) return std::nullopt;
         if (!*file) return Outcome<OnDisk>(fail(file->error()));
-        OnDisk d{std::move(file->value()), mode, std::nullopt};
+        OnDisk d{std::move(file->value()), meta, std::nullopt};
         if (read_state) {
             if (auto st = s->state_store.read(state_name); st) d.state = std::move(st.value());
         }
@@ -344,11 +344,11 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
             }
         }
     }
-    // The file read above already holds these bytes with this mode: nothing to
+    // The file read above already holds these bytes and ownership: nothing to
     // write, and no second trip to the blocking pool (the common case).
     // Otherwise, group commit: this install shares one flush with concurrent ones.
     Outcome<Installed> installed = Installed{};
-    if (!(current && *current == final_pem && disk->mode == inst.file.mode)) {
+    if (!(current && *current == final_pem && disk->meta.matches(inst.file))) {
         InstallJob job{file_name, final_pem, inst.file};  // a named local: see run_blocking
         installed = co_await s->installs->install(std::move(job));
     }
@@ -365,6 +365,10 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         log_change(inst, s->config.cert_path(inst), installed.value(), installed_bundle.value(),
                    comp);
     }
+    // The file holds this bundle from here on, whatever the live check says
+    // next: a change is a change (its hook runs, it is counted).
+    result.change = installed->change;
+    result.bundle = std::move(installed_bundle.value());
     if (newest.not_after - now < s->config.expiry_warning) {
         add_warning("newest CA '" + newest.subject + "' expires " + format_time(newest.not_after) +
                     ", within the expiry_warning window");
@@ -391,8 +395,6 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         }
     }
     result.ok = true;
-    result.change = installed->change;
-    result.bundle = std::move(installed_bundle.value());
     co_return result;
 }
 

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "rootcertd/config.hpp"
+#include "rootcertd/outcome.hpp"
 
 namespace rootcertd {
 
@@ -14,7 +15,17 @@ namespace rootcertd {
 std::string render_service_block(const Config& config);
 
 // EXISTING with its managed block replaced by BLOCK (appended when absent).
-// Everything outside the markers is preserved byte for byte.
-std::string merge_service_block(std::string_view existing, std::string_view block);
+// Everything outside the markers is preserved byte for byte. Fails when the
+// marker lines are not exactly one BEGIN followed by one END (an orphan
+// marker left by a hand edit): replacing from it would delete the user's
+// sections, so the file must be mended by hand first.
+Outcome<std::string> merge_service_block(std::string_view existing, std::string_view block);
+
+// Brings PATH's managed block in step with CONFIG. The file is replaced
+// atomically and durably, keeping its mode, owner and group (a new file is
+// 0644); a symlink is followed and the file it names is replaced, the link
+// kept. On any failure the file stays as it was. Returns whether it changed.
+// Blocking.
+Outcome<bool> update_service_file(const std::filesystem::path& path, const Config& config);
 
 }  // namespace rootcertd

@@ -26,8 +26,10 @@ struct RefreshResult {
     bool ok = false;
     std::string error;  // "GET <path> on <origin>: <reason>"; never the token
     std::optional<Duration> retry_after;
+    // What the refresh did to the file, and what the file now holds: set
+    // once it was installed, even when the live check after it failed.
     Change change = Change::unchanged;
-    std::optional<CertBundle> bundle;  // what the file now holds, when ok
+    std::optional<CertBundle> bundle;
     std::string warning;               // worth an operator's attention, file still fine
     unsigned http_status = 0;          // of the API's answer, when there was one
     std::optional<SysTime> token_expiry;
