@@ -46,7 +46,27 @@ asio::awaitable<void> relay_output(asio::posix::stream_descriptor pipe, std::str
     }
 }
 
+// A proxy URL with "user:password@" in it.
+bool carries_credentials(std::string_view name, std::string_view value) {
+    static constexpr std::string_view proxies[] = {"https_proxy", "HTTPS_PROXY", "http_proxy",
+                                                   "HTTP_PROXY",  "all_proxy",   "ALL_PROXY"};
+    if (std::find(std::begin(proxies), std::end(proxies), name) == std::end(proxies)) return false;
+    const auto authority = value.substr(value.find("://") == std::string_view::npos
+                                            ? 0
+                                            : value.find("://") + 3);
+    return authority.substr(0, authority.find('/')).find('@') != std::string_view::npos;
+}
+
 }  // namespace
+
+bool withheld_from_hooks(std::string_view name, std::string_view value) {
+    static constexpr std::string_view systemd[] = {
+        "NOTIFY_SOCKET",  "WATCHDOG_PID",          "WATCHDOG_USEC",  "LISTEN_PID",
+        "LISTEN_FDS",     "LISTEN_FDNAMES",        "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM",
+        "MAINPID",        "MANAGERPID",            "SYSTEMD_EXEC_PID"};
+    return std::find(std::begin(systemd), std::end(systemd), name) != std::end(systemd) ||
+           carries_credentials(name, value);
+}
 
 asio::awaitable<HookRun> run_hook(asio::any_io_executor ex, Hook hook,
                                   std::vector<std::pair<std::string, std::string>> extra,
@@ -55,8 +75,10 @@ asio::awaitable<HookRun> run_hook(asio::any_io_executor ex, Hook hook,
     std::vector<std::string> env_text;
     for (char** e = environ; *e != nullptr; ++e) {
         const std::string_view entry(*e);
-        const auto name = entry.substr(0, entry.find('='));
-        bool drop = std::find(hidden.begin(), hidden.end(), name) != hidden.end();
+        const auto equals = std::min(entry.find('='), entry.size());
+        const auto name = entry.substr(0, equals);
+        bool drop = std::find(hidden.begin(), hidden.end(), name) != hidden.end() ||
+                    withheld_from_hooks(name, entry.substr(std::min(equals + 1, entry.size())));
         for (const auto& [k, v] : extra) drop = drop || k == name;
         if (!drop) env_text.emplace_back(entry);
     }
@@ -77,6 +99,11 @@ asio::awaitable<HookRun> run_hook(asio::any_io_executor ex, Hook hook,
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&actions, out[1], 1);
     posix_spawn_file_actions_adddup2(&actions, out[1], 2);
+    // Nothing else of the daemon's: not its listening metrics socket (a hook
+    // that leaves a child behind would keep the port bound across a
+    // restart), not its API connections. Asio opens sockets without
+    // close-on-exec.
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     sigset_t none, defaults;
@@ -111,15 +138,24 @@ asio::awaitable<HookRun> run_hook(asio::any_io_executor ex, Hook hook,
         asio::posix::stream_descriptor exited(ex, pidfd);
         asio::steady_timer deadline(ex);
         deadline.expires_at(give_up);
-        deadline.async_wait([pid, &timed_out](boost::system::error_code ec) {
-            if (ec) return;
-            timed_out = true;
+        // Shared with the deadline's handler, which may run after this frame
+        // is gone: when the child exits in the loop turn its deadline
+        // passes, cancel() finds the handler already queued to run.
+        struct Watch {
+            bool reaped = false, fired = false;
+        };
+        auto watch = std::make_shared<Watch>();
+        deadline.async_wait([pid, watch](boost::system::error_code ec) {
+            if (ec || watch->reaped) return;  // a reaped pid may belong to another process
+            watch->fired = true;
             ::kill(-pid, SIGKILL);
         });
         co_await exited.async_wait(asio::posix::stream_descriptor::wait_read, tuple_token());
-        deadline.cancel();  // before reaping: the pid cannot be reused while unreaped
+        deadline.cancel();
         while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
+        watch->reaped = true;
+        timed_out = watch->fired;
     } else {
         asio::steady_timer tick(ex);
         while (::waitpid(pid, &status, WNOHANG) == 0) {

@@ -4,6 +4,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -16,10 +17,18 @@ struct HookRun {
     std::string summary;  // "exited 0", "exited 3", "killed after 30000 ms", "cannot start: ..."
 };
 
+// Whether environment variable NAME=VALUE is kept from every hook: systemd's
+// plumbing (NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, CREDENTIALS_DIRECTORY,
+// JOURNAL_STREAM, MAINPID, MANAGERPID, SYSTEMD_EXEC_PID), which would let a
+// hook notify as the daemon or read its credentials, and a proxy variable
+// whose URL carries a password.
+bool withheld_from_hooks(std::string_view name, std::string_view value);
+
 // Starts HOOK.command in its own process group with the daemon's environment
-// minus HIDDEN variables plus EXTRA, stdin from /dev/null. Each line it
-// writes to stdout or stderr is logged under LOG_NAME (64 KiB at most). The
-// whole group is killed with SIGKILL after HOOK.timeout.
+// minus HIDDEN variables and those withheld_from_hooks(), plus EXTRA; stdin
+// from /dev/null, stdout and stderr a pipe, no other descriptor of the
+// daemon's. Each line it writes is logged under LOG_NAME (64 KiB at most).
+// The whole group is killed with SIGKILL after HOOK.timeout.
 boost::asio::awaitable<HookRun> run_hook(boost::asio::any_io_executor executor, Hook hook,
                                          std::vector<std::pair<std::string, std::string>> extra,
                                          std::vector<std::string> hidden, std::string log_name);
