@@ -78,7 +78,10 @@ class App {
         if (!services_) return exit_failed;
         if (!options_.once) {  // a --once pass serves no /status, /metrics or READY=1
             board_.sync(services_->config);
-            asio::co_spawn(ioc_, scan_existing(services_), asio::detached);
+            std::vector<std::string> names;
+            names.reserve(services_->config.instances.size());
+            for (const auto& inst : services_->config.instances) names.push_back(inst.name);
+            asio::co_spawn(ioc_, scan_existing(services_, std::move(names)), asio::detached);
         }
         const int code = options_.once ? run_once() : run_daemon();
         pool_.join();
@@ -388,20 +391,24 @@ class App {
     // Files already in place count for readiness until a refresh says
     // otherwise. Validation goes through the content-keyed cache: one data
     // plane's CA is parsed once, however many instances share it.
-    asio::awaitable<void> scan_existing(std::shared_ptr<Services> s) {
-        for (const auto& inst : s->config.instances) {
-            if (auto* st = board_.find(inst.name); !st || st->attempted) continue;
-            auto read = [s, file = inst.name + ".crt"] { return s->store.read(file); };
+    // NAMES is a copy: a reload may replace the instance list while this
+    // waits for a read.
+    asio::awaitable<void> scan_existing(std::shared_ptr<Services> s,
+                                        std::vector<std::string> names) {
+        spdlog::debug("reading {} existing file(s)", names.size());
+        for (const auto& name : names) {
+            if (auto* st = board_.find(name); !st || st->attempted) continue;
+            auto read = [s, file = name + ".crt"] { return s->store.read(file); };
             auto bytes = co_await run_blocking(pool_, std::move(read));
             if (!bytes || !bytes->has_value()) continue;
-            auto bundle =
-                co_await validate_with_cache(s, **bytes, sys_now());
-            auto* st = board_.find(inst.name);
+            auto bundle = co_await validate_with_cache(s, **bytes, sys_now());
+            auto* st = board_.find(name);
             if (!st || st->attempted || !bundle) continue;
             st->file_valid = true;
             st->fingerprint = bundle->fingerprints();
             st->not_after = bundle->newest().not_after;
         }
+        spdlog::debug("read the existing files");
     }
 
     HttpReply handle(std::string_view method, std::string_view target) {

@@ -2,6 +2,7 @@
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import time
 
@@ -237,10 +238,19 @@ def test_stale_temp_files_are_removed_at_start(api, pki, make_daemon):
     api.serve("org_a", "inst_1", pki.ca("ca-one"))
     d = make_daemon([inst("org_a", "inst_1")])
     d.cert_dir.mkdir()
-    (d.cert_dir / ".inst_1.crt.tmp-99-0-1").write_text("half a cert")
+    # Left an hour ago by a process that is gone: stale.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = d.cert_dir / f".inst_1.crt.tmp-{gone.pid}-0-1"
+    stale.write_text("half a cert")
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    # Being written by a process that runs (a daemon beside this --once): kept.
+    in_flight = d.cert_dir / f".other.crt.tmp-{os.getpid()}-0-1"
+    in_flight.write_text("being written")
     r = d.once()
     assert r.returncode == 0
-    assert os.listdir(d.cert_dir) == ["inst_1.crt"]
+    assert sorted(os.listdir(d.cert_dir)) == sorted(["inst_1.crt", in_flight.name])
     assert "removed 1 temp file(s)" in r.stderr
 
 
@@ -293,6 +303,32 @@ def test_sighup_reloads_and_a_bad_config_keeps_the_old_one(api, pki, make_daemon
     wait_for(lambda: d.file("inst_1").read_text().startswith(new.read_text()), 10,
              "rotation after bad reload")
     assert d.proc.poll() is None
+
+
+def test_sighup_during_the_start_up_scan_of_existing_files(api, pki, make_daemon):
+    # At start the daemon reads the files already in place, one by one, off
+    # the event loop; a reload that replaces the instance list meanwhile
+    # must not pull the list from under that scan (a use after free, which
+    # ASan reports). The API stalls, so no refresh ends during the scan.
+    stall = socket.create_server(("127.0.0.1", 0))
+    api_url = f"https://localhost:{stall.getsockname()[1]}"
+    names = [f"i{n}" for n in range(3000)]
+    d = make_daemon([inst("org_a", n) for n in names], api={"url": api_url, "timeout": "30s"})
+    d.cert_dir.mkdir()
+    pem = pki.ca("scan-ca").read_text()
+    for n in names:
+        (d.cert_dir / f"{n}.crt").write_text(pem)
+    more = names + [f"j{n}" for n in range(3000)]
+    d.start("--log-level", "debug")
+    d.wait_log("reading 3000 existing file(s)")
+    d.write_config([inst("org_a", n) for n in more], api={"url": api_url, "timeout": "30s"})
+    d.signal(signal.SIGHUP)
+    d.wait_log("read the existing files", timeout=60)
+    d.wait_log("reloaded: 6000 instance(s); added j0,", timeout=60)
+    out = d.output()
+    assert out.index("reloaded: 6000") < out.index("read the existing files"), "reloaded mid-scan"
+    assert d.stop() == 0
+    stall.close()
 
 
 def test_sigterm_stops_within_two_seconds_leaving_no_temp_files(api, pki, make_daemon):
