@@ -1,4 +1,7 @@
 // rootcertd: keeps managed PostgreSQL root CA files fresh on disk.
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -30,6 +33,16 @@ constexpr const char* usage_text =
     "\n"
     "Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop (exit 0).\n";
 
+// The token lives in this process's memory: no core dump may hold it. Under
+// the systemd unit setrlimit() is filtered (LimitCORE=0 does it there);
+// PR_SET_DUMPABLE also keeps other processes of the same user from
+// attaching to read it.
+void forbid_core_dumps() {
+    ::prctl(PR_SET_DUMPABLE, 0);
+    const rlimit none{0, 0};
+    ::setrlimit(RLIMIT_CORE, &none);
+}
+
 int usage_error(const std::string& message) {
     std::fprintf(stderr, "rootcertd: %s\n%s", message.c_str(), usage_text);
     return rootcertd::exit_usage;
@@ -38,6 +51,7 @@ int usage_error(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    forbid_core_dumps();
     rootcertd::RunOptions options{rootcertd::default_config_path, false};
     bool check = false;
     auto level = spdlog::level::info;

@@ -331,6 +331,16 @@ def test_sighup_during_the_start_up_scan_of_existing_files(api, pki, make_daemon
     stall.close()
 
 
+def test_no_core_dump_can_hold_the_token(api, pki, make_daemon):
+    api.serve("org_a", "inst_1", pki.ca("ca-one"))
+    d = make_daemon([inst("org_a", "inst_1")])
+    d.start()
+    wait_for(lambda: d.file("inst_1").exists())
+    limits = pathlib.Path(f"/proc/{d.proc.pid}/limits").read_text()
+    core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
+    assert core.split()[4:6] == ["0", "0"], core
+
+
 def test_sigterm_stops_within_two_seconds_leaving_no_temp_files(api, pki, make_daemon):
     ca = pki.ca("ca-one")
     api.serve("org_fault", "slow", body='{"ca.crt": "' + "x" * 4000 + '"}')

@@ -108,6 +108,8 @@ def test_units_verify_and_are_hardened(tmp_path):
                  "Restart=on-failure", "User=rootcertd", "StateDirectory=", "ConfigurationDirectory=",
                  "LoadCredential=token:"):
         assert line in service
+    for unit in ("rootcertd.service", "rootcertd-once.service"):
+        assert re.search(r"^LimitCORE=0$", (ROOT / "systemd" / unit).read_text(), re.M), unit
     assert not re.search(r"^DynamicUser=", service, re.M)
     assert "RandomizedDelaySec=" in (ROOT / "systemd" / "rootcertd-once.timer").read_text()
     assert "--once" in (ROOT / "systemd" / "rootcertd-once.service").read_text()
