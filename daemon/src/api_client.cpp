@@ -23,6 +23,7 @@
 
 #include "rootcertd/response_parser.hpp"
 #include "rootcertd/semaphore.hpp"
+#include "rootcertd/trust_store.hpp"
 
 namespace rootcertd {
 
@@ -250,7 +251,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
           sessions_(tls_.native_handle()),
           prune_(ex_) {
         SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
-        load_system_trust();
+        use_system_trust(tls_.native_handle());
         if (options.ca_file) {
             boost::system::error_code ec;
             tls_.load_verify_file(options.ca_file->string(), ec);
@@ -260,19 +261,6 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             }
         }
         tls_.set_verify_mode(ssl::verify_peer);
-    }
-
-    // The system store, looked up lazily in its hashed directory: parsing the
-    // whole bundle file up front costs ~60 ms of start-up in OpenSSL 3.0.
-    // SSL_CERT_FILE and SSL_CERT_DIR are honoured as OpenSSL does.
-    void load_system_trust() {
-        SSL_CTX* ctx = tls_.native_handle();
-        if (const char* file = std::getenv(X509_get_default_cert_file_env())) {
-            SSL_CTX_load_verify_file(ctx, file);
-        }
-        const char* dir = std::getenv(X509_get_default_cert_dir_env());
-        SSL_CTX_load_verify_dir(ctx, dir != nullptr ? dir : X509_get_default_cert_dir());
-        ERR_clear_error();
     }
 
     asio::awaitable<Outcome<HttpResponse>> get(Endpoint endpoint, std::string target,

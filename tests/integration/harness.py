@@ -77,6 +77,15 @@ def peak_rss(cmd, env=None):
     return code, kib, stderr
 
 
+def with_mounts(binds, cmd):
+    """CMD run in a private mount namespace where each (source, target) of
+    BINDS is bind-mounted: a machine's /etc files as a test needs them,
+    without touching the real ones. Needs root (CI runs as root)."""
+    mounts = " && ".join(f"mount --bind '{src}' '{dst}'" for src, dst in binds)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'{mounts} && exec "$@"', "sh", *map(str, cmd)]
+
+
 def jwt(exp):
     """An unsigned-looking JWT whose payload carries EXP (seconds since the epoch)."""
     def b64(obj):

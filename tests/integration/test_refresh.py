@@ -1,6 +1,7 @@
 """The refresh pipeline end to end: the built binary against real nginx over TLS."""
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from harness import (API_PATH, BINARY, GOOD_TOKEN, OTHER_TOKEN, NotifySocket, Postgres, peak_rss,
-                     serve_fleet, wait_for)
+                     serve_fleet, wait_for, with_mounts)
 
 
 def inst(org, id, **kw):
@@ -127,6 +128,22 @@ def test_without_ca_file_a_private_api_ca_is_not_trusted(api, pki, make_daemon):
     assert r.returncode == 1
     assert "certificate verify failed" in r.stderr, r.stderr
     assert "unable to get local issuer certificate" in r.stderr, "names OpenSSL's reason"
+
+
+def test_the_default_ca_file_is_trusted_without_hash_links(api, pki, make_daemon, tmp_path):
+    # A minimal image: /etc/ssl/certs holds the bundle file and no hash
+    # links, and nothing sets SSL_CERT_FILE. The API's CA is in the bundle.
+    certs = tmp_path / "etc-ssl-certs"
+    certs.mkdir()
+    shutil.copy(api.trust, certs / "ca-certificates.crt")
+    api.serve("org_a", "inst_1", pki.ca("ca-one"))
+    d = make_daemon([inst("org_a", "inst_1")], api={"ca_file": None})
+    env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    r = subprocess.run(with_mounts([(certs, "/etc/ssl/certs")],
+                                   [BINARY, "--config", d.config, "--once"]),
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert d.file("inst_1").exists()
 
 
 def test_slow_body_is_bounded_by_the_timeout(api, pki, make_daemon):
