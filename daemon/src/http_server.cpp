@@ -7,7 +7,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <charconv>
-#include <unordered_set>
+#include <algorithm>
+#include <vector>
 
 namespace rootcertd {
 
@@ -75,7 +76,7 @@ class Server final : public HttpServer, public std::enable_shared_from_this<Serv
     void stop() override {
         boost::system::error_code ec;
         acceptor_.close(ec);
-        for (auto* s : sessions_) s->socket().close(ec);
+        for (const auto& s : sessions_) s->stream->socket().close(ec);
     }
 
   private:
@@ -84,7 +85,7 @@ class Server final : public HttpServer, public std::enable_shared_from_this<Serv
             auto [ec, socket] = co_await self->acceptor_.async_accept(tuple_token());
             if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) co_return;
             if (ec) continue;  // e.g. EMFILE: keep serving the connections we have
-            if (self->sessions_.size() >= self->limits_.max_connections) {
+            if (self->sessions_.size() >= self->limits_.max_connections && !self->evict_oldest()) {
                 socket.close(ec);
                 continue;
             }
@@ -93,14 +94,30 @@ class Server final : public HttpServer, public std::enable_shared_from_this<Serv
         }
     }
 
+    // At the cap, a new connection takes the place of the oldest one that
+    // is waiting for (or dribbling) a request: idle and slow clients cannot
+    // lock a health probe out. False when every connection is mid-reply.
+    bool evict_oldest() {
+        const auto oldest = std::find_if(sessions_.begin(), sessions_.end(),
+                                         [](const auto& s) { return s->reading; });
+        if (oldest == sessions_.end()) return false;
+        boost::system::error_code ec;
+        (*oldest)->stream->socket().close(ec);  // its read ends with operation_aborted
+        sessions_.erase(oldest);
+        return true;
+    }
+
     static asio::awaitable<void> session(std::shared_ptr<Server> self, beast::tcp_stream stream) {
-        self->sessions_.insert(&stream);
+        auto me = std::make_shared<Session>(Session{&stream});
+        self->sessions_.push_back(me);
         beast::flat_buffer buffer(self->limits_.header_limit + 1024);
         for (unsigned n = 0; n < self->limits_.max_requests_per_connection; ++n) {
             http::request_parser<http::empty_body> parser;
             parser.header_limit(static_cast<std::uint32_t>(self->limits_.header_limit));
             stream.expires_after(self->limits_.request_timeout);
+            me->reading = true;
             auto [rec, r] = co_await http::async_read(stream, buffer, parser, tuple_token());
+            me->reading = false;
             if (rec) {
                 // Named locals, not temporaries inside co_await: GCC 12 corrupts those.
                 const HttpReply too_large{431, "text/plain", "header too large\n", ""};
@@ -129,7 +146,7 @@ class Server final : public HttpServer, public std::enable_shared_from_this<Serv
         }
         boost::system::error_code ec;
         stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-        self->sessions_.erase(&stream);
+        std::erase(self->sessions_, me);  // gone already if it was evicted
     }
 
     static asio::awaitable<bool> reply(beast::tcp_stream& stream, unsigned version, bool keep,
@@ -153,7 +170,11 @@ class Server final : public HttpServer, public std::enable_shared_from_this<Serv
     tcp::acceptor acceptor_;
     HttpHandler handler_;
     ServerLimits limits_;
-    std::unordered_set<beast::tcp_stream*> sessions_;
+    struct Session {
+        beast::tcp_stream* stream;
+        bool reading = true;  // waiting for or receiving a request, not replying
+    };
+    std::vector<std::shared_ptr<Session>> sessions_;  // oldest first; at most max_connections
 };
 
 }  // namespace

@@ -105,6 +105,16 @@ def http_get(port, path, method="GET", timeout=5):
         conn.close()
 
 
+def http_status(port, path):
+    """The status of GET PATH, or None when the connection failed (for
+    waiting on an endpoint: a reset or refused connection is "not yet")."""
+    import http.client
+    try:
+        return http_get(port, path)[0]
+    except (OSError, http.client.HTTPException):
+        return None
+
+
 def parse_metrics(text):
     """{(name, frozenset(labels.items())): value} from Prometheus text format."""
     import re

@@ -24,7 +24,9 @@ struct HttpReply {
 using HttpHandler = std::function<HttpReply(std::string_view method, std::string_view target)>;
 
 struct ServerLimits {
-    std::size_t max_connections = 64;                    // further ones are closed at once
+    // At the cap a new connection replaces the oldest one that is waiting
+    // for a request; it is closed at once only when all are mid-reply.
+    std::size_t max_connections = 64;
     Duration request_timeout{std::chrono::seconds(10)};  // idle and slow clients alike
     std::size_t header_limit = 8 << 10;                  // larger requests get 431 and a close
     unsigned max_requests_per_connection = 100;
