@@ -42,6 +42,13 @@ constexpr std::size_t kStartChunk = 16;
 // this is abandoned (files are never half-written: installs are atomic).
 constexpr auto shutdown_grace = std::chrono::milliseconds(1500);
 
+// READY=1 waits for every instance's first refresh, but no longer than this
+// (or api.timeout, if shorter). A stalling API answers ~concurrency
+// instances per timeout, so a large fleet's first pass could outlast
+// systemd's start timeout (the unit sets TimeoutStartSec=60s) and loop in
+// restarts; /readyz keeps telling which files are missing.
+constexpr auto max_ready_wait = std::chrono::seconds(30);
+
 // Keeps the managed block of pg_service_file in step with the instances.
 // Returns false when the file could not be updated (the error is logged).
 bool write_service_file(const Config& cfg) {
@@ -232,6 +239,13 @@ class App {
         spdlog::info("rootcertd {} started: {} instance(s), certs in {}", ROOTCERTD_VERSION,
                      services_->config.instances.size(), services_->config.cert_dir.string());
         start_all(services_);
+        ready_deadline_.expires_after(std::min<Duration>(services_->config.timeout, max_ready_wait));
+        ready_deadline_.async_wait([this](boost::system::error_code ec) {
+            if (ec || ready_sent_) return;
+            ready_wait_over_ = true;
+            spdlog::info("ready before every first refresh ended: {}", board_.summary());
+            update_notify();
+        });
         ioc_.run();
         spdlog::info("stopped");
         return exit_ok;
@@ -338,14 +352,16 @@ class App {
         update_notify();
     }
 
-    // READY=1 once every instance has had its first refresh; STATUS= on change.
+    // READY=1 once every instance has had its first refresh, or the wait for
+    // that is over; STATUS= on change.
     void update_notify() {
         if (options_.once || !notify_.enabled()) return;
         const auto summary = board_.summary();
         if (!ready_sent_) {
-            if (!board_.all_attempted()) return;
+            if (!ready_wait_over_ && !board_.all_attempted()) return;
             notify_.ready(summary);
             ready_sent_ = true;
+            ready_deadline_.cancel();
         } else if (summary != last_status_) {
             notify_.status(summary);
         }
@@ -498,6 +514,7 @@ class App {
         stopping_ = true;
         starting_.reset();
         watchdog_.cancel();
+        ready_deadline_.cancel();
         signals_.cancel();
         scheduler_.stop_all();
         services_->client->close();
@@ -530,6 +547,8 @@ class App {
     std::shared_ptr<HttpServer> server_;
     Notifier notify_ = Notifier::from_environment();
     asio::steady_timer watchdog_{ioc_};
+    asio::steady_timer ready_deadline_{ioc_};
+    bool ready_wait_over_ = false;
     bool ready_sent_ = false;
     std::string last_status_;
     std::size_t hooks_running_ = 0;

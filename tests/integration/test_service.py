@@ -6,6 +6,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -13,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from harness import BINARY, GOOD_TOKEN, ROOT, NotifySocket, wait_for
+from harness import BINARY, GOOD_TOKEN, ROOT, NotifySocket, free_port, http_get, wait_for
 
 
 @pytest.mark.parametrize("kind", ["path", "abstract"])
@@ -54,6 +55,25 @@ def test_status_reports_what_fails(api, pki, make_daemon, tmp_path):
     d.start(env={**os.environ, "NOTIFY_SOCKET": notify.path})
     ready = notify.wait("READY", "1")
     assert ready["STATUS"].startswith("1/2 fresh; failing: gone (GET /api/v1/orgs/org_a/instances/gone")
+
+
+def test_a_fleet_starts_during_an_api_outage(api, pki, make_daemon, tmp_path):
+    # The API accepts connections and never answers: each request takes the
+    # whole api.timeout, one at a time, so a first pass of 40 would take
+    # 80 s. READY=1 comes after one timeout; /readyz says what is missing.
+    stall = socket.create_server(("127.0.0.1", 0))
+    notify = NotifySocket(str(tmp_path / "n.sock"))
+    port = free_port()
+    d = make_daemon([{"org": "org_a", "id": f"i{n}"} for n in range(40)], concurrency=1,
+                    api={"url": f"https://localhost:{stall.getsockname()[1]}", "timeout": "2s"},
+                    metrics={"listen": f"127.0.0.1:{port}"})
+    d.start(env={**os.environ, "NOTIFY_SOCKET": notify.path})
+    ready = notify.wait("READY", "1", timeout=20)
+    assert ready["STATUS"].startswith("0/40 fresh"), ready
+    status, _, body = http_get(port, "/readyz")
+    assert status == 503 and body.startswith("40 instance(s) without a valid CA file"), body
+    assert d.stop() == 0
+    stall.close()
 
 
 def test_no_watchdog_for_another_pid(api, pki, make_daemon, tmp_path):
