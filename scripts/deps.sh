@@ -4,10 +4,10 @@
 set -euo pipefail
 
 packages=(
-  # build
-  g++ cmake ninja-build pkg-config
+  # build (build-essential: dpkg-buildpackage checks for it by name)
+  build-essential g++ cmake ninja-build pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libspdlog-dev libyaml-cpp-dev libssl-dev libgtest-dev
+  libspdlog-dev libyaml-cpp-dev libssl-dev libc-ares-dev libgtest-dev
   # real peers for the integration tests and the demo
   nginx-light postgresql postgresql-client openssl curl jq ca-certificates
   python3 python3-pytest procps util-linux

@@ -21,6 +21,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "rootcertd/resolver.hpp"
 #include "rootcertd/response_parser.hpp"
 #include "rootcertd/semaphore.hpp"
 #include "rootcertd/trust_store.hpp"
@@ -65,7 +66,7 @@ class TlsSessions;
 class Conn {
   public:
     Conn(asio::any_io_executor ex, ssl::context& ctx, std::unordered_set<Conn*>& registry)
-        : stream(ex, ctx), resolver(ex), watchdog_(ex), registry_(registry) {
+        : stream(ex, ctx), watchdog_(ex), registry_(registry) {
         registry_.insert(this);
     }
     Conn(const Conn&) = delete;
@@ -82,7 +83,6 @@ class Conn {
 
     void abort() {
         deadline_ = Clock::time_point::max();  // nothing left to watch
-        resolver.cancel();
         watchdog_.cancel();
         beast::get_lowest_layer(stream).close();
     }
@@ -108,7 +108,6 @@ class Conn {
     bool timed_out() const { return timed_out_; }
 
     beast::ssl_stream<beast::tcp_stream> stream;
-    tcp::resolver resolver;
     beast::flat_buffer buffer;
     Clock::time_point idle_since{};
     std::string origin;               // whose TLS session a new ticket is (see TlsSessions)
@@ -247,6 +246,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
     Client(asio::any_io_executor ex, const ClientOptions& options)
         : ex_(std::move(ex)),
           options_(options),
+          resolver_(options.resolver ? options.resolver : make_resolver(ex_)),
           tls_(ssl::context::tls_client),
           sessions_(tls_.native_handle()),
           prune_(ex_) {
@@ -309,6 +309,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
 
     void close() override {
         closed_ = true;
+        resolver_->close();
         prune_.cancel();
         for (Conn* c : live_) c->abort();
         idle_.clear();
@@ -326,17 +327,18 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         const std::uint16_t dial_port = proxy ? proxy->port : ep.port;
         const std::string dialled = proxy ? "proxy " + proxy->origin() : origin;
         const std::string via = proxy ? " via proxy " + proxy->origin() : "";
-        // 1. Resolve, bounded by the connect deadline (getaddrinfo has none).
-        conn.set_deadline(std::min(deadline, Clock::now() + options_.connect_timeout));
-        auto [rec, results] = co_await conn.resolver.async_resolve(
-            dial_host, std::to_string(dial_port), awaitable_tuple());
-        if (rec) {
+        // 1. Resolve, bounded by the connect deadline; an IP literal is not looked up.
+        const auto connect_by = std::min(deadline, Clock::now() + options_.connect_timeout);
+        auto results = co_await resolver_->resolve(
+            dial_host, dial_port, std::chrono::ceil<Duration>(connect_by - Clock::now()));
+        if (!results) {
             co_return "resolve " + (proxy ? "proxy " : std::string()) + dial_host + ": " +
-                (conn.timed_out() ? std::string("timed out") : rec.message());
+                results.error();
         }
         // 2. TCP connect under the connect deadline.
+        conn.set_deadline(connect_by);
         auto& tcp_layer = beast::get_lowest_layer(conn.stream);
-        auto [cec, _] = co_await tcp_layer.async_connect(results, awaitable_tuple());
+        auto [cec, _] = co_await tcp_layer.async_connect(results.value(), awaitable_tuple());
         if (cec) {
             co_return "connect to " + dialled + ": " +
                 describe(conn, cec, options_.connect_timeout);
@@ -517,6 +519,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
 
     asio::any_io_executor ex_;
     ClientOptions options_;
+    std::shared_ptr<Resolver> resolver_;
     ssl::context tls_;
     TlsSessions sessions_;            // after tls_: freed before it
     std::unordered_set<Conn*> live_;  // declared before idle_: outlives the connections

@@ -28,6 +28,7 @@ ProxyRoute proxy_route(const Config& config) {
 
 ClientOptions client_options(const Services& s) {
     ClientOptions options;
+    options.resolver = s.resolver;
     options.ca_file = s.config.ca_file;
     options.timeout = s.config.timeout;
     options.connect_timeout = s.config.connect_timeout;
@@ -50,6 +51,8 @@ Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& bloc
       proxy_auth(config.proxy_auth_file ? std::make_shared<TokenSource>(TokenSource::from_file(
                                               *config.proxy_auth_file, "proxy auth file"))
                                         : nullptr),
+      executor(ex),
+      resolver(make_resolver(ex)),
       client(make_https_client(ex, client_options(*this))),
       token(config.token_file ? TokenSource::from_file(*config.token_file)
                               : TokenSource::from_env(*config.token_env)),
@@ -134,6 +137,11 @@ std::string union_of(const std::string& candidate, const std::string& current) {
 }
 
 std::string server_of(const Instance& inst) { return *inst.host + ":" + std::to_string(inst.port); }
+
+asio::awaitable<Outcome<PresentedChain>> probe(std::shared_ptr<Services> s, const Instance& inst) {
+    return probe_server(s->executor, s->resolver, *inst.host, inst.port,
+                        {s->config.connect_timeout, s->config.timeout});
+}
 
 // The bundle validated before for these exact bytes, when one of its
 // certificates is still valid NOW.
@@ -297,8 +305,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     // Consult the live server before changing what clients trust.
     std::optional<PresentedChain> chain;
     if (inst.host && current && final_pem != *current) {
-        auto probed = co_await probe_server(co_await asio::this_coro::executor, *inst.host,
-                                            inst.port, s->config.timeout);
+        auto probed = co_await probe(s, inst);
         if (!probed) {
             add_warning("live check before install: " + probed.error());
         } else {
@@ -377,8 +384,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     // Would a verify-full client reach the server with what is installed now?
     if (inst.host) {
         if (!chain) {
-            auto probed = co_await probe_server(co_await asio::this_coro::executor, *inst.host,
-                                                inst.port, s->config.timeout);
+            auto probed = co_await probe(s, inst);
             if (probed) chain = std::move(probed.value());
         }
         if (chain) {
@@ -427,8 +433,7 @@ asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Service
 
 asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> s, Instance inst) {
     CheckResult result;
-    auto probed = co_await probe_server(co_await asio::this_coro::executor, *inst.host, inst.port,
-                                        s->config.timeout);
+    auto probed = co_await probe(s, inst);
     if (!probed) {
         result.problem = probed.error();
         co_return result;

@@ -44,13 +44,14 @@ X509Ptr from_der(const std::string& der) {
 
 }  // namespace
 
-asio::awaitable<Outcome<PresentedChain>> probe_server(asio::any_io_executor ex, std::string host,
-                                                      std::uint16_t port, Duration timeout) {
+asio::awaitable<Outcome<PresentedChain>> probe_server(asio::any_io_executor ex,
+                                                      std::shared_ptr<Resolver> resolver,
+                                                      std::string host, std::uint16_t port,
+                                                      ProbeTimeouts timeouts) {
     const auto where = host + ":" + std::to_string(port);
-    asio::ip::tcp::resolver resolver(ex);
-    auto [rec, endpoints] =
-        co_await resolver.async_resolve(host, std::to_string(port), tuple_token());
-    if (rec) co_return fail("resolve " + host + ": " + rec.message());
+    auto endpoints = co_await resolver->resolve(host, port, timeouts.connect);
+    if (!endpoints) co_return fail("resolve " + host + ": " + endpoints.error());
+    const Duration timeout = timeouts.whole;
 
     // Verification happens offline against candidate bundles, not here.
     asio::ssl::context tls(asio::ssl::context::tls_client);
@@ -59,7 +60,7 @@ asio::awaitable<Outcome<PresentedChain>> probe_server(asio::any_io_executor ex, 
     beast::ssl_stream<beast::tcp_stream> stream(ex, tls);
     auto& tcp = beast::get_lowest_layer(stream);
     tcp.expires_after(timeout);
-    auto [cec, _] = co_await tcp.async_connect(endpoints, tuple_token());
+    auto [cec, _] = co_await tcp.async_connect(endpoints.value(), tuple_token());
     if (cec) co_return fail("connect to " + where + ": " + cec.message());
 
     // PostgreSQL's SSLRequest: length 8, code 1234.5679; the server answers 'S' or 'N'.

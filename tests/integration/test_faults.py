@@ -14,7 +14,7 @@ import time
 import pytest
 
 from fault_server import FaultServer
-from harness import BINARY, GOOD_TOKEN, free_port, serve_fleet, wait_for
+from harness import BINARY, GOOD_TOKEN, free_port, serve_fleet, wait_for, with_mounts
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts, other users)")
 
@@ -55,6 +55,12 @@ def test_kill_9_at_random_moments_never_leaves_a_broken_file(api, pki, make_daem
         rewrites += sum(d.output().count(w) for w in writes)
     assert rewrites >= 12 * 20, f"only {rewrites} rewrites: the kills did not land amid writes"
     serve(a)
+    # The killed daemons' temp files are removed once provably stale: their
+    # writers are gone and a minute has passed (here: made an hour old).
+    hour_ago = time.time() - 3600
+    for p in d.cert_dir.iterdir():
+        if ".tmp-" in p.name:
+            os.utime(p, (hour_ago, hour_ago))
     r = d.once()
     assert r.returncode == 0, r.stderr
     assert all(d.file(n).read_text() == a for n in names)
@@ -275,3 +281,50 @@ def test_an_unreachable_api_is_logged_once_and_its_return_once(api, pki, make_da
     assert len(warnings()) == 1, out
     assert out.count("answers again") == 1, out
     assert "recovered after" not in out, out
+
+
+@pytest.fixture
+def silent_dns(tmp_path):
+    """A resolv.conf whose name server never answers: a UDP socket on
+    loopback that reads nothing. Use it through with_mounts."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.53.0.1", 53))
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.53.0.1\n")
+    yield [(resolv, "/etc/resolv.conf")]
+    server.close()
+
+
+@ROOT_ONLY
+def test_a_name_that_never_resolves_delays_no_other_instance(api, pki, make_daemon, silent_dns):
+    # The first instance's API name goes to the silent server; the second's
+    # (localhost, from /etc/hosts) must not wait behind it.
+    api.serve("org_a", "inst_1", pki.ca("dns-ca"))
+    slow_api = f"https://api.slow.test:{api.port}"
+    d = make_daemon([{"org": "org_a", "id": "stuck", "api_url": slow_api},
+                     {"org": "org_a", "id": "inst_1"}], api={"connect_timeout": "1s"})
+    r = subprocess.run(with_mounts(silent_dns, [BINARY, "--config", d.config, "--once"]),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert d.file("inst_1").exists(), r.stderr
+    assert "inst_1: refresh failed" not in r.stderr, r.stderr
+    assert "resolve api.slow.test: timed out" in r.stderr, r.stderr
+
+
+@ROOT_ONLY
+def test_sigterm_ends_a_daemon_whose_server_name_never_resolves(api, pki, make_daemon, silent_dns):
+    # The live check's lookup of the PostgreSQL host is under way (for up to
+    # connect_timeout, 30 s) when SIGTERM comes: it is abandoned at once.
+    api.serve("org_a", "inst_1", pki.ca("dns-ca"))
+    d = make_daemon([{"org": "org_a", "id": "inst_1", "host": "db.slow.test"}],
+                    api={"connect_timeout": "30s"})
+    d.log_handle = open(d.log, "w")
+    d.proc = subprocess.Popen(with_mounts(silent_dns, [BINARY, "--config", d.config]),
+                              stdout=d.log_handle, stderr=subprocess.STDOUT)
+    wait_for(lambda: d.file("inst_1").exists(), 10, "the file, then the live check")
+    started = time.monotonic()
+    d.signal(signal.SIGTERM)
+    assert d.proc.wait(10) == 0
+    took = time.monotonic() - started
+    assert "exiting anyway" not in d.output(), d.output()
+    assert took < 5, f"stopped {took:.1f} s after SIGTERM"

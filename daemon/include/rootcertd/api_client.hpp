@@ -13,6 +13,7 @@
 #include "rootcertd/config.hpp"
 #include "rootcertd/outcome.hpp"
 #include "rootcertd/proxy.hpp"
+#include "rootcertd/resolver.hpp"
 
 namespace rootcertd {
 
@@ -31,6 +32,7 @@ struct ClientOptions {
     std::size_t body_limit = 1 << 20;
     std::size_t header_limit = 16 << 10;
     ProxyRoute proxy;  // CONNECT tunnels, for the endpoints it does not exempt
+    std::shared_ptr<Resolver> resolver;  // unset: the client makes its own
     // "user:password" for Proxy-Authorization, asked each time a tunnel
     // opens (so a rotated file is picked up); unset: the proxy URL's own.
     std::function<Outcome<std::string>()> proxy_credentials;

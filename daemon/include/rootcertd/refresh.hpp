@@ -88,6 +88,8 @@ struct Services {
     Config config;
     ProxyRoute proxy;                         // api.proxy or the environment's
     std::shared_ptr<TokenSource> proxy_auth;  // api.proxy_auth_file, when set
+    boost::asio::any_io_executor executor;         // the event loop
+    std::shared_ptr<Resolver> resolver;            // for the API and the live checks
     std::shared_ptr<HttpClient> client;
     TokenSource token;
     CertStore store;

@@ -11,6 +11,7 @@
 #include "rootcertd/cert_bundle.hpp"
 #include "rootcertd/config.hpp"
 #include "rootcertd/outcome.hpp"
+#include "rootcertd/resolver.hpp"
 
 namespace rootcertd {
 
@@ -21,13 +22,19 @@ struct PresentedChain {
     std::string leaf_subject;
 };
 
+struct ProbeTimeouts {
+    Duration connect;  // the name lookup
+    Duration whole;    // connect, SSLRequest and handshake
+};
+
 // Connects to HOST:PORT, sends PostgreSQL's SSLRequest, completes a TLS
 // handshake with SNI = HOST and returns the presented chain. No credentials
 // are sent; the connection is closed right after the handshake. Fails when
-// the server is unreachable, refuses TLS or exceeds TIMEOUT.
+// the server is unreachable, refuses TLS or exceeds a timeout.
 boost::asio::awaitable<Outcome<PresentedChain>> probe_server(boost::asio::any_io_executor executor,
+                                                             std::shared_ptr<Resolver> resolver,
                                                              std::string host, std::uint16_t port,
-                                                             Duration timeout);
+                                                             ProbeTimeouts timeouts);
 
 struct Verdict {
     bool ok = false;
