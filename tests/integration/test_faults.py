@@ -163,7 +163,7 @@ def test_protocol_faults_are_named_and_keep_the_old_file(faults, pki, make_daemo
     d.file(fault).write_text(good)
     started = time.monotonic()
     r = d.once()
-    assert time.monotonic() - started < 5, "bounded by api.timeout"
+    assert time.monotonic() - started < 15, "bounded by api.timeout (the 1 s budget is named below)"
     assert r.returncode == 1
     assert reason in r.stderr, r.stderr
     assert f"GET /api/v1/orgs/org_f/instances/{fault}/secrets/certificate" in r.stderr

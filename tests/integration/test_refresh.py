@@ -154,7 +154,9 @@ def test_slow_body_is_bounded_by_the_timeout(api, pki, make_daemon):
     elapsed = time.monotonic() - started
     assert r.returncode == 1
     assert "read response: timed out (budget 1000 ms)" in r.stderr, r.stderr
-    assert elapsed < 3, elapsed
+    # The budget is the daemon's decision (above); the wall clock only shows
+    # it did not wait for the 250 s body, whatever the machine's load.
+    assert elapsed < 15, elapsed
 
 
 def test_a_reused_connection_is_bounded_by_the_timeout_of_its_own_request(api, pki, make_daemon):
@@ -166,7 +168,7 @@ def test_a_reused_connection_is_bounded_by_the_timeout_of_its_own_request(api, p
                     api={"timeout": "1s"}, concurrency=1)
     started = time.monotonic()
     r = d.once()
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15, "not the 250 s of the slow body"
     assert r.returncode == 1
     assert d.file("quick").exists()
     assert "GET /api/v1/orgs/org_fault/instances/slow/secrets/certificate" in r.stderr
@@ -370,8 +372,11 @@ def test_sigterm_stops_within_two_seconds_leaving_no_temp_files(api, pki, make_d
     wait_for(lambda: all(d.file(n).exists() for n in names), 10, "the healthy files")
     started = time.monotonic()
     d.signal(signal.SIGTERM)  # the slow request is still in flight
-    d.proc.wait(5)
-    assert time.monotonic() - started < 2.0
+    d.proc.wait(10)
+    # The daemon aborted the request instead of waiting out its 1.5 s grace;
+    # the wall clock, generous for a loaded machine, shows no 30 s wait.
+    assert "exiting anyway" not in d.output(), d.output()
+    assert time.monotonic() - started < 5
     assert d.proc.returncode == 0
     assert sorted(os.listdir(d.cert_dir)) == sorted(f"{n}.crt" for n in names)
 

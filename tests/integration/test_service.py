@@ -33,8 +33,10 @@ def test_notify_protocol(api, pki, make_daemon, tmp_path, kind):
     wait_for(lambda: sum(1 for t, f in notify.drain() if "WATCHDOG" in f and t > start) >= 4, 5,
              "watchdog pings")
     pings = [t for t, f in notify.messages if "WATCHDOG" in f]
-    gaps = [b - a for a, b in zip(pings, pings[1:])]
-    assert all(0.05 < g < 0.3 for g in gaps[-3:]), f"pings every WATCHDOG_USEC/2: {gaps}"
+    gaps = sorted(b - a for a, b in zip(pings, pings[1:]))
+    # Every WATCHDOG_USEC/2 (0.1 s): the median, which a loaded machine's
+    # late wake-ups do not move, sits well inside systemd's 0.2 s.
+    assert 0.05 < gaps[len(gaps) // 2] < 0.19, f"pings every WATCHDOG_USEC/2: {gaps}"
 
     hup = time.monotonic()
     d.signal(signal.SIGHUP)
