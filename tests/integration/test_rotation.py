@@ -2,11 +2,12 @@
 import os
 import re
 import stat
+import subprocess
 import time
 
 import pytest
 
-from harness import ConnectionLoop, Postgres, wait_for
+from harness import BINARY, ConnectionLoop, Postgres, free_port, http_get, parse_metrics, wait_for
 
 LOCAL = "DNS:localhost,IP:127.0.0.1"
 
@@ -166,3 +167,50 @@ def test_pg_service_file_lets_psql_connect_by_service_name(world, tmp_path):
     r = Postgres.psql("service=prod", env={**os.environ, "PGSERVICEFILE": str(services)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "1"
+
+
+def test_a_pg_service_file_rootcertd_cannot_safely_edit_is_left_as_is(api, pki, make_daemon):
+    api.serve("org_a", "inst_1", pki.ca("svc-ca"))
+    d = make_daemon([{"org": "org_a", "id": "inst_1", "host": "localhost"}],
+                    pg_service_file="pg_service.conf")
+    # A bare relative path, with the config named relative to the cwd.
+    once = [BINARY, "--config", d.config.name, "--once"]
+    r = subprocess.run(once, cwd=d.dir, capture_output=True, text=True, timeout=60)
+    services = d.dir / "pg_service.conf"
+    assert "[inst_1]" in services.read_text(), r.stderr
+    # A hand edit left an orphan BEGIN above the user's own section: the file
+    # is kept byte for byte, and the run says so in its exit code.
+    text = ("# BEGIN rootcertd managed block: edits between these lines are overwritten\n"
+            "[mine]\nhost=db\npassword=secret\n")
+    services.write_text(text)
+    r = subprocess.run(once, cwd=d.dir, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "not one BEGIN followed by one END" in r.stderr
+    assert services.read_text() == text
+
+
+def test_a_change_runs_its_hook_even_when_the_live_check_after_it_fails(world, tmp_path):
+    # The API serves a CA the server does not use, and there is no file yet
+    # to keep: it is installed, the live check after it fails, and the
+    # change still runs its hook and counts once (it will not change again).
+    other = world.pki.ca("hook-live-other", "Some other CA")
+    world.api.serve("org_a", "inst_1", other)
+    calls = tmp_path / "calls"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f'#!/bin/sh\necho "$ROOTCERTD_SHA256" >> {calls}\n')
+    hook.chmod(0o755)
+    port = free_port()
+    d = world.daemon(on_change={"command": [str(hook)]}, refresh_interval="1h",
+                     metrics={"listen": f"127.0.0.1:{port}"})
+    labels = {"name": "inst_1", "org": "org_a", "id": "inst_1"}
+
+    def metric(name, **extra):
+        key = (name, frozenset({**labels, **extra}.items()))
+        return parse_metrics(http_get(port, "/metrics")[2]).get(key, 0)
+
+    d.wait_log("does not verify against the installed file")
+    # Retries follow (the server still does not verify); none changes the file.
+    wait_for(lambda: metric("rootcertd_refresh_total", result="failure") >= 3, 10, "retries")
+    wait_for(lambda: calls.exists(), 10, "the hook's run")
+    assert calls.read_text().split() == [world.pki.fingerprint(other)]
+    assert metric("rootcertd_cert_changes_total") == 1
