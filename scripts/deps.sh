@@ -20,6 +20,8 @@ packages=(
   tinyproxy
   # libFuzzer targets
   clang libclang-rt-14-dev
+  # scripts/fresh-install: deps.sh in a minimal bookworm chroot
+  debootstrap
 )
 
 missing=()
