@@ -39,7 +39,13 @@ int by_subject_from_file(X509_LOOKUP* lookup, X509_LOOKUP_TYPE type, const X509_
     X509_OBJECT* found = X509_OBJECT_retrieve_by_subject(X509_STORE_get0_objects(store),
                                                          X509_LU_X509,
                                                          const_cast<X509_NAME*>(name));
-    return found != nullptr && X509_OBJECT_set1_X509(ret, X509_OBJECT_get0_X509(found));
+    if (found == nullptr) return 0;
+    // As OpenSSL's own lookups do, RET borrows the store's reference (the
+    // caller takes its own): set1's extra one is dropped, or it would leak.
+    X509* cert = X509_OBJECT_get0_X509(found);
+    if (!X509_OBJECT_set1_X509(ret, cert)) return 0;
+    X509_free(cert);
+    return 1;
 }
 
 const X509_LOOKUP_METHOD* default_file_method() {

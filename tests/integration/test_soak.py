@@ -25,6 +25,8 @@ def test_a_fleet_with_failing_and_slow_instances_keeps_its_schedule_and_flat_res
     # there the daemon's exit 0 after the soak says LeakSanitizer found nothing.
     if "asan" not in str(BINARY):
         assert r["rss_growth_kib"] <= 1024, r["rss_kib"]
-    assert r["fd_growth"] <= 2, r["fds"]
+    # A leak would add descriptors every cycle (hundreds here); a loaded
+    # machine has a few more requests, and so connections, in flight.
+    assert r["fd_growth"] <= 8, r["fds"]
     # Failures are logged when they start, not on every retry.
     assert r["log_lines"] <= 200, r["log_tail"]
