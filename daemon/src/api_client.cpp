@@ -97,7 +97,7 @@ class Conn {
     // then tells why its operations failed. Moving a deadline costs no timer
     // operation: the one wait per connection is re-armed only when it fires
     // early. beast::tcp_stream's own timeout armed and cancelled a timer
-    // around every read and write: ~3% of a warm pass's instructions.
+    // around every read and write (docs/architecture.md, "One read loop").
     // Deadlines on one connection only move later (each is now plus one of
     // its client's budgets), so the armed wait is never too late.
     void set_deadline(Clock::time_point at) {
@@ -141,9 +141,9 @@ class Conn {
 };
 
 // TLS sessions to resume, the newest per origin. A resumed handshake skips
-// the server's certificate chain: parsing and verifying it is ~3.5M of the
-// ~4.7M instructions a full handshake costs the client in OpenSSL 3.0, and
-// the server saves its signature. A session only comes from a handshake that
+// parsing and verifying the server's certificate chain, most of what a full
+// handshake costs the client (docs/architecture.md, "TLS sessions are
+// resumed"), and the server saves its signature. A session only comes from a handshake that
 // verified that origin's chain and host name, and the cache dies with its
 // client, whose trust it was verified against. A server that declines a
 // session gets a full handshake.
@@ -194,12 +194,6 @@ class TlsSessions {
     }
 
     std::unordered_map<std::string, SSL_SESSION*> by_origin_;
-};
-
-// What went wrong in one exchange, and whether a fresh connection may help.
-struct ExchangeError {
-    std::string message;
-    bool stale = false;  // a reused connection the server had already closed
 };
 
 std::string describe(const Conn& conn, const boost::system::error_code& ec, Duration budget) {
@@ -286,24 +280,21 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
                 reused = conn != nullptr;
                 if (!conn) {
                     conn = std::make_unique<Conn>(ex_, tls_, live_);
-                    if (auto err = co_await connect(*conn, endpoint, deadline)) {
-                        co_return Failure{*err, true};
-                    }
+                    if (auto err = co_await connect(*conn, endpoint, deadline)) co_return *err;
                 }
             }
             HttpResponse response;
             bool keep_alive = false;
+            bool stale = false;  // a reused connection the server had already closed
             conn->clean = false;
-            auto err =
-                co_await exchange(*conn, endpoint, target, token, deadline, response, keep_alive);
+            auto err = co_await exchange(*conn, endpoint, target, token, deadline, response,
+                                         keep_alive, stale);
             if (!err) {
                 conn->clean = true;
                 if (keep_alive && !closed_) put_idle(origin, std::move(conn));
                 co_return response;
             }
-            if (!(reused && err->stale && attempt == 0 && Clock::now() < deadline)) {
-                co_return fail(err->message);
-            }
+            if (!(reused && stale && attempt == 0 && Clock::now() < deadline)) co_return *err;
         }
     }
 
@@ -318,8 +309,10 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
     std::size_t open_connections() const override { return live_.size(); }
 
   private:
-    asio::awaitable<std::optional<std::string>> connect(Conn& conn, const Endpoint& ep,
-                                                        Clock::time_point deadline) {
+    // Each step that fails names its stage: resolve, connect (the proxy's
+    // tunnel included) or tls.
+    asio::awaitable<std::optional<Failure>> connect(Conn& conn, const Endpoint& ep,
+                                                    Clock::time_point deadline) {
         const auto origin = ep.origin();
         // Through a proxy, the proxy resolves the API's name: only its own is looked up here.
         const Proxy* proxy = options_.proxy.proxy_for(ep);
@@ -332,27 +325,27 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         auto results = co_await resolver_->resolve(
             dial_host, dial_port, std::chrono::ceil<Duration>(connect_by - Clock::now()));
         if (!results) {
-            co_return "resolve " + (proxy ? "proxy " : std::string()) + dial_host + ": " +
-                results.error();
+            co_return fail(Stage::resolve, "resolve " + (proxy ? "proxy " : std::string()) +
+                                               dial_host + ": " + results.error());
         }
         // 2. TCP connect under the connect deadline.
         conn.set_deadline(connect_by);
         auto& tcp_layer = beast::get_lowest_layer(conn.stream);
         auto [cec, _] = co_await tcp_layer.async_connect(results.value(), awaitable_tuple());
         if (cec) {
-            co_return "connect to " + dialled + ": " +
-                describe(conn, cec, options_.connect_timeout);
+            co_return fail(Stage::connect, "connect to " + dialled + ": " +
+                                               describe(conn, cec, options_.connect_timeout));
         }
         tcp_layer.socket().set_option(tcp::no_delay(true));
         // 2b. Through a proxy: a CONNECT tunnel, inside which TLS runs end to end.
         if (proxy) {
             conn.set_deadline(std::min(deadline, Clock::now() + options_.connect_timeout));
-            if (auto err = co_await tunnel(conn, *proxy, ep)) co_return *err;
+            if (auto err = co_await tunnel(conn, *proxy, ep)) co_return fail(Stage::connect, *err);
         }
         // 3. SNI and host-name verification: the name we asked for, exactly.
         if (!is_ip_literal(ep.host) &&
             !SSL_set_tlsext_host_name(conn.stream.native_handle(), ep.host.c_str())) {
-            co_return "TLS setup for " + origin + ": cannot set SNI";
+            co_return fail(Stage::tls, "TLS setup for " + origin + ": cannot set SNI");
         }
         conn.stream.set_verify_callback(ssl::host_name_verification(ep.host));
         conn.origin = origin;
@@ -367,7 +360,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             const long verify = SSL_get_verify_result(conn.stream.native_handle());
             if (verify != X509_V_OK)
                 why += ": " + std::string(X509_verify_cert_error_string(verify));
-            co_return "TLS handshake with " + origin + via + ": " + why;
+            co_return fail(Stage::tls, "TLS handshake with " + origin + via + ": " + why);
         }
         co_return std::nullopt;
     }
@@ -417,13 +410,15 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         co_return std::nullopt;
     }
 
-    asio::awaitable<std::optional<ExchangeError>> exchange(Conn& conn, const Endpoint& ep,
-                                                           const std::string& target,
-                                                           const std::string& token,
-                                                           Clock::time_point deadline,
-                                                           HttpResponse& out, bool& keep_alive) {
+    // STALE: nothing came back on a kept connection, which a fresh one may fix.
+    asio::awaitable<std::optional<Failure>> exchange(Conn& conn, const Endpoint& ep,
+                                                     const std::string& target,
+                                                     const std::string& token,
+                                                     Clock::time_point deadline, HttpResponse& out,
+                                                     bool& keep_alive, bool& stale) {
         // 5. Send the request, formatted here in one buffer: Beast's serializer
-        // cost 8% of a warm pass for these four fixed headers. Nothing in it can
+        // costs more than four fixed headers are worth (docs/architecture.md,
+        // "The warm path"). Nothing in it can
         // break a header line: TARGET is built from validated ids, the host
         // comes from a parsed URL, and the token is one printable word.
         std::string req;
@@ -437,8 +432,10 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         conn.set_deadline(deadline);
         auto [wec, w] =
             co_await asio::async_write(conn.stream, asio::buffer(req), awaitable_tuple());
-        if (wec)
-            co_return ExchangeError{"send request: " + describe(conn, wec, options_.timeout), true};
+        if (wec) {
+            stale = true;
+            co_return fail(Stage::http, "send request: " + describe(conn, wec, options_.timeout));
+        }
         // 6. Read the response; the parser refuses oversize parts before buffering them.
         ResponseParser parser;
         parser.body_limit(options_.body_limit);
@@ -452,7 +449,8 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             } else {
                 why = "read response: " + describe(conn, rec, options_.timeout);
             }
-            co_return ExchangeError{why, !parser.got_some()};
+            stale = !parser.got_some();
+            co_return fail(Stage::http, why);
         }
         out.status = parser.status;
         out.location = std::move(parser.location);

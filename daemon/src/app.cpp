@@ -22,6 +22,7 @@
 #include "rootcertd/pg_service.hpp"
 #include "rootcertd/proxy.hpp"
 #include "rootcertd/refresh.hpp"
+#include "rootcertd/reporter.hpp"
 #include "rootcertd/scheduler.hpp"
 #include "rootcertd/sd_notify.hpp"
 #include "rootcertd/status.hpp"
@@ -34,8 +35,8 @@ namespace {
 
 // Loops started per turn of the event loop at start-up and reload. Each turn
 // also runs the TLS handshakes and requests that are ready, so a small chunk
-// gets the first file written sooner: 5,000 instances, median of 9 starts,
-// 256 -> 57 ms, 64 -> 42 ms, 16 -> 33 ms to the first file.
+// gets the first file written sooner (docs/architecture.md, "Start-up in
+// chunks", has the measurements).
 constexpr std::size_t kStartChunk = 16;
 
 // SIGTERM must end the process within 2 s: anything still running after
@@ -62,6 +63,11 @@ bool write_service_file(const Config& cfg) {
         spdlog::info("updated the rootcertd block of {}", cfg.pg_service_file->string());
     }
     return true;
+}
+
+// The structured fields of every log line about INSTANCE.
+LogFields labels_of(const Instance& instance) {
+    return {{"name", instance.name}, {"org", instance.org}, {"id", instance.id}};
 }
 
 bool same_globals(Config a, Config b) {
@@ -162,26 +168,18 @@ class App {
         // As many refreshes under way as the admission bound allows; each
         // that ends starts the next, so no frame waits for a slot.
         std::size_t next = 0;
-        std::map<std::string, std::size_t> unreachable;  // origin -> instances that failed on it
+        Reporter reporter;  // the daemon's log lines, with no retry to announce
         std::function<void()> start_next = [&] {
             if (next == s->config.instances.size()) return;
             const auto& inst = s->config.instances[next++];
             asio::co_spawn(ioc_, refresh_and_record(s, inst),
-                           [&, s, name = inst.name](std::exception_ptr e, RefreshResult r) {
-                               if (e) r.error = "aborted";
-                               if (e || !r.ok) {
-                                   ++failed;
-                                   if (!r.unreachable) {
-                                       spdlog::error("{}: refresh failed: {}", name, r.error);
-                                   } else if (++unreachable[r.unreachable->origin] == 1) {
-                                       spdlog::error(
-                                           "{}: refresh failed: {}; other instances that cannot "
-                                           "reach {} are counted at the end",
-                                           name, r.error, r.unreachable->origin);
-                                   }
-                               } else if (!r.warning.empty()) {
-                                   spdlog::warn("{}: {}", name, r.warning);
-                               }
+                           [&, s, name = inst.name, labels = labels_of(inst)](
+                               std::exception_ptr e, RefreshResult r) {
+                               if (e) r.failure = fail("aborted");
+                               if (!r.ok()) ++failed;
+                               InstanceLog log;
+                               reporter.refreshed(name, labels, r, log, std::nullopt,
+                                                  std::chrono::steady_clock::now());
                                if (--pending == 0) {
                                    s->client->close();
                                    signals_.cancel();
@@ -197,9 +195,7 @@ class App {
         const auto total = s->config.instances.size();
         const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
             std::chrono::steady_clock::now() - began);
-        for (const auto& [origin, n] : unreachable) {
-            spdlog::error("{} instance(s) could not reach {}", n, origin);
-        }
+        reporter.summarize_unreachable();
         spdlog::info("refreshed {}/{} instance(s) in {} ms", total - failed, total, took.count());
         return failed == 0 && service_file_ok_ ? exit_ok : exit_failed;
     }
@@ -214,10 +210,8 @@ class App {
         };
         scheduler_.on_scheduled = [this](const std::string& name,
                                          std::chrono::steady_clock::time_point at) {
-            if (auto* st = board_.find(name)) {
-                st->next_refresh = sys_now() + std::chrono::duration_cast<std::chrono::seconds>(
-                                                   at - std::chrono::steady_clock::now());
-            }
+            board_.record_schedule(name, sys_now() + std::chrono::duration_cast<std::chrono::seconds>(
+                                                        at - std::chrono::steady_clock::now()));
         };
         if (services_->config.metrics_listen) {
             try {
@@ -295,8 +289,8 @@ class App {
                                          inst.verify_interval};
         }
         scheduler_.start(
-            inst.name, {{"name", inst.name}, {"org", inst.org}, {"id", inst.id}}, policy,
-            [this, s, inst] { return refresh_and_record(s, inst); }, checker, &s->admission);
+            inst.name, labels_of(inst), policy,
+            [this, s, inst] { return refresh_and_record(s, inst); }, checker, &s->refreshes_admitted);
     }
 
     asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s, Instance inst) {
@@ -309,10 +303,7 @@ class App {
 
     asio::awaitable<CheckResult> check_and_record(std::shared_ptr<Services> s, Instance inst) {
         auto c = co_await check_live(s, inst);
-        if (auto* st = board_.find(inst.name); st && c.live_ok) {
-            st->live_ok = c.live_ok;
-            st->server_not_after = c.server_not_after;
-        }
+        board_.record_check(inst.name, c);
         co_return c;
     }
 
@@ -322,33 +313,7 @@ class App {
         // check that followed it failed: it will not change again.
         if (r.change != Change::unchanged) start_hook(s, inst, *r.bundle);
         if (options_.once) return;  // nothing reads the status board of a --once pass
-        auto& global = board_.global();
-        global.observe_latency(took.count());
-        if (r.token_expiry) global.token_expiry = r.token_expiry;
-        auto* st = board_.find(inst.name);
-        if (st == nullptr) return;  // removed by a reload meanwhile
-        st->attempted = true;
-        if (r.live_ok) {
-            st->live_ok = r.live_ok;
-            st->server_not_after = r.server_not_after;
-        }
-        if (r.bundle) {
-            st->file_valid = true;
-            st->fingerprint = r.bundle->fingerprints();
-            st->not_after = r.bundle->newest().not_after;
-        }
-        if (r.change != Change::unchanged) ++st->changes;
-        if (!r.ok) {
-            ++st->failures;
-            ++st->consecutive_failures;
-            st->last_error = r.error;
-            update_notify();
-            return;
-        }
-        ++st->successes;
-        st->consecutive_failures = 0;
-        st->last_error.clear();
-        st->last_success = sys_now();
+        board_.record_refresh(inst.name, r, took.count());
         update_notify();
     }
 
@@ -392,14 +357,12 @@ class App {
                       {"ROOTCERTD_SHA256", b.certs.front().sha256}},
                      hidden, inst.name),
             [this, inst](std::exception_ptr e, HookRun run) {
-                if (e) run.summary = "aborted";
-                LogFields fields{{"name", inst.name}, {"org", inst.org}, {"id", inst.id}};
-                if (auto* st = board_.find(inst.name))
-                    ++(run.ok ? st->hook_successes : st->hook_failures);
-                log_event(
-                    run.ok ? spdlog::level::info : spdlog::level::warn,
-                    inst.name + ": on_change " + inst.on_change->command[0] + " " + run.summary,
-                    fields);
+                if (e) run = fail(Stage::hook, "aborted");
+                board_.record_hook(inst.name, run.ok());
+                log_event(run ? spdlog::level::info : spdlog::level::warn,
+                          inst.name + ": on_change " + inst.on_change->command[0] + " " +
+                              (run ? run.value() : run.error()),
+                          labels_of(inst));
                 if (--hooks_running_ == 0 && once_done_) ioc_.stop();
             });
     }
@@ -418,11 +381,7 @@ class App {
             auto bytes = co_await run_blocking(pool_, std::move(read));
             if (!bytes || !bytes->has_value()) continue;
             auto bundle = co_await validate_with_cache(s, **bytes, sys_now());
-            auto* st = board_.find(name);
-            if (!st || st->attempted || !bundle) continue;
-            st->file_valid = true;
-            st->fingerprint = bundle->fingerprints();
-            st->not_after = bundle->newest().not_after;
+            if (bundle) board_.record_found(name, bundle.value());
         }
         spdlog::debug("read the existing files");
     }

@@ -34,10 +34,6 @@ std::string Endpoint::origin() const {
     return out;
 }
 
-std::string Instance::url_path() const {
-    return "/api/v1/orgs/" + org + "/instances/" + id + "/secrets/certificate";
-}
-
 bool is_ip_literal(const std::string& host) {
     boost::system::error_code ec;
     boost::asio::ip::make_address(host, ec);
@@ -391,18 +387,9 @@ YamlTree read_tree(const std::string& yaml, const std::string& source, YamlTree:
     }
 }
 
-Config read_config(const YamlTree& tree, const std::string& source) {
-    const auto root = tree.root();
-    if (!root || root->IsNull()) raise({source, YAML::Mark::null_mark(), ""}, "the file is empty");
-
-    // Absolute: "rootcertd.yaml" given as a bare name has no parent to join
-    // relative paths to, and the daemon must not depend on its cwd later.
-    std::error_code cwd_error;
-    const auto base_dir = std::filesystem::absolute(source, cwd_error).parent_path();
-    Config cfg;
-    cfg.source = source;
-    MapReader top(source, *root, "");
-
+// The `api` section: the default origin, the token, trust, proxy, timeouts.
+void read_api(const std::string& source, MapReader& top, const std::filesystem::path& base_dir,
+              Config& cfg) {
     auto api_node = top.take("api");
     if (!api_node) raise(top.site(), "'api' section is required (token_file or token_env)");
     MapReader api(source, *api_node, "api");
@@ -442,7 +429,68 @@ Config read_config(const YamlTree& tree, const std::string& source) {
         cfg.connect_timeout = *d;
     }
     api.finish();
+}
 
+// One entry of `instances`, with CFG's globals as its defaults. SEEN: the
+// names of the entries before it, with their lines.
+Instance read_instance(const std::string& source, MapReader& m, const Config& cfg,
+                       const std::unordered_map<std::string_view, int>& seen) {
+    const std::string path = m.site().key;
+    Instance inst;
+    for (auto [field, dest] : {std::pair{"org", &inst.org}, std::pair{"id", &inst.id}}) {
+        *dest = m.required(field);
+        if (!is_id(*dest)) raise(m.site(field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
+    }
+    inst.name = m.text("name").value_or(inst.id);
+    if (!is_safe_name(inst.name)) {
+        raise(m.site("name"),
+              "'" + inst.name + "' is not a safe file name (letters, digits, '_', '.', '-')");
+    }
+    if (const auto it = seen.find(inst.name); it != seen.end()) {
+        raise(m.site("name"), "'" + inst.name + "' is already used by the instance at line " +
+                                  std::to_string(it->second));
+    }
+    auto endpoint = m.parsed<Endpoint>("api_url", parse_https_url);
+    if (!endpoint && !cfg.api) raise(m.site(), "no api_url here and no api.url to inherit");
+    inst.api = endpoint ? *endpoint : *cfg.api;
+    inst.refresh_interval = m.parsed<Duration>("refresh_interval", positive_duration)
+                                .value_or(cfg.refresh_interval);
+    inst.file = cfg.file;
+    read_ownership(m, inst.file);
+    inst.keep_previous =
+        read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
+    inst.host = service_value(m, "host");
+    if (inst.host && (inst.host->empty() || inst.host->find_first_of(" /") != std::string::npos)) {
+        raise(m.site("host"), "'" + *inst.host + "' is not a host name or address");
+    }
+    if (auto p =
+            m.parsed<std::uint16_t>("port", [](const std::string& t) -> Outcome<std::uint16_t> {
+                unsigned v = 0;
+                const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+                if (ec != std::errc{} || end != t.data() + t.size() || v < 1 || v > 65535) {
+                    return fail("'" + t + "' is not a port from 1 to 65535");
+                }
+                return static_cast<std::uint16_t>(v);
+            })) {
+        inst.port = *p;
+    }
+    inst.verify_interval =
+        m.parsed<Duration>("verify_interval", positive_duration).value_or(cfg.verify_interval);
+    inst.on_change = read_hook(source, m, path + ".on_change");
+    if (!inst.on_change) inst.on_change = cfg.on_change;
+    inst.dbname = service_value(m, "dbname");
+    inst.user = service_value(m, "user");
+    for (const char* key : {"port", "verify_interval", "dbname", "user"}) {
+        if (!inst.host && m.has(key))
+            raise(m.site(key), "needs 'host' (the PostgreSQL server to check)");
+    }
+    return inst;
+}
+
+// The top-level settings: directories, defaults for every instance, the
+// scheduler's, metrics.
+void read_globals(const std::string& source, MapReader& top, const std::filesystem::path& base_dir,
+                  Config& cfg) {
     if (auto dir = top.text("cert_dir")) cfg.cert_dir = resolve(base_dir, *dir);
     if (auto dir = top.text("state_dir")) cfg.state_dir = resolve(base_dir, *dir);
     {
@@ -500,6 +548,23 @@ Config read_config(const YamlTree& tree, const std::string& source) {
     }
     if (auto d = top.parsed<Duration>("expiry_warning", parse_duration)) cfg.expiry_warning = *d;
     read_ownership(top, cfg.file);
+}
+
+Config read_config(const YamlTree& tree, const std::string& source) {
+    const auto root = tree.root();
+    if (!root || root->IsNull()) raise({source, YAML::Mark::null_mark(), ""}, "the file is empty");
+
+    // Absolute: "rootcertd.yaml" given as a bare name has no parent to join
+    // relative paths to, and the daemon must not depend on its cwd later.
+    std::error_code cwd_error;
+    const auto base_dir = std::filesystem::absolute(source, cwd_error).parent_path();
+    Config cfg;
+    cfg.source = source;
+    MapReader top(source, *root, "");
+
+    read_api(source, top, base_dir, cfg);
+
+    read_globals(source, top, base_dir, cfg);
 
     auto list = top.take("instances");
     if (!list || !list->IsSequence() || list->size() == 0) {
@@ -514,57 +579,9 @@ Config read_config(const YamlTree& tree, const std::string& source) {
     seen_names.reserve(list->size());
     for (std::size_t i = 0; i < list->size(); ++i) {
         const auto node = (*list)[i];
-        const std::string path = "instances[" + std::to_string(i) + "]";
-        MapReader m(source, node, path);
-        Instance inst;
-        for (auto [field, dest] : {std::pair{"org", &inst.org}, std::pair{"id", &inst.id}}) {
-            *dest = m.required(field);
-            if (!is_id(*dest)) raise(m.site(field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
-        }
-        inst.name = m.text("name").value_or(inst.id);
-        if (!is_safe_name(inst.name)) {
-            raise(m.site("name"),
-                  "'" + inst.name + "' is not a safe file name (letters, digits, '_', '.', '-')");
-        }
+        MapReader m(source, node, "instances[" + std::to_string(i) + "]");
+        auto inst = read_instance(source, m, cfg, seen_names);
         const int line = node.Mark().line + 1;
-        if (const auto it = seen_names.find(inst.name); it != seen_names.end()) {
-            raise(m.site("name"), "'" + inst.name + "' is already used by the instance at line " +
-                                      std::to_string(it->second));
-        }
-        auto endpoint = m.parsed<Endpoint>("api_url", parse_https_url);
-        if (!endpoint && !cfg.api) raise(m.site(), "no api_url here and no api.url to inherit");
-        inst.api = endpoint ? *endpoint : *cfg.api;
-        inst.refresh_interval = m.parsed<Duration>("refresh_interval", positive_duration)
-                                    .value_or(cfg.refresh_interval);
-        inst.file = cfg.file;
-        read_ownership(m, inst.file);
-        inst.keep_previous =
-            read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
-        inst.host = service_value(m, "host");
-        if (inst.host && (inst.host->empty() || inst.host->find_first_of(" /") != std::string::npos)) {
-            raise(m.site("host"), "'" + *inst.host + "' is not a host name or address");
-        }
-        if (auto p =
-                m.parsed<std::uint16_t>("port", [](const std::string& t) -> Outcome<std::uint16_t> {
-                    unsigned v = 0;
-                    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
-                    if (ec != std::errc{} || end != t.data() + t.size() || v < 1 || v > 65535) {
-                        return fail("'" + t + "' is not a port from 1 to 65535");
-                    }
-                    return static_cast<std::uint16_t>(v);
-                })) {
-            inst.port = *p;
-        }
-        inst.verify_interval =
-            m.parsed<Duration>("verify_interval", positive_duration).value_or(cfg.verify_interval);
-        inst.on_change = read_hook(source, m, path + ".on_change");
-        if (!inst.on_change) inst.on_change = cfg.on_change;
-        inst.dbname = service_value(m, "dbname");
-        inst.user = service_value(m, "user");
-        for (const char* key : {"port", "verify_interval", "dbname", "user"}) {
-            if (!inst.host && m.has(key))
-                raise(m.site(key), "needs 'host' (the PostgreSQL server to check)");
-        }
         m.finish();
         const auto& added = cfg.instances.emplace_back(std::move(inst));
         seen_names.emplace(added.name, line);

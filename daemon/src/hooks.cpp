@@ -71,7 +71,6 @@ bool withheld_from_hooks(std::string_view name, std::string_view value) {
 asio::awaitable<HookRun> run_hook(asio::any_io_executor ex, Hook hook,
                                   std::vector<std::pair<std::string, std::string>> extra,
                                   std::vector<std::string> hidden, std::string log_name) {
-    HookRun run;
     std::vector<std::string> env_text;
     for (char** e = environ; *e != nullptr; ++e) {
         const std::string_view entry(*e);
@@ -91,8 +90,7 @@ asio::awaitable<HookRun> run_hook(asio::any_io_executor ex, Hook hook,
 
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) {
-        run.summary = std::string("cannot start: pipe: ") + std::strerror(errno);
-        co_return run;
+        co_return fail(Stage::hook, std::string("cannot start: pipe: ") + std::strerror(errno));
     }
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
@@ -122,8 +120,7 @@ asio::awaitable<HookRun> run_hook(asio::any_io_executor ex, Hook hook,
     ::close(out[1]);
     if (err != 0) {
         ::close(out[0]);
-        run.summary = "cannot start " + hook.command[0] + ": " + std::strerror(err);
-        co_return run;
+        co_return fail(Stage::hook, "cannot start " + hook.command[0] + ": " + std::strerror(err));
     }
     asio::co_spawn(ex, relay_output(asio::posix::stream_descriptor(ex, out[0]), log_name),
                    asio::detached);
@@ -168,14 +165,14 @@ asio::awaitable<HookRun> run_hook(asio::any_io_executor ex, Hook hook,
         }
     }
     if (timed_out) {
-        run.summary = "killed after " + std::to_string(hook.timeout.count()) + " ms";
-    } else if (WIFEXITED(status)) {
-        run.ok = WEXITSTATUS(status) == 0;
-        run.summary = "exited " + std::to_string(WEXITSTATUS(status));
-    } else if (WIFSIGNALED(status)) {
-        run.summary = std::string("killed by signal ") + strsignal(WTERMSIG(status));
+        co_return fail(Stage::hook, "killed after " + std::to_string(hook.timeout.count()) + " ms");
     }
-    co_return run;
+    if (WIFSIGNALED(status)) {
+        co_return fail(Stage::hook, std::string("killed by signal ") + strsignal(WTERMSIG(status)));
+    }
+    const std::string exited = "exited " + std::to_string(WEXITSTATUS(status));
+    if (WEXITSTATUS(status) != 0) co_return fail(Stage::hook, exited);
+    co_return exited;
 }
 
 }  // namespace rootcertd

@@ -119,7 +119,7 @@ class Server final : public HttpServer, public std::enable_shared_from_this<Serv
             auto [rec, r] = co_await http::async_read(stream, buffer, parser, tuple_token());
             me->reading = false;
             if (rec) {
-                // Named locals, not temporaries inside co_await: GCC 12 corrupts those.
+                // GCC12-COROUTINE-TEMPORARY: named locals, not temporaries in co_await.
                 const HttpReply too_large{431, "text/plain", "header too large\n", ""};
                 const HttpReply malformed{400, "text/plain", "bad request\n", ""};
                 const bool gone = rec == beast::error::timeout ||

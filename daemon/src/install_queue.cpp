@@ -12,7 +12,7 @@ InstallQueue::InstallQueue(asio::any_io_executor loop, asio::thread_pool& pool, 
     : loop_(std::move(loop)), pool_(pool), store_(std::move(store)) {}
 
 asio::awaitable<Outcome<Installed>> InstallQueue::install(InstallJob job) {
-    // Named locals, not temporaries inside co_await: GCC 12 corrupts those.
+    // GCC12-COROUTINE-TEMPORARY: named locals, not temporaries inside co_await.
     auto enqueue = [self = shared_from_this()](auto handler, InstallJob j) {
         // std::function needs a copyable target: share the move-only handler.
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));

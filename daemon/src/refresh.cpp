@@ -10,9 +10,9 @@
 #include <cstdlib>
 
 #include "rootcertd/blocking.hpp"
-#include "rootcertd/ca_response.hpp"
 #include "rootcertd/logging.hpp"
 #include "rootcertd/server_probe.hpp"
+#include "rootcertd/tembo_source.hpp"
 
 namespace rootcertd {
 
@@ -45,7 +45,8 @@ std::size_t admission_slots(const Config& config) {
     return std::max<std::size_t>(64, 4 * std::size_t{config.concurrency});
 }
 
-Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& blocking_pool)
+Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& blocking_pool,
+                   const ClientFactory& make_client)
     : config(std::move(cfg)),
       proxy(proxy_route(config)),
       proxy_auth(config.proxy_auth_file ? std::make_shared<TokenSource>(TokenSource::from_file(
@@ -53,15 +54,15 @@ Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& bloc
                                         : nullptr),
       executor(ex),
       resolver(make_resolver(ex)),
-      client(make_https_client(ex, client_options(*this))),
+      client(make_client(ex, client_options(*this))),
       token(config.token_file ? TokenSource::from_file(*config.token_file)
                               : TokenSource::from_env(*config.token_env)),
       store(config.cert_dir),
       installs(std::make_shared<InstallQueue>(ex, blocking_pool, store)),
       state_store(config.state_dir),
       blocking(blocking_pool),
-      slots(ex, config.concurrency),
-      admission(ex, admission_slots(config)) {}
+      requests_in_flight(ex, config.concurrency),
+      refreshes_admitted(ex, admission_slots(config)) {}
 
 std::string redact(std::string message, const std::string& secret) {
     if (secret.empty()) return message;
@@ -138,6 +139,11 @@ std::string union_of(const std::string& candidate, const std::string& current) {
 
 std::string server_of(const Instance& inst) { return *inst.host + ":" + std::to_string(inst.port); }
 
+// Appends W to the "; "-separated list of warnings LIST.
+void add_to(std::string& list, const std::string& w) {
+    list += (list.empty() ? "" : "; ") + w;
+}
+
 asio::awaitable<Outcome<PresentedChain>> probe(std::shared_ptr<Services> s, const Instance& inst) {
     return probe_server(s->executor, s->resolver, *inst.host, inst.port,
                         {s->config.connect_timeout, s->config.timeout});
@@ -146,7 +152,7 @@ asio::awaitable<Outcome<PresentedChain>> probe(std::shared_ptr<Services> s, cons
 // The bundle validated before for these exact bytes, when one of its
 // certificates is still valid NOW.
 std::optional<CertBundle> cached_bundle(const Services& s, const std::string& pem, SysTime now) {
-    const CertBundle* hit = s.validated.find(pem);
+    const CertBundle* hit = s.seen.validated.find(pem);
     if (hit == nullptr) return std::nullopt;
     if (std::none_of(hit->certs.begin(), hit->certs.end(), [&](const CertInfo& c) {
             return c.not_before <= now && now <= c.not_after;
@@ -156,106 +162,24 @@ std::optional<CertBundle> cached_bundle(const Services& s, const std::string& pe
     return *hit;
 }
 
-// extract_ca(), skipped for a 200 body whose CA validated before: on a
-// fleet's warm pass every instance of a data plane is sent the same bytes,
-// and Boost.JSON's pass over their escaped string was 7% of the pass.
-Outcome<std::string> extract_ca_with_cache(const Services& s, unsigned status,
-                                           const std::string& body) {
-    if (status == 200) {
-        if (const std::string* pem = s.extracted.find(body)) return *pem;
-    }
-    return extract_ca(status, body);
-}
-
+// What the file and its rotation state hold now: one snapshot per refresh.
 struct OnDisk {
     std::optional<std::string> file;
     FileMeta meta;  // the file's mode, owner and group
     std::optional<std::string> state;
 };
 
-}  // namespace
+// The bytes to install, and the server's chain when the plan consulted it.
+struct Plan {
+    Composition composition;
+    std::string pem;
+    std::optional<PresentedChain> chain;
+};
 
-asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance inst) {
-    RefreshResult result;
-    const auto add_warning = [&result](const std::string& w) {
-        result.warning += (result.warning.empty() ? "" : "; ") + w;
-    };
-    const auto target = inst.url_path();
-    // Every error names the request; built only for an error.
-    const auto where = [&] { return "GET " + target + " on " + inst.api.origin() + ": "; };
-    auto token = s->token.get();
-    if (!token) {
-        result.error = where() + token.error();
-        co_return result;
-    }
-    const auto now = sys_now();
-    result.token_expiry = s->token.expiry();
-    {  // about the one token all instances share: logged once, not per instance
-        std::string warning = s->token.exposure();
-        if (result.token_expiry && *result.token_expiry - now < std::chrono::hours(24 * 7)) {
-            warning += (warning.empty() ? "" : "; ") + std::string("the API token ") +
-                       (*result.token_expiry <= now ? "expired " : "expires ") +
-                       format_time(*result.token_expiry) + ": rotate it before refreshes fail";
-        }
-        if (warning.empty()) {
-            s->token_warnings.on_success();
-        } else if (s->token_warnings.on_failure(warning, std::chrono::steady_clock::now()) !=
-                   FailureLog::Verdict::quiet) {
-            spdlog::warn("{}", warning);
-        }
-    }
-
-    std::optional<Outcome<HttpResponse>> response;
-    {
-        co_await s->slots.async_send(boost::system::error_code{}, asio::use_awaitable);
-        SlotGuard slot(s->slots);
-        response = co_await s->client->get(inst.api, target, token.value());
-    }
-    if (!*response) {
-        result.error = redact(where() + response->error(), token.value());
-        if (response->unreachable()) {
-            result.unreachable = RefreshResult::Unreachable{
-                inst.api.origin(), redact(response->error(), token.value())};
-        }
-        co_return result;
-    }
-    const auto& answer = response->value();
-    result.retry_after = answer.retry_after;
-    result.http_status = answer.status;
-    if (answer.status >= 300 && answer.status < 400) {
-        result.error = where() + "HTTP " + std::to_string(answer.status) + ": redirect to '" +
-                       printable_snippet(answer.location) +
-                       "' not followed (the token only goes to the configured host)";
-        co_return result;
-    }
-    auto pem = extract_ca_with_cache(*s, answer.status, answer.body);
-    if (!pem) {
-        result.error = redact(where() + pem.error(), token.value());
-        if (answer.status == 401) s->token.recheck();  // a token rotated this second is used next
-        if (answer.status == 401 && result.token_expiry && *result.token_expiry <= now) {
-            result.error += " (the API token expired " + format_time(*result.token_expiry) + ")";
-        }
-        co_return result;
-    }
-    // Parsing X.509 costs ~1.6M instructions per certificate in OpenSSL 3.0.
-    // A CA validated before is looked up here, without a coroutine frame.
-    std::optional<Outcome<CertBundle>> checked;
-    if (auto hit = cached_bundle(*s, pem.value(), now)) {
-        checked = std::move(*hit);
-    } else {
-        checked = co_await validate_with_cache(s, pem.value(), now);
-    }
-    auto& served = *checked;
-    if (!served) {
-        result.error = where() + "invalid CA: " + served.error();
-        co_return result;
-    }
-    s->extracted.put(answer.body, pem.value(), pem.value().size());
-
-    // What the file and the rotation state hold now. A file small enough is
-    // read on the loop: ~5 us from the page cache, where a trip through the
-    // pool costs the loop more (two thread wake-ups); a warm pass of 5,000
-    // instances runs ~15% faster. Anything bigger is read on the pool.
+// Stage 3: the current file and rotation state. A file small enough is read
+// on the loop (a trip through the pool costs it more); a bigger one on the
+// pool. The state file is looked for only where one may be.
+asio::awaitable<Outcome<OnDisk>> read_current(std::shared_ptr<Services> s, const Instance& inst) {
     const auto file_name = inst.name + ".crt";
     const auto state_name = inst.name + ".json";
     const bool read_state =
@@ -273,66 +197,74 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         }
         return Outcome<OnDisk>(std::move(d));
     };
-    auto was_read = read(CertStore::loop_read_limit);
-    if (!was_read) {
-        auto read_all = [read] { return *read(SIZE_MAX); };
-        was_read = co_await run_blocking(s->blocking, std::move(read_all));
-    }
-    auto& disk = *was_read;
-    if (!disk) {
-        result.error = "install " + inst.name + ": " + disk.error();
-        co_return result;
-    }
-    // One lookup for the whole refresh: std::map entries stay put, and this
-    // instance's entry is only ever touched by its own loop.
-    auto [entry, fresh] = s->states.try_emplace(inst.name);
-    RotationState& state = entry->second;
-    if (fresh) {  // first refresh of this instance: start from what is on disk
-        if (disk->state) {
-            if (auto st = parse_state(*disk->state)) {
-                state = std::move(st.value());
-            } else {
-                spdlog::warn("{}: ignoring unreadable rotation state: {}", inst.name, st.error());
-            }
-        } else if (disk->file) {
-            state.served = *disk->file;  // adopt a file from before rootcertd managed it
-        }
-    }
-    const auto& current = disk->file;
-    auto comp = compose(state, served.value(), inst.keep_previous, now);
-    std::string final_pem = comp.pem;
+    if (auto on_loop = read(CertStore::loop_read_limit)) co_return std::move(*on_loop);
+    auto read_all = [read] { return *read(SIZE_MAX); };
+    co_return co_await run_blocking(s->blocking, std::move(read_all));
+}
 
-    // Consult the live server before changing what clients trust.
-    std::optional<PresentedChain> chain;
-    if (inst.host && current && final_pem != *current) {
-        auto probed = co_await probe(s, inst);
-        if (!probed) {
-            add_warning("live check before install: " + probed.error());
+// The rotation state this refresh starts from: the one in memory, else the
+// state file, else (a file from before rootcertd managed it) the file. One
+// lookup for the whole refresh: std::map entries stay put, and an
+// instance's entry is only touched by its own loop.
+std::map<std::string, RotationState>::iterator rotation_state(Services& s, const Instance& inst,
+                                                              const OnDisk& disk) {
+    auto [entry, fresh] = s.states.try_emplace(inst.name);
+    if (!fresh) return entry;
+    if (disk.state) {
+        if (auto st = parse_state(*disk.state)) {
+            entry->second = std::move(st.value());
         } else {
-            chain = std::move(probed.value());
-            const auto next = verify_chain(*chain, final_pem, *inst.host);
-            if (!next.ok && !next.host_mismatch && verify_chain(*chain, *current, *inst.host).ok) {
-                final_pem = union_of(final_pem, *current);
-                spdlog::warn(
-                    "{}: server {} does not yet present a certificate under the new CA; "
-                    "installing the new CA together with the current one",
-                    inst.name, server_of(inst));
-            }
+            spdlog::warn("{}: ignoring unreadable rotation state: {}", inst.name, st.error());
         }
+    } else if (disk.file) {
+        entry->second.served = *disk.file;
     }
+    return entry;
+}
 
-    // What was served is usually what is installed: it moves, not copies.
-    const CertInfo newest = served->newest();
-    auto installed_bundle = final_pem == served->pem ? std::move(served) : parse_bundle(final_pem);
-    // Rotation state is kept on disk only while a previous CA is kept (else
-    // the file itself says what was served), and saved before the file: a
-    // crash in between can only lengthen an overlap, never lose one.
-    const bool keeps = !comp.state.kept.empty();
-    const bool kept = !state.kept.empty();
-    if ((keeps || kept) && !(comp.state == state)) {
+// Stage 4: what the file should hold. The served CAs plus those kept for the
+// overlap; and, before clients' trust changes, the live server is asked:
+// when it does not yet present a chain under the new bundle but does under
+// the current file, both are installed together.
+asio::awaitable<Plan> plan_file(std::shared_ptr<Services> s, const Instance& inst,
+                                const RotationState& state, const CertBundle& served,
+                                const std::optional<std::string>& current, SysTime now,
+                                std::string& warning) {
+    Plan plan{compose(state, served, inst.keep_previous, now), {}, {}};
+    plan.pem = plan.composition.pem;
+    if (!inst.host || !current || plan.pem == *current) co_return plan;
+    auto probed = co_await probe(s, inst);
+    if (!probed) {
+        add_to(warning, "live check before install: " + probed.error());
+        co_return plan;
+    }
+    plan.chain = std::move(probed.value());
+    const auto next = verify_chain(*plan.chain, plan.pem, *inst.host);
+    if (!next.ok && !next.host_mismatch && verify_chain(*plan.chain, *current, *inst.host).ok) {
+        plan.pem = union_of(plan.pem, *current);
+        spdlog::warn(
+            "{}: server {} does not yet present a certificate under the new CA; "
+            "installing the new CA together with the current one",
+            inst.name, server_of(inst));
+    }
+    co_return plan;
+}
+
+// Stage 5: the rotation state, then the file. State is kept on disk only
+// while a previous CA is kept (else the file itself says what was served),
+// and saved before the file: a crash in between can only lengthen an
+// overlap, never lose one. A file that already holds these bytes and
+// ownership is not handed to the install queue (the common case); others
+// share one flush with concurrent installs (group commit).
+asio::awaitable<Outcome<Installed>> commit(std::shared_ptr<Services> s, const Instance& inst,
+                                           const RotationState& state, const Plan& plan,
+                                           const OnDisk& disk) {
+    const auto state_name = inst.name + ".json";
+    const RotationState& next = plan.composition.state;
+    const bool keeps = !next.kept.empty();
+    if ((keeps || !state.kept.empty()) && !(next == state)) {
         auto save = [s, state_name, keeps,
-                     text =
-                         keeps ? serialize_state(comp.state) : std::string()]() -> Outcome<bool> {
+                     text = keeps ? serialize_state(next) : std::string()]() -> Outcome<bool> {
             if (!keeps) return s->state_store.remove(state_name);
             auto saved = s->state_store.install(state_name, text, FileOwnership{0600, {}, {}});
             if (!saved) return fail(saved.error());
@@ -340,8 +272,8 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         };
         auto saved = co_await run_blocking(s->blocking, std::move(save));
         if (!saved) {
-            result.error = "save rotation state of " + inst.name + ": " + saved.error();
-            co_return result;
+            co_return fail(Stage::install,
+                           "save rotation state of " + inst.name + ": " + saved.error());
         }
         if (s->state_files) {
             if (keeps) {
@@ -351,60 +283,107 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
             }
         }
     }
-    // The file read above already holds these bytes and ownership: nothing to
-    // write, and no second trip to the blocking pool (the common case).
-    // Otherwise, group commit: this install shares one flush with concurrent ones.
-    Outcome<Installed> installed = Installed{};
-    if (!(current && *current == final_pem && disk->meta.matches(inst.file))) {
-        InstallJob job{file_name, final_pem, inst.file};  // a named local: see run_blocking
-        installed = co_await s->installs->install(std::move(job));
-    }
-    if (!installed) {
-        result.error = "install " + inst.name + ": " + installed.error();
-        co_return result;
-    }
-    if (s->single_pass) {
-        s->states.erase(entry);  // `state` dangles from here
-    } else {
-        state = std::move(comp.state);
-    }
-    if (installed->change != Change::unchanged) {
-        log_change(inst, s->config.cert_path(inst), installed.value(), installed_bundle.value(),
-                   comp);
-    }
-    // The file holds this bundle from here on, whatever the live check says
-    // next: a change is a change (its hook runs, it is counted).
-    result.change = installed->change;
-    result.bundle = std::move(installed_bundle.value());
-    if (newest.not_after - now < s->config.expiry_warning) {
-        add_warning("newest CA '" + newest.subject + "' expires " + format_time(newest.not_after) +
-                    ", within the expiry_warning window");
-    }
+    if (disk.file && *disk.file == plan.pem && disk.meta.matches(inst.file)) co_return Installed{};
+    InstallJob job{inst.name + ".crt", plan.pem, inst.file};  // GCC12-COROUTINE-TEMPORARY
+    auto installed = co_await s->installs->install(std::move(job));
+    if (!installed) co_return fail(Stage::install, "install " + inst.name + ": " + installed.error());
+    co_return installed;
+}
 
-    // Would a verify-full client reach the server with what is installed now?
-    if (inst.host) {
-        if (!chain) {
-            auto probed = co_await probe(s, inst);
-            if (probed) chain = std::move(probed.value());
-        }
-        if (chain) {
-            const auto verdict = verify_chain(*chain, final_pem, *inst.host);
-            result.live_ok = verdict.ok;
-            result.server_not_after = chain->leaf_not_after;
-            if (!verdict.ok && !verdict.host_mismatch) {
-                result.error = "server " + server_of(inst) +
-                               " does not verify against the installed file (" + verdict.reason +
-                               "); the API has not served its new CA yet";
-                co_return result;
-            }
-            if (verdict.host_mismatch) add_warning(verdict.reason);
-        }
+// Stage 6: would a verify-full client reach the server with the file now?
+// Reuses the chain the plan fetched; a server that cannot be reached says
+// nothing either way.
+asio::awaitable<void> verify_live(std::shared_ptr<Services> s, const Instance& inst,
+                                  const std::string& installed,
+                                  std::optional<PresentedChain> chain, RefreshResult& result) {
+    if (!chain) {
+        auto probed = co_await probe(s, inst);
+        if (!probed) co_return;
+        chain = std::move(probed.value());
     }
-    result.ok = true;
+    const auto verdict = verify_chain(*chain, installed, *inst.host);
+    result.live_ok = verdict.ok;
+    result.server_not_after = chain->leaf_not_after;
+    if (verdict.host_mismatch) {
+        add_to(result.warning, verdict.reason);
+    } else if (!verdict.ok) {
+        result.failure = fail(Stage::live, "server " + server_of(inst) +
+                                               " does not verify against the installed file (" +
+                                               verdict.reason +
+                                               "); the API has not served its new CA yet");
+    }
+}
+
+}  // namespace
+
+asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance inst) {
+    RefreshResult result;
+    const auto now = sys_now();
+    const auto failed = [&result](Failure why) {
+        result.failure = std::move(why);
+        return result;
+    };
+    // 1. Fetch the CA text from the instance's source.
+    auto fetched = co_await fetch_tembo_ca(s, inst);
+    result.http_status = fetched.http_status;
+    result.retry_after = fetched.retry_after;
+    result.token_expiry = fetched.token_expiry;
+    if (!fetched.pem) {
+        if (fetched.pem.unreachable()) result.unreachable_origin = inst.api.origin();
+        co_return failed(fetched.pem.failure());
+    }
+    // 2. Validate it: only CA certificates, at least one valid now. Bytes
+    // validated before are found without a coroutine frame.
+    Outcome<CertBundle> served = fail("not validated");
+    if (auto hit = cached_bundle(*s, fetched.pem.value(), now)) {
+        served = std::move(*hit);
+    } else {
+        served = co_await validate_with_cache(s, fetched.pem.value(), now);
+    }
+    if (!served) {
+        co_return failed(fail(Stage::validate, "GET " + tembo_ca_path(inst) + " on " +
+                                                   inst.api.origin() + ": invalid CA: " +
+                                                   served.error()));
+    }
+    if (fetched.extracted_from) {
+        s->seen.extracted.put(*fetched.extracted_from, fetched.pem.value(), fetched.pem.value().size());
+    }
+    // 3. Read what the file and the rotation state hold now.
+    auto disk = co_await read_current(s, inst);
+    if (!disk) co_return failed(fail(Stage::read, "install " + inst.name + ": " + disk.error()));
+    const auto entry = rotation_state(*s, inst, disk.value());
+    // 4. Plan the file: served CAs, kept ones, and the live server's say.
+    auto plan = co_await plan_file(s, inst, entry->second, served.value(), disk->file, now,
+                                   result.warning);
+    // 5. Commit: the rotation state, then the file, atomically and durably.
+    auto installed = co_await commit(s, inst, entry->second, plan, disk.value());
+    if (!installed) co_return failed(installed.failure());
+    if (s->single_pass) {
+        s->states.erase(entry);  // --once: nothing is kept for a next time
+    } else {
+        entry->second = std::move(plan.composition.state);
+    }
+    // From here the file holds the planned bundle, whatever the live check
+    // says next: a change is a change (its hook runs, it is counted).
+    const CertInfo newest = served->newest();
+    auto bundle = plan.pem == served->pem ? std::move(served.value()) : parse_bundle(plan.pem);
+    if (installed->change != Change::unchanged) {
+        log_change(inst, s->config.cert_path(inst), installed.value(), bundle.value(),
+                   plan.composition);
+    }
+    result.change = installed->change;
+    result.bundle = std::move(bundle.value());
+    if (newest.not_after - now < s->config.expiry_warning) {
+        add_to(result.warning, "newest CA '" + newest.subject + "' expires " +
+                                   format_time(newest.not_after) +
+                                   ", within the expiry_warning window");
+    }
+    // 6. Verify live: would a verify-full client reach the server now?
+    if (inst.host) co_await verify_live(s, inst, plan.pem, std::move(plan.chain), result);
     co_return result;
 }
 
-struct Services::Validation {
+struct ContentCaches::Validation {
     explicit Validation(asio::any_io_executor ex)
         : done(ex, asio::steady_timer::time_point::max()) {}
     asio::steady_timer done;  // cancelled when `result` is set
@@ -414,20 +393,20 @@ struct Services::Validation {
 asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Services> s,
                                                          std::string pem, SysTime now) {
     if (auto hit = cached_bundle(*s, pem, now)) co_return std::move(*hit);
-    if (const auto it = s->validating.find(pem); it != s->validating.end()) {
+    if (const auto it = s->seen.validating.find(pem); it != s->seen.validating.end()) {
         const auto running = it->second;
         co_await running->done.async_wait(asio::as_tuple(asio::use_awaitable));
         if (running->result) co_return *running->result;
         co_return fail("stopped while the CA was being validated");
     }
-    auto running = std::make_shared<Services::Validation>(co_await asio::this_coro::executor);
-    s->validating.emplace(pem, running);
+    auto running = std::make_shared<ContentCaches::Validation>(co_await asio::this_coro::executor);
+    s->seen.validating.emplace(pem, running);
     auto check = [text = pem, now] { return validate_bundle(text, now); };
     auto fresh = co_await run_blocking(s->blocking, std::move(check));
-    s->validating.erase(pem);
+    s->seen.validating.erase(pem);
     running->result = fresh;
     running->done.cancel();
-    if (fresh) s->validated.put(pem, fresh.value(), 2 * fresh.value().pem.size());
+    if (fresh) s->seen.validated.put(pem, fresh.value(), 2 * fresh.value().pem.size());
     co_return fresh;
 }
 
@@ -435,24 +414,24 @@ asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> s, Instance in
     CheckResult result;
     auto probed = co_await probe(s, inst);
     if (!probed) {
-        result.problem = probed.error();
+        result.problem = probed.failure();
         co_return result;
     }
     auto read = [s, file_name = inst.name + ".crt"] { return s->store.read(file_name); };
     auto file = co_await run_blocking(s->blocking, std::move(read));
     if (!file || !file->has_value()) {
-        result.problem = "no installed file to check yet";
+        result.problem = fail(Stage::read, "no installed file to check yet");
         co_return result;
     }
     const auto verdict = verify_chain(probed.value(), *file.value(), *inst.host);
     result.live_ok = verdict.ok;
     result.server_not_after = probed->leaf_not_after;
     if (verdict.ok) co_return result;
-    result.problem = verdict.reason;
+    result.problem = fail(Stage::live, verdict.reason);
     if (!verdict.host_mismatch) {
-        result.problem = "server " + server_of(inst) + " no longer verifies against " +
-                         s->config.cert_path(inst).string() + " (" + verdict.reason +
-                         "); refreshing from the API now";
+        result.problem->message = "server " + server_of(inst) + " no longer verifies against " +
+                                  s->config.cert_path(inst).string() + " (" + verdict.reason +
+                                  "); refreshing from the API now";
         result.refresh_now = true;
     }
     co_return result;

@@ -33,34 +33,7 @@ Duration next_delay(const RetryPolicy& p, unsigned failures, std::optional<Durat
     return delay;
 }
 
-FailureLog::Verdict FailureLog::on_failure(const std::string& reason, Steady::time_point now) {
-    ++count_;
-    if (reason != last_) {
-        last_ = reason;
-        last_logged_ = now;
-        return Verdict::log;
-    }
-    if (now - last_logged_ >= std::chrono::hours(1)) {
-        last_logged_ = now;
-        return Verdict::repeat;
-    }
-    return Verdict::quiet;
-}
-
-unsigned FailureLog::on_success() {
-    last_.clear();
-    return std::exchange(count_, 0);
-}
-
 namespace {
-
-std::string human(Duration d) {
-    const auto ms = d.count();
-    if (ms < 10'000) return std::to_string(ms) + "ms";
-    if (ms < 600'000) return std::to_string(ms / 1000) + "s";
-    if (ms < 36'000'000) return std::to_string(ms / 60'000) + "m";
-    return std::to_string(ms / 3'600'000) + "h";
-}
 
 // Whether the calling coroutine's loop has been asked to stop.
 asio::awaitable<bool> stopped() {
@@ -116,13 +89,13 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
     // cancelled co_spawn that throws loses its completion handler.
     co_await asio::this_coro::throw_if_cancelled(false);
     asio::steady_timer timer(executor_);
-    FailureLog failures, check_failures, warnings;
-    std::optional<std::string> outage;  // the unreachable origin this loop's last refresh met
+    InstanceLog log;
+    FailureLog check_failures;
     unsigned consecutive = 0;
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     auto next_refresh = Steady::now();
     auto next_check = Steady::time_point::max();
-    const auto log = [&](spdlog::level::level_enum level, const std::string& text,
+    const auto say = [&](spdlog::level::level_enum level, const std::string& text,
                          LogFields extra = {}) {
         LogFields fields = labels;
         fields.insert(fields.end(), extra.begin(), extra.end());
@@ -138,15 +111,17 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
             try {
                 c = co_await checker->check();
             } catch (const std::exception& e) {
-                c.problem = std::string("unexpected error: ") + e.what();
+                c.problem = fail(std::string("unexpected error: ") + e.what());
             }
             if (co_await stopped()) break;
-            if (c.problem.empty()) {
+            if (!c.problem) {
                 if (check_failures.on_success() > 0)
-                    log(spdlog::level::info, "live check passes again");
-            } else if (check_failures.on_failure(c.problem, Steady::now()) !=
-                       FailureLog::Verdict::quiet) {
-                log(spdlog::level::warn, "live check: " + c.problem, {{"error", c.problem}});
+                    say(spdlog::level::info, "live check passes again");
+            } else if (check_failures.on_failure(
+                           std::string(stage_name(c.problem->stage)) + (c.refresh_now ? "+" : ""),
+                           Steady::now()) != FailureLog::Verdict::quiet) {
+                say(spdlog::level::warn, "live check: " + c.problem->message,
+                    {{"error", c.problem->message}, {"stage", stage_name(c.problem->stage)}});
             }
             if (c.refresh_now && consecutive == 0) next_refresh = Steady::now();
             next_check = Steady::now() + checker->interval;
@@ -165,76 +140,16 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
         try {
             r = co_await job();
         } catch (const std::exception& e) {
-            r.error = std::string("unexpected error: ") + e.what();
+            r.failure = fail(std::string("unexpected error: ") + e.what());
         }
         admitted.reset();
         if (co_await stopped()) break;
-        consecutive = r.ok ? 0 : consecutive + 1;
+        consecutive = r.ok() ? 0 : consecutive + 1;
         const auto delay = next_delay(policy, consecutive, r.retry_after, uniform(rng_));
         next_refresh = Steady::now() + delay;
         if (checker) next_check = Steady::now() + checker->interval;
         if (on_scheduled) on_scheduled(name, next_refresh);
-        if (r.warning.empty()) {
-            warnings.on_success();
-        } else if (warnings.on_failure(r.warning, Steady::now()) != FailureLog::Verdict::quiet) {
-            log(spdlog::level::warn, r.warning);
-        }
-        if (outage && !r.unreachable) {
-            if (const auto n = unreachable_[*outage].on_success(); n > 0) {
-                log(spdlog::level::info, *outage + " answers again after " + std::to_string(n) +
-                                             " failed refresh(es) of its instances");
-            }
-            outage.reset();
-        }
-        if (r.ok) {
-            if (const auto n = failures.on_success(); n > 0) {
-                log(spdlog::level::info,
-                    "recovered after " + std::to_string(n) + " failed attempt(s)");
-            }
-            spdlog::debug("{}: refreshed; next in {}", name, human(delay));
-            continue;
-        }
-        LogFields detail{{"error", r.error}};
-        if (r.http_status != 0) detail.emplace_back("status", std::to_string(r.http_status));
-        if (r.unreachable) {  // logged for the origin, by whichever instance meets it first
-            outage = r.unreachable->origin;
-            auto& origin_log = unreachable_[*outage];
-            switch (origin_log.on_failure(r.unreachable->reason, Steady::now())) {
-                case FailureLog::Verdict::log:
-                    log(spdlog::level::warn,
-                        "refresh failed: " + r.error + "; retrying in " + human(delay) +
-                            "; other instances that cannot reach " + *outage +
-                            " are logged at debug level until it answers",
-                        detail);
-                    break;
-                case FailureLog::Verdict::repeat:
-                    log(spdlog::level::warn,
-                        *outage + " still unreachable after " +
-                            std::to_string(origin_log.failures()) +
-                            " failed refresh(es) of its instances: " + r.error,
-                        detail);
-                    break;
-                case FailureLog::Verdict::quiet:
-                    spdlog::debug("{}: refresh failed: {}", name, r.error);
-                    break;
-            }
-            continue;
-        }
-        switch (failures.on_failure(r.error, Steady::now())) {
-            case FailureLog::Verdict::log:
-                log(spdlog::level::warn,
-                    "refresh failed: " + r.error + "; retrying in " + human(delay), detail);
-                break;
-            case FailureLog::Verdict::repeat:
-                log(spdlog::level::warn,
-                    "still failing after " + std::to_string(consecutive) + " attempts: " + r.error +
-                        "; retrying in " + human(delay),
-                    detail);
-                break;
-            case FailureLog::Verdict::quiet:
-                spdlog::debug("{}: refresh failed again: {}", name, r.error);
-                break;
-        }
+        reporter_.refreshed(name, labels, r, log, delay, Steady::now());
     }
     co_await asio::this_coro::reset_cancellation_state();
 }

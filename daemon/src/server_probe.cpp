@@ -50,7 +50,7 @@ asio::awaitable<Outcome<PresentedChain>> probe_server(asio::any_io_executor ex,
                                                       ProbeTimeouts timeouts) {
     const auto where = host + ":" + std::to_string(port);
     auto endpoints = co_await resolver->resolve(host, port, timeouts.connect);
-    if (!endpoints) co_return fail("resolve " + host + ": " + endpoints.error());
+    if (!endpoints) co_return fail(Stage::resolve, "resolve " + host + ": " + endpoints.error());
     const Duration timeout = timeouts.whole;
 
     // Verification happens offline against candidate bundles, not here.
@@ -61,21 +61,21 @@ asio::awaitable<Outcome<PresentedChain>> probe_server(asio::any_io_executor ex,
     auto& tcp = beast::get_lowest_layer(stream);
     tcp.expires_after(timeout);
     auto [cec, _] = co_await tcp.async_connect(endpoints.value(), tuple_token());
-    if (cec) co_return fail("connect to " + where + ": " + cec.message());
+    if (cec) co_return fail(Stage::connect, "connect to " + where + ": " + cec.message());
 
     // PostgreSQL's SSLRequest: length 8, code 1234.5679; the server answers 'S' or 'N'.
     static constexpr unsigned char ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
     auto [wec, w] = co_await asio::async_write(tcp, asio::buffer(ssl_request), tuple_token());
-    if (wec) co_return fail("SSLRequest to " + where + ": " + wec.message());
+    if (wec) co_return fail(Stage::connect, "SSLRequest to " + where + ": " + wec.message());
     char answer = 0;
     auto [aec, a] = co_await asio::async_read(tcp, asio::buffer(&answer, 1), tuple_token());
-    if (aec) co_return fail("SSLRequest to " + where + ": " + aec.message());
-    if (answer != 'S') co_return fail(where + " does not accept TLS connections");
+    if (aec) co_return fail(Stage::connect, "SSLRequest to " + where + ": " + aec.message());
+    if (answer != 'S') co_return fail(Stage::tls, where + " does not accept TLS connections");
 
     // Tembo routes by SNI, so send the name the client would.
     if (!is_ip_literal(host)) SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
     auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, tuple_token());
-    if (hec) co_return fail("TLS handshake with " + where + ": " + hec.message());
+    if (hec) co_return fail(Stage::tls, "TLS handshake with " + where + ": " + hec.message());
 
     PresentedChain chain;
     STACK_OF(X509)* peer = SSL_get_peer_cert_chain(stream.native_handle());
@@ -87,7 +87,7 @@ asio::awaitable<Outcome<PresentedChain>> probe_server(asio::any_io_executor ex,
         chain.der.emplace_back(reinterpret_cast<char*>(der), static_cast<std::size_t>(n));
         OPENSSL_free(der);
     }
-    if (chain.der.empty()) co_return fail(where + " presented no certificate");
+    if (chain.der.empty()) co_return fail(Stage::tls, where + " presented no certificate");
     if (auto leaf = parse_bundle([&] {
             X509Ptr x = from_der(chain.der.front());
             BioPtr out(BIO_new(BIO_s_mem()));

@@ -34,6 +34,58 @@ void StatusBoard::sync(const Config& config) {
     instances_ = std::move(next);
 }
 
+void StatusBoard::record_refresh(const std::string& name, const RefreshResult& r,
+                                 double took_seconds) {
+    global_.observe_latency(took_seconds);
+    if (r.token_expiry) global_.token_expiry = r.token_expiry;
+    auto* st = find(name);
+    if (st == nullptr) return;
+    st->attempted = true;
+    if (r.live_ok) {
+        st->live_ok = r.live_ok;
+        st->server_not_after = r.server_not_after;
+    }
+    if (r.bundle) {  // installed: even when the live check after it failed
+        st->file_valid = true;
+        st->fingerprint = r.bundle->fingerprints();
+        st->not_after = r.bundle->newest().not_after;
+    }
+    if (r.change != Change::unchanged) ++st->changes;
+    if (!r.ok()) {
+        ++st->failures;
+        ++st->consecutive_failures;
+        st->last_error = r.error();
+        return;
+    }
+    ++st->successes;
+    st->consecutive_failures = 0;
+    st->last_error.clear();
+    st->last_success = sys_now();
+}
+
+void StatusBoard::record_check(const std::string& name, const CheckResult& c) {
+    auto* st = find(name);
+    if (st == nullptr || !c.live_ok) return;  // the server could not be reached
+    st->live_ok = c.live_ok;
+    st->server_not_after = c.server_not_after;
+}
+
+void StatusBoard::record_hook(const std::string& name, bool ok) {
+    if (auto* st = find(name)) ++(ok ? st->hook_successes : st->hook_failures);
+}
+
+void StatusBoard::record_found(const std::string& name, const CertBundle& bundle) {
+    auto* st = find(name);
+    if (st == nullptr || st->attempted) return;
+    st->file_valid = true;
+    st->fingerprint = bundle.fingerprints();
+    st->not_after = bundle.newest().not_after;
+}
+
+void StatusBoard::record_schedule(const std::string& name, SysTime next) {
+    if (auto* st = find(name)) st->next_refresh = next;
+}
+
 InstanceStatus* StatusBoard::find(const std::string& name) {
     auto it = instances_.find(name);
     return it == instances_.end() ? nullptr : &it->second;
@@ -142,6 +194,8 @@ std::string StatusBoard::to_json() const {
            "\n";
 }
 
+// One family after another, in the order /metrics shows them: a long
+// function, but a table that reads best whole.
 std::string render_metrics(const StatusBoard& board) {
     std::string out;
     const auto family = [&](const char* name, const char* type, const char* help) {

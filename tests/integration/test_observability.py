@@ -86,6 +86,9 @@ def test_readyz_is_503_until_every_instance_has_a_file(observed, api, pki):
 
 def test_status_document(observed, pki):
     d = observed
+    # The file is renamed into place before the refresh that wrote it ends
+    # and records it: on a loaded machine /status may not have it yet.
+    wait_for(lambda: pki.fingerprint(d.ca) in http_get(d.port, "/status")[2], 10, "the record")
     status, headers, body = http_get(d.port, "/status")
     assert status == 200 and headers["Content-Type"] == "application/json"
     doc = json.loads(body)

@@ -82,7 +82,6 @@ TEST(Config, MinimalGetsDocumentedDefaults) {
     EXPECT_EQ(inst.api.host, "api.data-1.use1.tembo.io");
     EXPECT_EQ(inst.refresh_interval, 1h);
     EXPECT_EQ(inst.file.mode, 0644u);
-    EXPECT_EQ(inst.url_path(), "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
     EXPECT_EQ(cfg.cert_path(inst), "/tmp/certs/inst_1.crt");
     EXPECT_EQ(cfg.timeout, 10s);
     EXPECT_EQ(cfg.concurrency, 16u);

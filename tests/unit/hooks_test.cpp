@@ -24,7 +24,7 @@ HookRun run_to_end(Hook hook, std::function<void()> block_loop = {}) {
     HookRun out;
     asio::co_spawn(ioc, run_hook(ioc.get_executor(), std::move(hook), {}, {}, "test"),
                    [&](std::exception_ptr e, HookRun r) {
-                       out = e ? HookRun{false, "threw"} : std::move(r);
+                       out = e ? HookRun(fail("threw")) : std::move(r);
                    });
     if (block_loop) asio::post(ioc, block_loop);
     ioc.run();
@@ -42,7 +42,7 @@ TEST(Hooks, InheritNoDescriptorOfTheDaemons) {
     const auto fd = std::to_string(sock);
     const auto run = run_to_end(shell("test ! -e /proc/$$/fd/" + fd + " || exit 7"));
     ::close(sock);
-    EXPECT_TRUE(run.ok) << run.summary;
+    EXPECT_TRUE(run.ok()) << run.error();
 }
 
 TEST(Hooks, GetNoSystemdPlumbingNorSecrets) {
@@ -55,7 +55,7 @@ TEST(Hooks, GetNoSystemdPlumbingNorSecrets) {
         "test \"$HTTP_PROXY\" = http://proxy:3128 && test -n \"$PATH\" || exit 7"));
     for (const char* v : {"NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY", "https_proxy", "HTTP_PROXY"})
         ::unsetenv(v);
-    EXPECT_TRUE(run.ok) << run.summary;
+    EXPECT_TRUE(run.ok()) << run.error();
     EXPECT_TRUE(withheld_from_hooks("WATCHDOG_USEC", "30000000"));
     EXPECT_TRUE(withheld_from_hooks("ALL_PROXY", "socks5://u:p@h"));
     EXPECT_FALSE(withheld_from_hooks("https_proxy", "http://proxy:3128/path@x"));
@@ -74,6 +74,6 @@ TEST(Hooks, ADeadlineThatPassesAsTheHookExitsIsHarmless) {
         ::waitid(P_ALL, 0, &info, WEXITED | WNOWAIT);  // the hook has exited, unreaped
         std::this_thread::sleep_until(started + 2 * timeout);
     });
-    EXPECT_EQ(run.summary, "exited 0");
-    EXPECT_TRUE(run.ok);
+    ASSERT_TRUE(run.ok()) << run.error();
+    EXPECT_EQ(run.value(), "exited 0");
 }

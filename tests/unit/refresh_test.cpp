@@ -49,8 +49,11 @@ class Refresh : public ::testing::Test {
                 "instances: [{org: org_a, id: inst_1, name: prod}]\n",
             "test.yaml");
         instance = cfg.instances[0];
-        services = std::make_shared<Services>(ioc.get_executor(), cfg, pool);
-        services->client = fake;
+        services = std::make_shared<Services>(
+            ioc.get_executor(), cfg, pool,
+            [fake = fake](auto, const ClientOptions&) -> std::shared_ptr<HttpClient> {
+                return fake;
+            });
         EXPECT_TRUE(services->store.prepare().ok());
         EXPECT_TRUE(services->state_store.prepare().ok());
     }
@@ -91,14 +94,14 @@ TEST_F(Refresh, InstallsAValidCaThenSeesItUnchanged) {
     const auto pem = test::make_cert_pem();
     stage(200, json_for(pem));
     auto r = run();
-    ASSERT_TRUE(r.ok) << r.error;
+    ASSERT_TRUE(r.ok()) << r.error();
     EXPECT_EQ(r.change, Change::created);
     EXPECT_EQ(file(), pem);
     EXPECT_EQ(fake->seen_target, "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
     EXPECT_EQ(fake->seen_token, "tok-123.secret");
 
     auto again = run();
-    ASSERT_TRUE(again.ok);
+    ASSERT_TRUE(again.ok());
     EXPECT_EQ(again.change, Change::unchanged);
 
     const auto rotated = test::make_cert_pem({.cn = "Next CA"});
@@ -114,18 +117,18 @@ TEST_F(Refresh, ASinglePassKeepsNoStateInMemoryAndStillKeepsThePreviousCa) {
     services->state_files.emplace();  // state_dir listed empty at start-up
     const auto pem = test::make_cert_pem();
     stage(200, json_for(pem));
-    ASSERT_TRUE(run().ok);
+    ASSERT_TRUE(run().ok());
     EXPECT_TRUE(services->states.empty());
 
     const auto rotated = test::make_cert_pem({.cn = "Next CA"});
     stage(200, json_for(rotated));
     auto r = run();
-    ASSERT_TRUE(r.ok) << r.error;
+    ASSERT_TRUE(r.ok()) << r.error();
     EXPECT_TRUE(services->states.empty());
     EXPECT_EQ(file(), rotated + pem) << "the previous CA kept";
 
     auto again = run();  // the next pass: what is kept comes from state_dir
-    ASSERT_TRUE(again.ok) << again.error;
+    ASSERT_TRUE(again.ok()) << again.error();
     EXPECT_EQ(again.change, Change::unchanged);
     EXPECT_EQ(file(), rotated + pem);
 
@@ -141,7 +144,7 @@ TEST_F(Refresh, ASinglePassKeepsNoStateInMemoryAndStillKeepsThePreviousCa) {
         out << serialize_state(state.value());
     }
     auto ended = run();
-    ASSERT_TRUE(ended.ok) << ended.error;
+    ASSERT_TRUE(ended.ok()) << ended.error();
     EXPECT_EQ(file(), rotated) << "an adopted file would have kept the previous CA again";
 }
 
@@ -156,7 +159,7 @@ TEST_F(Refresh, AnOversizedFileInPlaceIsReplacedByTheCa) {
     ASSERT_FALSE(services->store.read_up_to("prod.crt", CertStore::loop_read_limit));
     stage(200, json_for(pem));
     auto r = run();
-    ASSERT_TRUE(r.ok) << r.error;
+    ASSERT_TRUE(r.ok()) << r.error();
     EXPECT_EQ(r.change, Change::replaced);
     EXPECT_EQ(file(), pem);
 }
@@ -164,67 +167,73 @@ TEST_F(Refresh, AnOversizedFileInPlaceIsReplacedByTheCa) {
 TEST_F(Refresh, BadAnswersNeverReplaceAGoodFile) {
     const auto good = test::make_cert_pem();
     stage(200, json_for(good));
-    ASSERT_TRUE(run().ok);
+    ASSERT_TRUE(run().ok());
 
     const std::string where =
         "GET /api/v1/orgs/org_a/instances/inst_1/secrets/certificate on https://api.example: ";
     struct Case {
         unsigned status;
         std::string body, error;
+        Stage stage;
     };
     const std::vector<Case> cases{
-        {404, "\"Secret not found\"", where + "HTTP 404: Secret not found"},
-        {200, "{}", where + "response is {}: the instance's secret holds no CA"},
-        {200, "<html>", where + "response is not JSON"},
+        {404, "\"Secret not found\"", where + "HTTP 404: Secret not found", Stage::http},
+        {200, "{}", where + "response is {}: the instance's secret holds no CA", Stage::response},
+        {200, "<html>", where + "response is not JSON", Stage::response},
         {200, json_for(test::make_cert_pem({.cn = "leaf", .ca = false})),
-         where + "invalid CA: certificate 'CN=leaf' is not a CA"},
-        {200, json_for("garbage"), where + "invalid CA: no PEM CERTIFICATE block found"},
+         where + "invalid CA: certificate 'CN=leaf' is not a CA", Stage::validate},
+        {200, json_for("garbage"), where + "invalid CA: no PEM CERTIFICATE block found",
+         Stage::validate},
     };
     for (const auto& c : cases) {
         stage(c.status, c.body);
         auto r = run();
-        EXPECT_FALSE(r.ok);
-        EXPECT_EQ(r.error.rfind(c.error, 0), 0u) << r.error;
+        ASSERT_FALSE(r.ok());
+        EXPECT_EQ(r.error().rfind(c.error, 0), 0u) << r.error();
+        EXPECT_STREQ(stage_name(r.failure->stage), stage_name(c.stage)) << r.error();
         EXPECT_EQ(file(), good);
     }
-    fake->next = fail("TLS handshake with https://api.example: certificate verify failed");
+    fake->next = fail(Stage::tls, "TLS handshake with https://api.example: certificate verify failed");
     auto r = run();
-    EXPECT_EQ(r.error, where + "TLS handshake with https://api.example: certificate verify failed");
+    EXPECT_EQ(r.error(), where + "TLS handshake with https://api.example: certificate verify failed");
+    EXPECT_EQ(r.failure->stage, Stage::tls);
+    EXPECT_EQ(r.unreachable_origin, "https://api.example") << "nothing reached the API";
     EXPECT_EQ(file(), good);
     // Only a body whose CA validated is remembered, so a bad one is judged anew each time.
-    EXPECT_EQ(services->extracted.size(), 1u);
-    EXPECT_TRUE(services->extracted.contains(json_for(good)));
+    EXPECT_EQ(services->seen.extracted.size(), 1u);
+    EXPECT_TRUE(services->seen.extracted.contains(json_for(good)));
 }
 
 TEST_F(Refresh, RedirectsAreNotFollowed) {
     fake->next = HttpResponse{302, "", "https://evil.example/steal", std::nullopt};
     auto r = run();
-    EXPECT_FALSE(r.ok);
-    EXPECT_NE(r.error.find("HTTP 302: redirect to 'https://evil.example/steal' not followed"),
+    EXPECT_FALSE(r.ok());
+    EXPECT_NE(r.error().find("HTTP 302: redirect to 'https://evil.example/steal' not followed"),
               std::string::npos)
-        << r.error;
+        << r.error();
     EXPECT_EQ(fake->calls, 1);
 }
 
 TEST_F(Refresh, TheTokenNeverReachesAnError) {
     stage(401, "\"invalid token tok-123.secret\"");
     auto r = run();
-    EXPECT_EQ(r.error.find("tok-123.secret"), std::string::npos) << r.error;
-    EXPECT_NE(r.error.find("HTTP 401: invalid token [redacted]"), std::string::npos) << r.error;
+    EXPECT_EQ(r.error().find("tok-123.secret"), std::string::npos) << r.error();
+    EXPECT_NE(r.error().find("HTTP 401: invalid token [redacted]"), std::string::npos) << r.error();
 }
 
 TEST_F(Refresh, RetryAfterIsPassedToTheScheduler) {
     stage(503, "\"busy\"", std::chrono::seconds(7));
     auto r = run();
-    EXPECT_FALSE(r.ok);
+    EXPECT_FALSE(r.ok());
     EXPECT_EQ(r.retry_after, std::chrono::seconds(7));
 }
 
 TEST_F(Refresh, AMissingTokenFailsBeforeAnyRequest) {
     ::unsetenv("ROOTCERTD_TEST_REFRESH_TOKEN");
     auto r = run();
-    EXPECT_FALSE(r.ok);
-    EXPECT_NE(r.error.find("ROOTCERTD_TEST_REFRESH_TOKEN is not set"), std::string::npos);
+    EXPECT_FALSE(r.ok());
+    EXPECT_NE(r.error().find("ROOTCERTD_TEST_REFRESH_TOKEN is not set"), std::string::npos);
+    EXPECT_EQ(r.failure->stage, Stage::token);
     EXPECT_EQ(fake->calls, 0);
 }
 
@@ -248,7 +257,7 @@ TEST_F(Refresh, ConcurrentValidationsOfTheSameBytesShareOneResult) {
                               });
     }
     ioc.poll();  // all six started; the pool is held, so nothing has finished
-    EXPECT_EQ(services->validating.size(), 2u) << "one validation per distinct bytes";
+    EXPECT_EQ(services->seen.validating.size(), 2u) << "one validation per distinct bytes";
     release.set_value();
     ioc.restart();
     ioc.run();
@@ -259,6 +268,6 @@ TEST_F(Refresh, ConcurrentValidationsOfTheSameBytesShareOneResult) {
             EXPECT_EQ(got[i]->value().newest().subject, "CN=Shared CA");
         }
     }
-    EXPECT_TRUE(services->validating.empty());
-    EXPECT_EQ(services->validated.size(), 1u);  // only good bytes are remembered
+    EXPECT_TRUE(services->seen.validating.empty());
+    EXPECT_EQ(services->seen.validated.size(), 1u);  // only good bytes are remembered
 }

@@ -65,7 +65,7 @@ TEST(Scheduler, RefreshesAtOnceThenOnCadenceUntilStopped) {
     scheduler.start("a", {}, {.interval = 1ms, .jitter = 0.1, .retry_min = 1ms, .retry_max = 1ms},
                     [&]() -> boost::asio::awaitable<RefreshResult> {
                         if (++runs == 3) scheduler.stop("a");
-                        co_return RefreshResult{.ok = true};
+                        co_return RefreshResult{};
                     });
     EXPECT_EQ(scheduler.alive(), 1u);
     ioc.run();
@@ -81,11 +81,11 @@ TEST(Scheduler, FailingInstanceRetriesWithoutHoldingUpOthers) {
     const RetryPolicy fast{.interval = 2ms, .jitter = 0, .retry_min = 1ms, .retry_max = 1ms};
     scheduler.start("bad", {}, fast, [&]() -> boost::asio::awaitable<RefreshResult> {
         ++failing;
-        co_return RefreshResult{.ok = false, .error = "HTTP 500"};
+        co_return RefreshResult{.failure = fail(Stage::http, "HTTP 500")};
     });
     scheduler.start("good", {}, fast, [&]() -> boost::asio::awaitable<RefreshResult> {
         if (++healthy == 5) scheduler.stop_all();
-        co_return RefreshResult{.ok = true};
+        co_return RefreshResult{};
     });
     ioc.run();
     EXPECT_EQ(healthy, 5);
@@ -113,13 +113,13 @@ TEST(Scheduler, StartingANameAgainReplacesItsLoop) {
     const RetryPolicy slow{.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h};
     scheduler.start("x", {}, slow, [&]() -> boost::asio::awaitable<RefreshResult> {
         ++old_runs;
-        co_return RefreshResult{.ok = true};
+        co_return RefreshResult{};
     });
     while (old_runs == 0) ioc.run_one();  // up to the old loop's first refresh
     scheduler.start("x", {}, slow, [&]() -> boost::asio::awaitable<RefreshResult> {
         ++new_runs;
         scheduler.stop_all();
-        co_return RefreshResult{.ok = true};
+        co_return RefreshResult{};
     });
     ioc.run();
     EXPECT_EQ(old_runs, 1);
@@ -135,11 +135,11 @@ TEST(Scheduler, ACheckThatFindsTheServerRotatedRefreshesAtOnce) {
         "x", {}, {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
         [&]() -> boost::asio::awaitable<RefreshResult> {
             if (++runs == 2) scheduler.stop_all();
-            co_return RefreshResult{.ok = true};
+            co_return RefreshResult{};
         },
         Scheduler::Checker{[&]() -> boost::asio::awaitable<CheckResult> {
                                ++checks;
-                               co_return CheckResult{.problem = "rotated", .refresh_now = true};
+                               co_return CheckResult{.problem = fail(Stage::live, "rotated"), .refresh_now = true};
                            },
                            1ms});
     ioc.run();
@@ -155,11 +155,11 @@ TEST(Scheduler, ChecksDoNotBypassTheBackoffOfAFailingInstance) {
         "x", {}, {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
         [&]() -> boost::asio::awaitable<RefreshResult> {
             ++runs;
-            co_return RefreshResult{.ok = false, .error = "API still serves the old CA"};
+            co_return RefreshResult{.failure = fail(Stage::live, "API still serves the old CA")};
         },
         Scheduler::Checker{[&]() -> boost::asio::awaitable<CheckResult> {
                                if (++checks == 3) scheduler.stop_all();
-                               co_return CheckResult{.problem = "rotated", .refresh_now = true};
+                               co_return CheckResult{.problem = fail(Stage::live, "rotated"), .refresh_now = true};
                            },
                            1ms});
     ioc.run();
@@ -180,7 +180,7 @@ TEST(Scheduler, WithAdmissionAJobRunsOnlyWhileItHoldsASlot) {
             ++runs;
             slot_held_during_job = !admission.try_send(boost::system::error_code{});
             scheduler.stop("a");
-            co_return RefreshResult{.ok = true};
+            co_return RefreshResult{};
         },
         std::nullopt, &admission);
     ioc.poll();
@@ -212,11 +212,12 @@ TEST(Scheduler, AnUnreachableApiIsLoggedOnceForAllItsInstances) {
             if (failures < 9) {  // about three failed attempts each
                 ++failures;
                 co_return RefreshResult{
-                    .error = "GET /orgs/o/instances/" + name + " on https://api: connect refused",
-                    .unreachable = RefreshResult::Unreachable{"https://api", "connect refused"}};
+                    .failure = fail(Stage::connect, "GET /orgs/o/instances/" + name +
+                                                        " on https://api: connect refused"),
+                    .unreachable_origin = "https://api"};
             }
             if (++successes == 3) scheduler.stop_all();
-            co_return RefreshResult{.ok = true};
+            co_return RefreshResult{};
         });
     }
     ioc.run();

@@ -13,7 +13,8 @@
 namespace rootcertd {
 
 // Runs F on the blocking pool and resumes on the caller's executor. Plain
-// handlers, not a lambda coroutine: GCC 12 mishandles captures in those.
+// handlers, not a lambda coroutine (GCC12-COROUTINE-LAMBDA: GCC 12
+// mishandles the captures of those).
 template <class F>
 boost::asio::awaitable<std::invoke_result_t<F&>> run_blocking(boost::asio::thread_pool& pool, F f) {
     using R = std::invoke_result_t<F&>;

@@ -58,7 +58,6 @@ struct Instance {
     std::optional<std::string> user;
     std::optional<Hook> on_change;  // its own or the global one
 
-    std::string url_path() const;  // /api/v1/orgs/{org}/instances/{id}/secrets/certificate
     bool operator==(const Instance&) const = default;
 };
 

@@ -9,13 +9,13 @@
 #include <vector>
 
 #include "rootcertd/config.hpp"
+#include "rootcertd/outcome.hpp"
 
 namespace rootcertd {
 
-struct HookRun {
-    bool ok = false;
-    std::string summary;  // "exited 0", "exited 3", "killed after 30000 ms", "cannot start: ..."
-};
+// "exited 0" when the command succeeded; else a Stage::hook failure: "exited
+// 3", "killed after 30000 ms", "killed by signal ...", "cannot start ...".
+using HookRun = Outcome<std::string>;
 
 // Whether environment variable NAME=VALUE is kept from every hook: systemd's
 // plumbing (NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, CREDENTIALS_DIRECTORY,

@@ -3,6 +3,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,37 +17,18 @@
 #include "rootcertd/config.hpp"
 #include "rootcertd/install_queue.hpp"
 #include "rootcertd/rotation.hpp"
-#include "rootcertd/scheduler_types.hpp"
+#include "rootcertd/reporter.hpp"
+#include "rootcertd/results.hpp"
 #include "rootcertd/semaphore.hpp"
+#include "rootcertd/tembo_source.hpp"
 #include "rootcertd/token_source.hpp"
 
 namespace rootcertd {
 
-struct RefreshResult {
-    bool ok = false;
-    std::string error;  // "GET <path> on <origin>: <reason>"; never the token
-    std::optional<Duration> retry_after;
-    // What the refresh did to the file, and what the file now holds: set
-    // once it was installed, even when the live check after it failed.
-    Change change = Change::unchanged;
-    std::optional<CertBundle> bundle;
-    std::string warning;               // worth an operator's attention, file still fine
-    unsigned http_status = 0;          // of the API's answer, when there was one
-    std::optional<SysTime> token_expiry;
-    std::optional<bool> live_ok;  // the server verified against the installed file
-    std::optional<SysTime> server_not_after;
-    // Set when the API origin could not be reached at all: the origin and the
-    // client's reason, the same for every instance behind it.
-    struct Unreachable {
-        std::string origin, reason;
-    };
-    std::optional<Unreachable> unreachable;
-};
 
 // What was derived from some exact bytes (a response body, a PEM bundle),
 // kept for when the same bytes come again. An ordered map: a lookup is a few
-// memcmp()s, cheaper than hashing the bytes (SHA-256 here cost 9% of a warm
-// pass). Bounded in entries and bytes: reaching either starts it over, since
+// memcmp()s, cheaper than hashing the bytes (bench/RESULTS.md). Bounded in entries and bytes: reaching either starts it over, since
 // the working set is a few CAs. Event loop only.
 template <class V>
 class BytesCache {
@@ -80,10 +62,30 @@ class BytesCache {
 // How many refreshes may be under way at once: 4 x concurrency, at least 64.
 std::size_t admission_slots(const Config& config);
 
+// What was derived from bytes seen before, so that the same bytes are not
+// parsed again: instances of one data plane are all served the same CA.
+struct ContentCaches {
+    // Bundles validated before, keyed by the exact bytes served (X.509
+    // parsing is costly in OpenSSL 3).
+    BytesCache<CertBundle> validated;
+    // The "ca.crt" of 200 bodies whose CA validated, keyed by the whole body.
+    BytesCache<std::string> extracted;
+    // Validations under way, by the same key: refreshes that receive the same
+    // new bytes meanwhile wait for that one result instead of parsing again
+    // (a cold start of a fleet would otherwise parse one CA per admission slot).
+    struct Validation;
+    std::map<std::string, std::shared_ptr<Validation>, std::less<>> validating;
+};
+
+// Makes the HTTPS client a Services uses; tests pass one that plays the API.
+using ClientFactory = std::function<std::shared_ptr<HttpClient>(boost::asio::any_io_executor,
+                                                                const ClientOptions&)>;
+
 // What every refresh shares; rebuilt when a reload changes global settings.
 struct Services {
     Services(boost::asio::any_io_executor ex, Config config,
-             boost::asio::thread_pool& blocking_pool);
+             boost::asio::thread_pool& blocking_pool,
+             const ClientFactory& make_client = make_https_client);
 
     Config config;
     ProxyRoute proxy;                         // api.proxy or the environment's
@@ -104,23 +106,13 @@ struct Services {
     // --once: each instance is refreshed once, so a refresh that ends well
     // leaves no state in `states` (5,000 of them cost ~3 ms to free at exit).
     bool single_pass = false;
-    // Bundles validated before, keyed by the exact bytes served: the same CA
-    // (instances of one data plane share it) is parsed once, not per
-    // instance and refresh (X.509 parsing is costly in OpenSSL 3).
-    BytesCache<CertBundle> validated;
-    // The "ca.crt" of 200 bodies whose CA validated, keyed by the whole body.
-    BytesCache<std::string> extracted;
-    // Validations under way, by the same key: refreshes that receive the same
-    // new bytes meanwhile wait for that one result instead of parsing again
-    // (a cold start of a fleet would otherwise parse one CA per admission slot).
-    struct Validation;
-    std::map<std::string, std::shared_ptr<Validation>, std::less<>> validating;
+    ContentCaches seen;
     boost::asio::thread_pool& blocking;  // fsync and file reads run here
-    Semaphore slots;                     // API requests in flight: config.concurrency
+    Semaphore requests_in_flight;        // API requests: at most config.concurrency
     // Refreshes under way, taken by whoever starts one (the scheduler's loop,
     // --once) before the refresh's frames exist: it bounds memory, and up to
     // 4 x concurrency installs can gather into one durable batch.
-    Semaphore admission;
+    Semaphore refreshes_admitted;
     // Warnings about the token (its file's mode, its expiry) are the same for
     // every instance: logged once, and again hourly while they last.
     FailureLog token_warnings;

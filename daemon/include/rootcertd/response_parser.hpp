@@ -2,7 +2,8 @@
 //
 // Beast's response_parser stores every header field in an allocation of its
 // own and builds a message around them: nginx sends eight, and storing and
-// freeing them was 4% of a warm pass (callgrind). This parser is the same
+// freeing them showed in a warm pass (docs/architecture.md, "A lean response
+// parser"). This parser is the same
 // Beast state machine (same syntax, limits and errors) with the fields it
 // does not need dropped as they arrive. fuzz_http_response checks that it
 // reads what response_parser reads.

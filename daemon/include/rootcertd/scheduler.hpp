@@ -14,6 +14,7 @@
 #include "rootcertd/config.hpp"
 #include "rootcertd/logging.hpp"
 #include "rootcertd/refresh.hpp"
+#include "rootcertd/reporter.hpp"
 #include "rootcertd/semaphore.hpp"
 
 namespace rootcertd {
@@ -73,9 +74,7 @@ class Scheduler {
     struct Loop {
         boost::asio::cancellation_signal cancel;
     };
-    // Origins that could not be reached, shared by the loops of all their
-    // instances: an outage of the API is logged once, not once per instance.
-    std::map<std::string, FailureLog> unreachable_;
+    Reporter reporter_;  // the log lines of every loop's refreshes
     boost::asio::awaitable<void> run(std::string name, LogFields labels, RetryPolicy policy,
                                      Job job, std::optional<Checker> checker, Semaphore* admission);
 

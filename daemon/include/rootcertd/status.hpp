@@ -10,6 +10,7 @@
 
 #include "rootcertd/cert_bundle.hpp"
 #include "rootcertd/config.hpp"
+#include "rootcertd/results.hpp"
 
 namespace rootcertd {
 
@@ -46,6 +47,20 @@ class StatusBoard {
     // Makes the board list exactly CONFIG's instances, keeping what it knew
     // about those that stay.
     void sync(const Config& config);
+
+    // What each event says about an instance, recorded by the board itself.
+    // An instance a reload removed meanwhile is not recorded.
+    // After a refresh that took TOOK_SECONDS:
+    void record_refresh(const std::string& name, const RefreshResult& result,
+                        double took_seconds);
+    // After a live check between refreshes:
+    void record_check(const std::string& name, const CheckResult& check);
+    // After an on_change hook ended:
+    void record_hook(const std::string& name, bool ok);
+    // A valid file found at start-up: counts until a refresh says otherwise.
+    void record_found(const std::string& name, const CertBundle& bundle);
+    // When the instance's next refresh is due.
+    void record_schedule(const std::string& name, SysTime next);
 
     InstanceStatus* find(const std::string& name);
     const std::map<std::string, InstanceStatus>& instances() const { return instances_; }

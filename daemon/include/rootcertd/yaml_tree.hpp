@@ -1,17 +1,15 @@
 // A YAML document read through yaml-cpp's event parser into one flat arena.
 //
-// YAML::Load builds a graph of shared_ptr'd nodes: for a 5,000-instance
-// config, building and destroying it cost 40% of loading the file (callgrind),
-// and it held megabytes while the daemon started. The config reader only
-// walks the document once, so a read-only arena of plain nodes is enough:
-// the same scanner and parser (same syntax, same errors, same marks), no graph.
+// YAML::Load builds a graph of shared_ptr'd nodes, which for a large config
+// was much of loading the file and held megabytes while the daemon started
+// (docs/architecture.md, "Config as events"). The config reader walks the
+// document once, so a read-only arena of plain nodes is enough: the same
+// scanner and parser (same syntax, same errors, same marks), no graph.
 //
-// yaml-cpp itself still costs ~1,000 instructions per byte (its scanner
-// tries regular expressions at every token): 187M instructions, ~40 ms, for
-// a 5,000-instance file of 184 KB. Fleets generate their configs, often as
-// JSON, so a text that is plain JSON may be read by Boost.JSON's parser
-// instead: 10M instructions for that file, but no line and column marks. A
-// caller that reports an error reads the text again with them (see Marks).
+// yaml-cpp's scanner is still slow per byte. Fleets generate their configs,
+// often as JSON, so a text that is plain JSON may be read by Boost.JSON's
+// parser instead, much faster but without line and column marks. A caller
+// that reports an error reads the text again with them (see Marks).
 #pragma once
 
 #include <yaml-cpp/mark.h>

@@ -1,0 +1,61 @@
+// The log lines refresh outcomes produce, the same for the daemon and --once.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "rootcertd/config.hpp"
+#include "rootcertd/logging.hpp"
+#include "rootcertd/results.hpp"
+
+namespace rootcertd {
+
+// Decides which failures reach the log so a persistent one does not flood it:
+// a new or changed reason always, the same reason again once an hour.
+class FailureLog {
+  public:
+    enum class Verdict { log, repeat, quiet };
+    Verdict on_failure(const std::string& reason, std::chrono::steady_clock::time_point now);
+    // Failures since the last success; resets to 0.
+    unsigned on_success();
+    unsigned failures() const { return count_; }
+
+  private:
+    std::string last_;
+    std::chrono::steady_clock::time_point last_logged_{};
+    unsigned count_ = 0;
+};
+
+// What the log already said about one instance's refreshes.
+struct InstanceLog {
+    FailureLog failures, warnings;
+    std::optional<std::string> outage;  // the unreachable origin its last refresh met
+};
+
+// Logs refresh outcomes so that a persistent failure does not flood the log:
+// a failure when it starts or changes (and hourly while it lasts), a
+// recovery once, and an API origin that cannot be reached once for all the
+// instances behind it (the others at debug level). Every line carries the
+// instance's name, org and id as structured fields. Event loop only.
+class Reporter {
+  public:
+    // After a refresh of instance NAME, whose lines carry LABELS. RETRY is
+    // when the daemon tries again, or nullopt for --once, whose failures are
+    // errors; NOW orders repeats.
+    void refreshed(const std::string& name, const LogFields& labels, const RefreshResult& result,
+                   InstanceLog& log, std::optional<Duration> retry,
+                   std::chrono::steady_clock::time_point now);
+
+    // --once, at the end: "N instance(s) could not reach ORIGIN", per origin.
+    void summarize_unreachable() const;
+
+  private:
+    std::map<std::string, FailureLog> unreachable_;  // by origin, shared by its instances
+};
+
+// "250ms", "30s", "5m", "2h": a delay as an operator reads it.
+std::string human(Duration d);
+
+}  // namespace rootcertd

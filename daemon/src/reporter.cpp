@@ -1,0 +1,123 @@
+#include "rootcertd/reporter.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace rootcertd {
+
+FailureLog::Verdict FailureLog::on_failure(const std::string& reason,
+                                            std::chrono::steady_clock::time_point now) {
+    ++count_;
+    if (reason != last_) {
+        last_ = reason;
+        last_logged_ = now;
+        return Verdict::log;
+    }
+    if (now - last_logged_ >= std::chrono::hours(1)) {
+        last_logged_ = now;
+        return Verdict::repeat;
+    }
+    return Verdict::quiet;
+}
+
+unsigned FailureLog::on_success() {
+    last_.clear();
+    return std::exchange(count_, 0);
+}
+
+std::string human(Duration d) {
+    const auto ms = d.count();
+    if (ms < 10'000) return std::to_string(ms) + "ms";
+    if (ms < 600'000) return std::to_string(ms / 1000) + "s";
+    if (ms < 36'000'000) return std::to_string(ms / 60'000) + "m";
+    return std::to_string(ms / 3'600'000) + "h";
+}
+
+void Reporter::refreshed(const std::string& name, const LogFields& labels, const RefreshResult& r,
+                         InstanceLog& log, std::optional<Duration> retry,
+                         std::chrono::steady_clock::time_point now) {
+    const auto say = [&](spdlog::level::level_enum level, const std::string& text,
+                         const LogFields& extra = {}) {
+        LogFields fields = labels;
+        fields.insert(fields.end(), extra.begin(), extra.end());
+        log_event(level, name + ": " + text, fields);
+    };
+    // A daemon retries, so a failure is a warning; --once ends with it.
+    const auto failure_level = retry ? spdlog::level::warn : spdlog::level::err;
+    const std::string retrying = retry ? "; retrying in " + human(*retry) : "";
+
+    if (r.warning.empty()) {
+        log.warnings.on_success();
+    } else if (log.warnings.on_failure(r.warning, now) != FailureLog::Verdict::quiet) {
+        say(spdlog::level::warn, r.warning);
+    }
+    if (log.outage && !r.unreachable_origin) {
+        if (const auto n = unreachable_[*log.outage].on_success(); n > 0) {
+            say(spdlog::level::info, *log.outage + " answers again after " + std::to_string(n) +
+                                         " failed refresh(es) of its instances");
+        }
+        log.outage.reset();
+    }
+    if (r.ok()) {
+        if (const auto n = log.failures.on_success(); n > 0) {
+            say(spdlog::level::info, "recovered after " + std::to_string(n) + " failed attempt(s)");
+        }
+        if (retry) spdlog::debug("{}: refreshed; next in {}", name, human(*retry));
+        return;
+    }
+    const std::string& error = r.error();
+    LogFields detail{{"error", error}, {"stage", stage_name(r.failure->stage)}};
+    if (r.http_status != 0) detail.emplace_back("status", std::to_string(r.http_status));
+    // A failure repeats when its stage and status do, whatever details its
+    // message carries (a timing, a peer's changing words).
+    const std::string key =
+        std::string(stage_name(r.failure->stage)) + " " + std::to_string(r.http_status);
+    if (r.unreachable_origin) {  // logged for the origin, by whichever instance meets it first
+        const auto& origin = *r.unreachable_origin;
+        log.outage = origin;
+        auto& origin_log = unreachable_[origin];
+        switch (origin_log.on_failure(key, now)) {
+            case FailureLog::Verdict::log:
+                say(failure_level,
+                    "refresh failed: " + error + retrying +
+                        "; other instances that cannot reach " + origin +
+                        (retry ? " are logged at debug level until it answers"
+                               : " are counted at the end"),
+                    detail);
+                break;
+            case FailureLog::Verdict::repeat:
+                say(failure_level,
+                    origin + " still unreachable after " + std::to_string(origin_log.failures()) +
+                        " failed refresh(es) of its instances: " + error,
+                    detail);
+                break;
+            case FailureLog::Verdict::quiet:
+                spdlog::debug("{}: refresh failed: {}", name, error);
+                break;
+        }
+        return;
+    }
+    switch (log.failures.on_failure(key, now)) {
+        case FailureLog::Verdict::log:
+            say(failure_level, "refresh failed: " + error + retrying, detail);
+            break;
+        case FailureLog::Verdict::repeat:
+            say(failure_level,
+                "still failing after " + std::to_string(log.failures.failures()) +
+                    " attempts: " + error + retrying,
+                detail);
+            break;
+        case FailureLog::Verdict::quiet:
+            spdlog::debug("{}: refresh failed again: {}", name, error);
+            break;
+    }
+}
+
+void Reporter::summarize_unreachable() const {
+    for (const auto& [origin, log] : unreachable_) {
+        if (log.failures() > 0) {
+            spdlog::error("{} instance(s) could not reach {}", log.failures(), origin);
+        }
+    }
+}
+
+}  // namespace rootcertd
