@@ -173,8 +173,8 @@ class App {
             if (next == s->config.instances.size()) return;
             const auto& inst = s->config.instances[next++];
             asio::co_spawn(ioc_, refresh_and_record(s, inst),
-                           [&, s, name = inst.name, labels = labels_of(inst)](
-                               std::exception_ptr e, RefreshResult r) {
+                           [&, s, name = inst.name, labels = labels_of(inst)](std::exception_ptr e,
+                                                                              RefreshResult r) {
                                if (e) r.failure = fail("aborted");
                                if (!r.ok()) ++failed;
                                InstanceLog log;
@@ -210,8 +210,9 @@ class App {
         };
         scheduler_.on_scheduled = [this](const std::string& name,
                                          std::chrono::steady_clock::time_point at) {
-            board_.record_schedule(name, sys_now() + std::chrono::duration_cast<std::chrono::seconds>(
-                                                        at - std::chrono::steady_clock::now()));
+            board_.record_schedule(name,
+                                   sys_now() + std::chrono::duration_cast<std::chrono::seconds>(
+                                                   at - std::chrono::steady_clock::now()));
         };
         if (services_->config.metrics_listen) {
             try {
@@ -233,7 +234,8 @@ class App {
         spdlog::info("rootcertd {} started: {} instance(s), certs in {}", ROOTCERTD_VERSION,
                      services_->config.instances.size(), services_->config.cert_dir.string());
         start_all(services_);
-        ready_deadline_.expires_after(std::min<Duration>(services_->config.timeout, max_ready_wait));
+        ready_deadline_.expires_after(
+            std::min<Duration>(services_->config.timeout, max_ready_wait));
         ready_deadline_.async_wait([this](boost::system::error_code ec) {
             if (ec || ready_sent_) return;
             ready_wait_over_ = true;
@@ -290,7 +292,8 @@ class App {
         }
         scheduler_.start(
             inst.name, labels_of(inst), policy,
-            [this, s, inst] { return refresh_and_record(s, inst); }, checker, &s->refreshes_admitted);
+            [this, s, inst] { return refresh_and_record(s, inst); }, checker,
+            &s->refreshes_admitted);
     }
 
     asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s, Instance inst) {
@@ -349,22 +352,21 @@ class App {
         std::vector<std::string> hidden;
         if (s->config.token_env) hidden.push_back(*s->config.token_env);
         ++hooks_running_;
-        asio::co_spawn(
-            ioc_,
-            run_hook(ioc_.get_executor(), *inst.on_change,
-                     {{"ROOTCERTD_NAME", inst.name},
-                      {"ROOTCERTD_PATH", s->config.cert_path(inst).string()},
-                      {"ROOTCERTD_SHA256", b.certs.front().sha256}},
-                     hidden, inst.name),
-            [this, inst](std::exception_ptr e, HookRun run) {
-                if (e) run = fail(Stage::hook, "aborted");
-                board_.record_hook(inst.name, run.ok());
-                log_event(run ? spdlog::level::info : spdlog::level::warn,
-                          inst.name + ": on_change " + inst.on_change->command[0] + " " +
-                              (run ? run.value() : run.error()),
-                          labels_of(inst));
-                if (--hooks_running_ == 0 && once_done_) ioc_.stop();
-            });
+        asio::co_spawn(ioc_,
+                       run_hook(ioc_.get_executor(), *inst.on_change,
+                                {{"ROOTCERTD_NAME", inst.name},
+                                 {"ROOTCERTD_PATH", s->config.cert_path(inst).string()},
+                                 {"ROOTCERTD_SHA256", b.certs.front().sha256}},
+                                hidden, inst.name),
+                       [this, inst](std::exception_ptr e, HookRun run) {
+                           if (e) run = fail(Stage::hook, "aborted");
+                           board_.record_hook(inst.name, run.ok());
+                           log_event(run ? spdlog::level::info : spdlog::level::warn,
+                                     inst.name + ": on_change " + inst.on_change->command[0] + " " +
+                                         (run ? run.value() : run.error()),
+                                     labels_of(inst));
+                           if (--hooks_running_ == 0 && once_done_) ioc_.stop();
+                       });
     }
 
     // Files already in place count for readiness until a refresh says

@@ -2,15 +2,14 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <signal.h>
-
 #include <algorithm>
-#include <charconv>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <optional>
 #include <random>
@@ -162,9 +161,8 @@ Outcome<bool> repair(int fd, const struct stat& st, const FileOwnership& own,
                      const std::filesystem::path& path) {
     const bool uid_drift = own.uid && *own.uid != st.st_uid;
     const bool gid_drift = own.gid && *own.gid != st.st_gid;
-    if ((uid_drift || gid_drift) &&
-        ::fchown(fd, uid_drift ? *own.uid : static_cast<uid_t>(-1),
-                 gid_drift ? *own.gid : static_cast<gid_t>(-1)) != 0) {
+    if ((uid_drift || gid_drift) && ::fchown(fd, uid_drift ? *own.uid : static_cast<uid_t>(-1),
+                                             gid_drift ? *own.gid : static_cast<gid_t>(-1)) != 0) {
         return fail(sys_error("chown", path, errno));
     }
     // After chown, which may clear mode bits: the mode is set last.

@@ -453,12 +453,11 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
     auto endpoint = m.parsed<Endpoint>("api_url", parse_https_url);
     if (!endpoint && !cfg.api) raise(m.site(), "no api_url here and no api.url to inherit");
     inst.api = endpoint ? *endpoint : *cfg.api;
-    inst.refresh_interval = m.parsed<Duration>("refresh_interval", positive_duration)
-                                .value_or(cfg.refresh_interval);
+    inst.refresh_interval =
+        m.parsed<Duration>("refresh_interval", positive_duration).value_or(cfg.refresh_interval);
     inst.file = cfg.file;
     read_ownership(m, inst.file);
-    inst.keep_previous =
-        read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
+    inst.keep_previous = read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
     inst.host = service_value(m, "host");
     if (inst.host && (inst.host->empty() || inst.host->find_first_of(" /") != std::string::npos)) {
         raise(m.site("host"), "'" + *inst.host + "' is not a host name or address");

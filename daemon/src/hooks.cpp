@@ -51,9 +51,8 @@ bool carries_credentials(std::string_view name, std::string_view value) {
     static constexpr std::string_view proxies[] = {"https_proxy", "HTTPS_PROXY", "http_proxy",
                                                    "HTTP_PROXY",  "all_proxy",   "ALL_PROXY"};
     if (std::find(std::begin(proxies), std::end(proxies), name) == std::end(proxies)) return false;
-    const auto authority = value.substr(value.find("://") == std::string_view::npos
-                                            ? 0
-                                            : value.find("://") + 3);
+    const auto authority =
+        value.substr(value.find("://") == std::string_view::npos ? 0 : value.find("://") + 3);
     return authority.substr(0, authority.find('/')).find('@') != std::string_view::npos;
 }
 
@@ -61,9 +60,9 @@ bool carries_credentials(std::string_view name, std::string_view value) {
 
 bool withheld_from_hooks(std::string_view name, std::string_view value) {
     static constexpr std::string_view systemd[] = {
-        "NOTIFY_SOCKET",  "WATCHDOG_PID",          "WATCHDOG_USEC",  "LISTEN_PID",
-        "LISTEN_FDS",     "LISTEN_FDNAMES",        "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM",
-        "MAINPID",        "MANAGERPID",            "SYSTEMD_EXEC_PID"};
+        "NOTIFY_SOCKET", "WATCHDOG_PID",   "WATCHDOG_USEC",         "LISTEN_PID",
+        "LISTEN_FDS",    "LISTEN_FDNAMES", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM",
+        "MAINPID",       "MANAGERPID",     "SYSTEMD_EXEC_PID"};
     return std::find(std::begin(systemd), std::end(systemd), name) != std::end(systemd) ||
            carries_credentials(name, value);
 }

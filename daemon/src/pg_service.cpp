@@ -69,7 +69,8 @@ Outcome<bool> update_service_file(const std::filesystem::path& path, const Confi
     std::filesystem::path real = path;
     if (std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec))) {
         real = std::filesystem::canonical(path, ec);
-        if (ec) return fail(path.string() + " is a symlink that cannot be followed: " + ec.message());
+        if (ec)
+            return fail(path.string() + " is a symlink that cannot be followed: " + ec.message());
     }
     const CertStore dir(real.parent_path());
     const auto name = real.filename().string();
@@ -80,9 +81,8 @@ Outcome<bool> update_service_file(const std::filesystem::path& path, const Confi
     if (!merged) return fail(real.string() + ": " + merged.error());
     // An existing file keeps its mode, owner and group: it may hold
     // passwords in sections of its own, and be private for that reason.
-    const FileOwnership keep = existing->has_value()
-                                   ? FileOwnership{meta.mode, meta.uid, meta.gid}
-                                   : FileOwnership{0644, {}, {}};
+    const FileOwnership keep = existing->has_value() ? FileOwnership{meta.mode, meta.uid, meta.gid}
+                                                     : FileOwnership{0644, {}, {}};
     auto done = dir.install(name, merged.value(), keep);
     if (!done) return fail(done.error());
     return done->change != Change::unchanged;

@@ -140,9 +140,7 @@ std::string union_of(const std::string& candidate, const std::string& current) {
 std::string server_of(const Instance& inst) { return *inst.host + ":" + std::to_string(inst.port); }
 
 // Appends W to the "; "-separated list of warnings LIST.
-void add_to(std::string& list, const std::string& w) {
-    list += (list.empty() ? "" : "; ") + w;
-}
+void add_to(std::string& list, const std::string& w) { list += (list.empty() ? "" : "; ") + w; }
 
 asio::awaitable<Outcome<PresentedChain>> probe(std::shared_ptr<Services> s, const Instance& inst) {
     return probe_server(s->executor, s->resolver, *inst.host, inst.port,
@@ -286,7 +284,8 @@ asio::awaitable<Outcome<Installed>> commit(std::shared_ptr<Services> s, const In
     if (disk.file && *disk.file == plan.pem && disk.meta.matches(inst.file)) co_return Installed{};
     InstallJob job{inst.name + ".crt", plan.pem, inst.file};  // GCC12-COROUTINE-TEMPORARY
     auto installed = co_await s->installs->install(std::move(job));
-    if (!installed) co_return fail(Stage::install, "install " + inst.name + ": " + installed.error());
+    if (!installed)
+        co_return fail(Stage::install, "install " + inst.name + ": " + installed.error());
     co_return installed;
 }
 
@@ -294,8 +293,8 @@ asio::awaitable<Outcome<Installed>> commit(std::shared_ptr<Services> s, const In
 // Reuses the chain the plan fetched; a server that cannot be reached says
 // nothing either way.
 asio::awaitable<void> verify_live(std::shared_ptr<Services> s, const Instance& inst,
-                                  const std::string& installed,
-                                  std::optional<PresentedChain> chain, RefreshResult& result) {
+                                  const std::string& installed, std::optional<PresentedChain> chain,
+                                  RefreshResult& result) {
     if (!chain) {
         auto probed = co_await probe(s, inst);
         if (!probed) co_return;
@@ -307,10 +306,10 @@ asio::awaitable<void> verify_live(std::shared_ptr<Services> s, const Instance& i
     if (verdict.host_mismatch) {
         add_to(result.warning, verdict.reason);
     } else if (!verdict.ok) {
-        result.failure = fail(Stage::live, "server " + server_of(inst) +
-                                               " does not verify against the installed file (" +
-                                               verdict.reason +
-                                               "); the API has not served its new CA yet");
+        result.failure =
+            fail(Stage::live, "server " + server_of(inst) +
+                                  " does not verify against the installed file (" + verdict.reason +
+                                  "); the API has not served its new CA yet");
     }
 }
 
@@ -342,19 +341,20 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     }
     if (!served) {
         co_return failed(fail(Stage::validate, "GET " + tembo_ca_path(inst) + " on " +
-                                                   inst.api.origin() + ": invalid CA: " +
-                                                   served.error()));
+                                                   inst.api.origin() +
+                                                   ": invalid CA: " + served.error()));
     }
     if (fetched.extracted_from) {
-        s->seen.extracted.put(*fetched.extracted_from, fetched.pem.value(), fetched.pem.value().size());
+        s->seen.extracted.put(*fetched.extracted_from, fetched.pem.value(),
+                              fetched.pem.value().size());
     }
     // 3. Read what the file and the rotation state hold now.
     auto disk = co_await read_current(s, inst);
     if (!disk) co_return failed(fail(Stage::read, "install " + inst.name + ": " + disk.error()));
     const auto entry = rotation_state(*s, inst, disk.value());
     // 4. Plan the file: served CAs, kept ones, and the live server's say.
-    auto plan = co_await plan_file(s, inst, entry->second, served.value(), disk->file, now,
-                                   result.warning);
+    auto plan =
+        co_await plan_file(s, inst, entry->second, served.value(), disk->file, now, result.warning);
     // 5. Commit: the rotation state, then the file, atomically and durably.
     auto installed = co_await commit(s, inst, entry->second, plan, disk.value());
     if (!installed) co_return failed(installed.failure());

@@ -5,7 +5,7 @@
 namespace rootcertd {
 
 FailureLog::Verdict FailureLog::on_failure(const std::string& reason,
-                                            std::chrono::steady_clock::time_point now) {
+                                           std::chrono::steady_clock::time_point now) {
     ++count_;
     if (reason != last_) {
         last_ = reason;
@@ -78,8 +78,8 @@ void Reporter::refreshed(const std::string& name, const LogFields& labels, const
         switch (origin_log.on_failure(key, now)) {
             case FailureLog::Verdict::log:
                 say(failure_level,
-                    "refresh failed: " + error + retrying +
-                        "; other instances that cannot reach " + origin +
+                    "refresh failed: " + error + retrying + "; other instances that cannot reach " +
+                        origin +
                         (retry ? " are logged at debug level until it answers"
                                : " are counted at the end"),
                     detail);

@@ -47,7 +47,8 @@ Composition compose(const RotationState& previous, const CertBundle& served, Dur
                 std::any_of(c.state.kept.begin(), c.state.kept.end(),
                             [&](const KeptCert& k) { return k.sha256 == old.sha256; });
             KeptCert k{old.pem, old.sha256, old.subject,
-                       std::min(now + std::chrono::ceil<std::chrono::seconds>(keep_previous), old.not_after)};
+                       std::min(now + std::chrono::ceil<std::chrono::seconds>(keep_previous),
+                                old.not_after)};
             if (already) continue;
             if (still_kept(k)) {
                 c.state.kept.push_back(std::move(k));

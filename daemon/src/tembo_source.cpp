@@ -34,7 +34,6 @@ void warn_about_token(Services& s, std::optional<SysTime> expiry, SysTime now) {
     }
 }
 
-
 }  // namespace
 
 asio::awaitable<Fetched> fetch_tembo_ca(std::shared_ptr<Services> s, const Instance& inst) {
@@ -54,13 +53,13 @@ asio::awaitable<Fetched> fetch_tembo_ca(std::shared_ptr<Services> s, const Insta
     // 2. The request, one of at most `concurrency` in flight.
     std::optional<Outcome<HttpResponse>> response;
     {
-        co_await s->requests_in_flight.async_send(boost::system::error_code{},
-                                                  asio::use_awaitable);
+        co_await s->requests_in_flight.async_send(boost::system::error_code{}, asio::use_awaitable);
         SlotGuard slot(s->requests_in_flight);
         response = co_await s->client->get(inst.api, target, token.value());
     }
     if (!*response) {
-        out.pem = fail(response->failure().stage, redact(where() + response->error(), token.value()));
+        out.pem =
+            fail(response->failure().stage, redact(where() + response->error(), token.value()));
         co_return out;
     }
     // 3. The answer: never a redirect, else "ca.crt" of a 200.
@@ -68,9 +67,10 @@ asio::awaitable<Fetched> fetch_tembo_ca(std::shared_ptr<Services> s, const Insta
     out.http_status = answer.status;
     out.retry_after = answer.retry_after;
     if (answer.status >= 300 && answer.status < 400) {
-        out.pem = fail(Stage::http, where() + "HTTP " + std::to_string(answer.status) +
-                                        ": redirect to '" + printable_snippet(answer.location) +
-                                        "' not followed (the token only goes to the configured host)");
+        out.pem =
+            fail(Stage::http, where() + "HTTP " + std::to_string(answer.status) +
+                                  ": redirect to '" + printable_snippet(answer.location) +
+                                  "' not followed (the token only goes to the configured host)");
         co_return out;
     }
     // A body whose CA validated before is not parsed again: on a fleet's warm

@@ -36,9 +36,8 @@ int by_subject_from_file(X509_LOOKUP* lookup, X509_LOOKUP_TYPE type, const X509_
     // The store's own objects were searched before this lookup was asked, so
     // a certificate found here came from the file. Asio's loop is the only
     // thread verifying: no lock is needed to read the list.
-    X509_OBJECT* found = X509_OBJECT_retrieve_by_subject(X509_STORE_get0_objects(store),
-                                                         X509_LU_X509,
-                                                         const_cast<X509_NAME*>(name));
+    X509_OBJECT* found = X509_OBJECT_retrieve_by_subject(
+        X509_STORE_get0_objects(store), X509_LU_X509, const_cast<X509_NAME*>(name));
     if (found == nullptr) return 0;
     // As OpenSSL's own lookups do, RET borrows the store's reference (the
     // caller takes its own): set1's extra one is dropped, or it would leak.

@@ -144,8 +144,8 @@ TEST(CertStore, PrepareCreatesTheDirectoryAndRemovesOnlyStaleTemps) {
     // Left by a process that is gone, an hour ago: stale.
     const auto gone = std::to_string(dead_pid());
     const auto stale = dir.write("a/b/certs/.prod.crt.tmp-" + gone + "-0-42", "half");
-    std::filesystem::last_write_time(stale, std::filesystem::file_time_type::clock::now() -
-                                                std::chrono::hours(1));
+    std::filesystem::last_write_time(
+        stale, std::filesystem::file_time_type::clock::now() - std::chrono::hours(1));
     std::ofstream(certs / "prod.crt") << "whole";
     std::ofstream(certs / ".keep") << "mine";
     std::vector<std::string> names;

@@ -22,10 +22,9 @@ namespace {
 HookRun run_to_end(Hook hook, std::function<void()> block_loop = {}) {
     asio::io_context ioc;
     HookRun out;
-    asio::co_spawn(ioc, run_hook(ioc.get_executor(), std::move(hook), {}, {}, "test"),
-                   [&](std::exception_ptr e, HookRun r) {
-                       out = e ? HookRun(fail("threw")) : std::move(r);
-                   });
+    asio::co_spawn(
+        ioc, run_hook(ioc.get_executor(), std::move(hook), {}, {}, "test"),
+        [&](std::exception_ptr e, HookRun r) { out = e ? HookRun(fail("threw")) : std::move(r); });
     if (block_loop) asio::post(ioc, block_loop);
     ioc.run();
     return out;
@@ -50,9 +49,9 @@ TEST(Hooks, GetNoSystemdPlumbingNorSecrets) {
     ::setenv("CREDENTIALS_DIRECTORY", "/run/credentials/rootcertd.service", 1);
     ::setenv("https_proxy", "http://user:secret@proxy:3128", 1);
     ::setenv("HTTP_PROXY", "http://proxy:3128", 1);  // no password: kept
-    const auto run = run_to_end(shell(
-        "test -z \"$NOTIFY_SOCKET$CREDENTIALS_DIRECTORY$https_proxy\" && "
-        "test \"$HTTP_PROXY\" = http://proxy:3128 && test -n \"$PATH\" || exit 7"));
+    const auto run = run_to_end(
+        shell("test -z \"$NOTIFY_SOCKET$CREDENTIALS_DIRECTORY$https_proxy\" && "
+              "test \"$HTTP_PROXY\" = http://proxy:3128 && test -n \"$PATH\" || exit 7"));
     for (const char* v : {"NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY", "https_proxy", "HTTP_PROXY"})
         ::unsetenv(v);
     EXPECT_TRUE(run.ok()) << run.error();

@@ -193,9 +193,11 @@ TEST_F(Refresh, BadAnswersNeverReplaceAGoodFile) {
         EXPECT_STREQ(stage_name(r.failure->stage), stage_name(c.stage)) << r.error();
         EXPECT_EQ(file(), good);
     }
-    fake->next = fail(Stage::tls, "TLS handshake with https://api.example: certificate verify failed");
+    fake->next =
+        fail(Stage::tls, "TLS handshake with https://api.example: certificate verify failed");
     auto r = run();
-    EXPECT_EQ(r.error(), where + "TLS handshake with https://api.example: certificate verify failed");
+    EXPECT_EQ(r.error(),
+              where + "TLS handshake with https://api.example: certificate verify failed");
     EXPECT_EQ(r.failure->stage, Stage::tls);
     EXPECT_EQ(r.unreachable_origin, "https://api.example") << "nothing reached the API";
     EXPECT_EQ(file(), good);

@@ -13,7 +13,7 @@ using namespace std::chrono_literals;
 namespace {
 
 Outcome<std::vector<asio::ip::tcp::endpoint>> lookup(Resolver& r, asio::io_context& ioc,
-                                                      const std::string& host) {
+                                                     const std::string& host) {
     Outcome<std::vector<asio::ip::tcp::endpoint>> out = fail("not run");
     const auto run = [&]() -> asio::awaitable<void> { out = co_await r.resolve(host, 5432, 2s); };
     asio::co_spawn(ioc, run(), asio::detached);

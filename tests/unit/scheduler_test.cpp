@@ -139,7 +139,8 @@ TEST(Scheduler, ACheckThatFindsTheServerRotatedRefreshesAtOnce) {
         },
         Scheduler::Checker{[&]() -> boost::asio::awaitable<CheckResult> {
                                ++checks;
-                               co_return CheckResult{.problem = fail(Stage::live, "rotated"), .refresh_now = true};
+                               co_return CheckResult{.problem = fail(Stage::live, "rotated"),
+                                                     .refresh_now = true};
                            },
                            1ms});
     ioc.run();
@@ -159,7 +160,8 @@ TEST(Scheduler, ChecksDoNotBypassTheBackoffOfAFailingInstance) {
         },
         Scheduler::Checker{[&]() -> boost::asio::awaitable<CheckResult> {
                                if (++checks == 3) scheduler.stop_all();
-                               co_return CheckResult{.problem = fail(Stage::live, "rotated"), .refresh_now = true};
+                               co_return CheckResult{.problem = fail(Stage::live, "rotated"),
+                                                     .refresh_now = true};
                            },
                            1ms});
     ioc.run();

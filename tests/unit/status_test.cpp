@@ -103,7 +103,8 @@ TEST(JwtExpiry, AFarFutureExpIsThatFarAhead) {
     EXPECT_EQ(format_time(*far), "2286-11-20T17:46:39Z");
     EXPECT_GT(*far, sys_now());
     // {"sub":"x","exp":1e300}: no time at all.
-    EXPECT_FALSE(jwt_expiry("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwiZXhwIjoxZSszMDB9.c2ln").has_value());
+    EXPECT_FALSE(
+        jwt_expiry("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwiZXhwIjoxZSszMDB9.c2ln").has_value());
     // The metric an alert compares with time(): positive, and that far.
     StatusBoard board;
     board.global().token_expiry = far;

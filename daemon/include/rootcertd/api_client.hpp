@@ -31,7 +31,7 @@ struct ClientOptions {
     Duration idle_timeout{std::chrono::seconds(30)};  // idle keep-alive connections close after
     std::size_t body_limit = 1 << 20;
     std::size_t header_limit = 16 << 10;
-    ProxyRoute proxy;  // CONNECT tunnels, for the endpoints it does not exempt
+    ProxyRoute proxy;                    // CONNECT tunnels, for the endpoints it does not exempt
     std::shared_ptr<Resolver> resolver;  // unset: the client makes its own
     // "user:password" for Proxy-Authorization, asked each time a tunnel
     // opens (so a rotated file is picked up); unset: the proxy URL's own.

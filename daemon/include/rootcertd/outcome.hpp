@@ -26,9 +26,8 @@ enum class Stage {
 
 // "resolve", "http", ...: for logs and de-duplication keys.
 constexpr const char* stage_name(Stage stage) {
-    constexpr const char* names[] = {"none",     "token",   "resolve", "connect",
-                                     "tls",      "http",    "response", "validate",
-                                     "read",     "install", "live",    "hook"};
+    constexpr const char* names[] = {"none",     "token",    "resolve", "connect", "tls",  "http",
+                                     "response", "validate", "read",    "install", "live", "hook"};
     return names[static_cast<int>(stage)];
 }
 

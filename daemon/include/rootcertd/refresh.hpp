@@ -16,20 +16,19 @@
 #include "rootcertd/cert_store.hpp"
 #include "rootcertd/config.hpp"
 #include "rootcertd/install_queue.hpp"
-#include "rootcertd/rotation.hpp"
 #include "rootcertd/reporter.hpp"
 #include "rootcertd/results.hpp"
+#include "rootcertd/rotation.hpp"
 #include "rootcertd/semaphore.hpp"
 #include "rootcertd/tembo_source.hpp"
 #include "rootcertd/token_source.hpp"
 
 namespace rootcertd {
 
-
 // What was derived from some exact bytes (a response body, a PEM bundle),
 // kept for when the same bytes come again. An ordered map: a lookup is a few
-// memcmp()s, cheaper than hashing the bytes (bench/RESULTS.md). Bounded in entries and bytes: reaching either starts it over, since
-// the working set is a few CAs. Event loop only.
+// memcmp()s, cheaper than hashing the bytes (bench/RESULTS.md). Bounded in entries and bytes:
+// reaching either starts it over, since the working set is a few CAs. Event loop only.
 template <class V>
 class BytesCache {
   public:
@@ -78,8 +77,8 @@ struct ContentCaches {
 };
 
 // Makes the HTTPS client a Services uses; tests pass one that plays the API.
-using ClientFactory = std::function<std::shared_ptr<HttpClient>(boost::asio::any_io_executor,
-                                                                const ClientOptions&)>;
+using ClientFactory =
+    std::function<std::shared_ptr<HttpClient>(boost::asio::any_io_executor, const ClientOptions&)>;
 
 // What every refresh shares; rebuilt when a reload changes global settings.
 struct Services {
@@ -90,8 +89,8 @@ struct Services {
     Config config;
     ProxyRoute proxy;                         // api.proxy or the environment's
     std::shared_ptr<TokenSource> proxy_auth;  // api.proxy_auth_file, when set
-    boost::asio::any_io_executor executor;         // the event loop
-    std::shared_ptr<Resolver> resolver;            // for the API and the live checks
+    boost::asio::any_io_executor executor;    // the event loop
+    std::shared_ptr<Resolver> resolver;       // for the API and the live checks
     std::shared_ptr<HttpClient> client;
     TokenSource token;
     CertStore store;

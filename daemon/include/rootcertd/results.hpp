@@ -27,8 +27,8 @@ struct RefreshResult {
     // once it was installed, even when the live check after it failed.
     Change change = Change::unchanged;
     std::optional<CertBundle> bundle;
-    std::string warning;               // worth an operator's attention, file still fine
-    unsigned http_status = 0;          // of the API's answer, when there was one
+    std::string warning;       // worth an operator's attention, file still fine
+    unsigned http_status = 0;  // of the API's answer, when there was one
     std::optional<SysTime> token_expiry;
     std::optional<bool> live_ok;  // the server verified against the installed file
     std::optional<SysTime> server_not_after;
@@ -41,7 +41,7 @@ struct RefreshResult {
 struct CheckResult {
     std::optional<Failure> problem;  // none when the server verifies against the file
     bool refresh_now = false;        // the installed file no longer verifies the server
-    std::optional<bool> live_ok;  // unset when the server could not be reached
+    std::optional<bool> live_ok;     // unset when the server could not be reached
     std::optional<SysTime> server_not_after;
 };
 

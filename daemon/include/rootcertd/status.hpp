@@ -51,8 +51,7 @@ class StatusBoard {
     // What each event says about an instance, recorded by the board itself.
     // An instance a reload removed meanwhile is not recorded.
     // After a refresh that took TOOK_SECONDS:
-    void record_refresh(const std::string& name, const RefreshResult& result,
-                        double took_seconds);
+    void record_refresh(const std::string& name, const RefreshResult& result, double took_seconds);
     // After a live check between refreshes:
     void record_check(const std::string& name, const CheckResult& check);
     // After an on_change hook ended:
