@@ -238,7 +238,7 @@ asio::awaitable<Plan> plan_file(std::shared_ptr<Services> s, const Instance& ins
     }
     plan.chain = std::move(probed.value());
     const auto next = verify_chain(*plan.chain, plan.pem, *inst.host);
-    if (!next.ok && !next.host_mismatch && verify_chain(*plan.chain, *current, *inst.host).ok) {
+    if (!next.ok() && !next.host_mismatch && verify_chain(*plan.chain, *current, *inst.host).ok()) {
         plan.pem = union_of(plan.pem, *current);
         spdlog::warn(
             "{}: server {} does not yet present a certificate under the new CA; "
@@ -301,15 +301,15 @@ asio::awaitable<void> verify_live(std::shared_ptr<Services> s, const Instance& i
         chain = std::move(probed.value());
     }
     const auto verdict = verify_chain(*chain, installed, *inst.host);
-    result.live_ok = verdict.ok;
+    result.live_ok = verdict.ok();
     result.server_not_after = chain->leaf_not_after;
     if (verdict.host_mismatch) {
-        add_to(result.warning, verdict.reason);
-    } else if (!verdict.ok) {
+        add_to(result.warning, verdict.reason());
+    } else if (!verdict.ok()) {
         result.failure =
             fail(Stage::live, "server " + server_of(inst) +
-                                  " does not verify against the installed file (" + verdict.reason +
-                                  "); the API has not served its new CA yet");
+                                  " does not verify against the installed file (" +
+                                  verdict.reason() + "); the API has not served its new CA yet");
     }
 }
 
@@ -424,13 +424,13 @@ asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> s, Instance in
         co_return result;
     }
     const auto verdict = verify_chain(probed.value(), *file.value(), *inst.host);
-    result.live_ok = verdict.ok;
+    result.live_ok = verdict.ok();
     result.server_not_after = probed->leaf_not_after;
-    if (verdict.ok) co_return result;
-    result.problem = fail(Stage::live, verdict.reason);
+    if (verdict.ok()) co_return result;
+    result.problem = verdict.failure;
     if (!verdict.host_mismatch) {
         result.problem->message = "server " + server_of(inst) + " no longer verifies against " +
-                                  s->config.cert_path(inst).string() + " (" + verdict.reason +
+                                  s->config.cert_path(inst).string() + " (" + verdict.reason() +
                                   "); refreshing from the API now";
         result.refresh_now = true;
     }

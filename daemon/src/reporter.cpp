@@ -24,6 +24,10 @@ unsigned FailureLog::on_success() {
     return std::exchange(count_, 0);
 }
 
+LogFields labels_of(const Instance& instance) {
+    return {{"name", instance.name}, {"org", instance.org}, {"id", instance.id}};
+}
+
 std::string human(Duration d) {
     const auto ms = d.count();
     if (ms < 10'000) return std::to_string(ms) + "ms";

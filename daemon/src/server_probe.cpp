@@ -110,7 +110,7 @@ Verdict verify_chain(const PresentedChain& chain, std::string_view bundle_pem,
                      const std::string& host) {
     Verdict v;
     if (chain.der.empty()) {
-        v.reason = "the server presented no certificate";
+        v.failure = fail(Stage::live, "the server presented no certificate");
         return v;
     }
     StorePtr store(X509_STORE_new());
@@ -122,7 +122,7 @@ Verdict verify_chain(const PresentedChain& chain, std::string_view bundle_pem,
     }
     ERR_clear_error();
     if (anchors == 0) {
-        v.reason = "the bundle holds no certificate";
+        v.failure = fail(Stage::live, "the bundle holds no certificate");
         return v;
     }
     X509Ptr leaf = from_der(chain.der.front());
@@ -132,7 +132,7 @@ Verdict verify_chain(const PresentedChain& chain, std::string_view bundle_pem,
     }
     StoreCtxPtr ctx(X509_STORE_CTX_new());
     if (!leaf || !X509_STORE_CTX_init(ctx.get(), store.get(), leaf.get(), untrusted.get())) {
-        v.reason = "cannot parse the server's certificate";
+        v.failure = fail(Stage::live, "cannot parse the server's certificate");
         return v;
     }
     X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
@@ -141,19 +141,17 @@ Verdict verify_chain(const PresentedChain& chain, std::string_view bundle_pem,
     } else {
         X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
     }
-    v.ok = X509_verify_cert(ctx.get()) == 1;
+    const bool verified = X509_verify_cert(ctx.get()) == 1;
     ERR_clear_error();
-    if (!v.ok) {
-        const int err = X509_STORE_CTX_get_error(ctx.get());
-        v.reason = X509_verify_cert_error_string(err);
-        v.host_mismatch =
-            err == X509_V_ERR_HOSTNAME_MISMATCH || err == X509_V_ERR_IP_ADDRESS_MISMATCH;
-        if (v.host_mismatch) {
-            v.reason = "the server certificate ('" + chain.leaf_subject + "') does not cover '" +
-                       host + "'; the CA is right. With a custom domain, connect with " +
-                       "sslmode=verify-ca, which checks the CA but not the name";
-        }
-    }
+    if (verified) return v;
+    const int err = X509_STORE_CTX_get_error(ctx.get());
+    v.host_mismatch = err == X509_V_ERR_HOSTNAME_MISMATCH || err == X509_V_ERR_IP_ADDRESS_MISMATCH;
+    v.failure = fail(
+        Stage::live,
+        v.host_mismatch ? "the server certificate ('" + chain.leaf_subject + "') does not cover '" +
+                              host + "'; the CA is right. With a custom domain, connect with " +
+                              "sslmode=verify-ca, which checks the CA but not the name"
+                        : std::string(X509_verify_cert_error_string(err)));
     return v;
 }
 

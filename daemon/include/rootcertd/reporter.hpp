@@ -55,6 +55,9 @@ class Reporter {
     std::map<std::string, FailureLog> unreachable_;  // by origin, shared by its instances
 };
 
+// The structured fields of every log line about INSTANCE: name, org, id.
+LogFields labels_of(const Instance& instance);
+
 // "250ms", "30s", "5m", "2h": a delay as an operator reads it.
 std::string human(Duration d);
 

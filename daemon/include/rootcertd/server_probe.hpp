@@ -4,6 +4,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,10 +37,13 @@ boost::asio::awaitable<Outcome<PresentedChain>> probe_server(boost::asio::any_io
                                                              std::string host, std::uint16_t port,
                                                              ProbeTimeouts timeouts);
 
+// What a verify-full client would conclude: nothing to say, or a Stage::live
+// failure with OpenSSL's reason (plus advice for a host mismatch).
 struct Verdict {
-    bool ok = false;
+    std::optional<Failure> failure;
     bool host_mismatch = false;  // the chain is trusted, the name is not covered
-    std::string reason;          // OpenSSL's, plus advice for a host mismatch
+    bool ok() const { return !failure; }
+    const std::string& reason() const { return failure->message; }  // when !ok()
 };
 
 // Whether CHAIN verifies against the CA certificates in BUNDLE_PEM with

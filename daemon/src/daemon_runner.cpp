@@ -1,0 +1,365 @@
+// The daemon: a loop per instance, /metrics, systemd notify, SIGHUP reloads.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <map>
+#include <set>
+
+#include "rootcertd/blocking.hpp"
+#include "rootcertd/config.hpp"
+#include "rootcertd/http_server.hpp"
+#include "rootcertd/refresh.hpp"
+#include "rootcertd/reporter.hpp"
+#include "rootcertd/runtime.hpp"
+#include "rootcertd/scheduler.hpp"
+#include "rootcertd/sd_notify.hpp"
+#include "rootcertd/status.hpp"
+
+namespace rootcertd {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Loops started per turn of the event loop at start-up and reload. Each turn
+// also runs the TLS handshakes and requests that are ready, so a small chunk
+// gets the first file written sooner (docs/architecture.md, "Start-up in
+// chunks", has the measurements).
+constexpr std::size_t kStartChunk = 16;
+
+// SIGTERM must end the process within 2 s: anything still running after
+// this is abandoned (files are never half-written: installs are atomic).
+constexpr auto shutdown_grace = std::chrono::milliseconds(1500);
+
+// READY=1 waits for every instance's first refresh, but no longer than this
+// (or api.timeout, if shorter). A stalling API answers ~concurrency
+// instances per timeout, so a large fleet's first pass could outlast
+// systemd's start timeout (the unit sets TimeoutStartSec=60s) and loop in
+// restarts; /readyz keeps telling which files are missing.
+constexpr auto max_ready_wait = std::chrono::seconds(30);
+
+bool same_globals(Config a, Config b) {
+    a.instances.clear();
+    b.instances.clear();
+    return a == b;
+}
+
+class DaemonRunner {
+  public:
+    DaemonRunner(Runtime& runtime, std::shared_ptr<Services> services)
+        : rt_(runtime),
+          ioc_(runtime.loop()),
+          services_(std::move(services)),
+          signals_(ioc_),
+          grace_(ioc_),
+          scheduler_(ioc_.get_executor()) {}
+    DaemonRunner(const DaemonRunner&) = delete;
+    DaemonRunner& operator=(const DaemonRunner&) = delete;
+    ~DaemonRunner() { rt_.on_hook_end = nullptr; }  // it refers to this runner
+
+    int run() {
+        board_.sync(services_->config);
+        std::vector<std::string> names;
+        names.reserve(services_->config.instances.size());
+        for (const auto& inst : services_->config.instances) names.push_back(inst.name);
+        asio::co_spawn(ioc_, scan_existing(services_, std::move(names)), asio::detached);
+        rt_.on_hook_end = [this](const std::string& name, bool ok) {
+            board_.record_hook(name, ok);
+        };
+        signals_.add(SIGTERM);
+        signals_.add(SIGINT);
+        signals_.add(SIGHUP);
+        wait_for_signal();
+        scheduler_.on_empty = [this] {
+            if (stopping_) ioc_.stop();
+        };
+        scheduler_.on_scheduled = [this](const std::string& name,
+                                         std::chrono::steady_clock::time_point at) {
+            board_.record_schedule(name,
+                                   sys_now() + std::chrono::duration_cast<std::chrono::seconds>(
+                                                   at - std::chrono::steady_clock::now()));
+        };
+        if (services_->config.metrics_listen) {
+            try {
+                server_ = start_http_server(
+                    ioc_.get_executor(), parse_listen(*services_->config.metrics_listen).value(),
+                    [this](std::string_view method, std::string_view target) {
+                        return handle(method, target);
+                    });
+                spdlog::info("serving /metrics, /livez, /readyz and /status on {}",
+                             *services_->config.metrics_listen);
+            } catch (const std::exception& e) {
+                spdlog::error("{}", e.what());
+                return exit_failed;
+            }
+        }
+        if (const auto period = notify_.watchdog_period()) {
+            asio::co_spawn(ioc_, watchdog_loop(*period), asio::detached);
+        }
+        spdlog::info("rootcertd {} started: {} instance(s), certs in {}", ROOTCERTD_VERSION,
+                     services_->config.instances.size(), services_->config.cert_dir.string());
+        start_all(services_);
+        ready_deadline_.expires_after(
+            std::min<Duration>(services_->config.timeout, max_ready_wait));
+        ready_deadline_.async_wait([this](boost::system::error_code ec) {
+            if (ec || ready_sent_) return;
+            ready_wait_over_ = true;
+            spdlog::info("ready before every first refresh ended: {}", board_.summary());
+            update_notify();
+        });
+        ioc_.run();
+        spdlog::info("stopped");
+        return exit_ok;
+    }
+
+  private:
+    void wait_for_signal() {
+        signals_.async_wait([this](boost::system::error_code ec, int sig) {
+            if (ec) return;
+            if (sig == SIGHUP) {
+                reload();
+                wait_for_signal();
+            } else {
+                shutdown(sig);
+            }
+        });
+    }
+
+    // Starts every instance of S, a chunk at a time: the loop runs what is
+    // ready between chunks, so the first refreshes are under way before the
+    // last of 5,000 loops has started (starting them all takes ~20 ms).
+    void start_all(const std::shared_ptr<Services>& s) {
+        starting_ = s;
+        next_start_ = 0;
+        start_some(kStartChunk);
+    }
+
+    void start_some(std::size_t chunk) {
+        if (!starting_) return;
+        const auto& list = starting_->config.instances;
+        const auto end = std::min(list.size(), next_start_ + std::min(chunk, list.size()));
+        for (; next_start_ < end; ++next_start_) start(starting_, list[next_start_]);
+        if (next_start_ == list.size()) {
+            starting_.reset();
+            return;
+        }
+        asio::post(ioc_, [this, s = starting_] {
+            if (starting_ == s) start_some(kStartChunk);
+        });
+    }
+
+    void start(const std::shared_ptr<Services>& s, const Instance& inst) {
+        const RetryPolicy policy{inst.refresh_interval, s->config.jitter, s->config.retry_min,
+                                 s->config.retry_max};
+        std::optional<Scheduler::Checker> checker;
+        if (inst.host) {
+            checker = Scheduler::Checker{[this, s, inst] { return check_and_record(s, inst); },
+                                         inst.verify_interval};
+        }
+        scheduler_.start(
+            inst.name, labels_of(inst), policy,
+            [this, s, inst] { return refresh_and_record(s, inst); }, checker,
+            &s->refreshes_admitted);
+    }
+
+    asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s, Instance inst) {
+        const auto started = std::chrono::steady_clock::now();
+        auto r = co_await rt_.refresh_and_hook(s, inst);
+        board_.record_refresh(
+            inst.name, r,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        update_notify();
+        co_return r;
+    }
+
+    asio::awaitable<CheckResult> check_and_record(std::shared_ptr<Services> s, Instance inst) {
+        auto c = co_await check_live(s, inst);
+        board_.record_check(inst.name, c);
+        co_return c;
+    }
+
+    // READY=1 once every instance has had its first refresh, or the wait for
+    // that is over; STATUS= on change.
+    void update_notify() {
+        if (!notify_.enabled()) return;
+        const auto summary = board_.summary();
+        if (!ready_sent_) {
+            if (!ready_wait_over_ && !board_.all_attempted()) return;
+            notify_.ready(summary);
+            ready_sent_ = true;
+            ready_deadline_.cancel();
+        } else if (summary != last_status_) {
+            notify_.status(summary);
+        }
+        last_status_ = summary;
+    }
+
+    // WATCHDOG=1 from the event loop itself: a stuck loop stops the pings.
+    asio::awaitable<void> watchdog_loop(std::chrono::microseconds period) {
+        for (;;) {
+            notify_.watchdog();
+            watchdog_.expires_after(period);
+            auto [ec] = co_await watchdog_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec) co_return;
+        }
+    }
+
+    // Files already in place count for readiness until a refresh says
+    // otherwise. Validation goes through the content-keyed cache: one data
+    // plane's CA is parsed once, however many instances share it.
+    // NAMES is a copy: a reload may replace the instance list while this
+    // waits for a read.
+    asio::awaitable<void> scan_existing(std::shared_ptr<Services> s,
+                                        std::vector<std::string> names) {
+        spdlog::debug("reading {} existing file(s)", names.size());
+        for (const auto& name : names) {
+            if (auto* st = board_.find(name); !st || st->attempted) continue;
+            auto read = [s, file = name + ".crt"] { return s->store.read(file); };
+            auto bytes = co_await run_blocking(rt_.pool(), std::move(read));
+            if (!bytes || !bytes->has_value()) continue;
+            auto bundle = co_await validate_with_cache(s, **bytes, sys_now());
+            if (bundle) board_.record_found(name, bundle.value());
+        }
+        spdlog::debug("read the existing files");
+    }
+
+    HttpReply handle(std::string_view method, std::string_view target) {
+        static const std::set<std::string_view> known{"/metrics", "/livez", "/healthz", "/readyz",
+                                                      "/status"};
+        if (!known.contains(target)) return {404, "text/plain; charset=utf-8", "not found\n", ""};
+        if (method != "GET" && method != "HEAD") {
+            return {405, "text/plain; charset=utf-8", "method not allowed\n", "GET, HEAD"};
+        }
+        if (target == "/metrics") {
+            return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(board_), ""};
+        }
+        if (target == "/status") return {200, "application/json", board_.to_json(), ""};
+        if (target == "/readyz") {
+            std::string reason;
+            if (board_.ready(&reason)) return {200, "text/plain; charset=utf-8", "ready\n", ""};
+            return {503, "text/plain; charset=utf-8", reason + "\n", ""};
+        }
+        return {200, "text/plain; charset=utf-8", "ok\n",
+                ""};  // /livez, /healthz: the loop answered
+    }
+
+    void reload() {
+        spdlog::info("SIGHUP: reloading {}", rt_.options().config_path);
+        notify_.reloading();
+        apply_reload();
+        notify_.ready(board_.summary());
+        last_status_ = board_.summary();
+    }
+
+    void apply_reload() {
+        auto cfg = rt_.load(true);
+        if (!cfg) return;
+        start_some(SIZE_MAX);  // the diff below expects every loop started
+        if (!same_globals(*cfg, services_->config)) {
+            auto fresh = rt_.make_services(*cfg);
+            if (!fresh) {
+                spdlog::error("reload failed, still running the previous configuration");
+                return;
+            }
+            scheduler_.stop_all();
+            services_->client->close();
+            services_ = fresh;
+            board_.sync(services_->config);
+            start_all(services_);
+            spdlog::info("reloaded: global settings changed; restarted all {} instance(s)",
+                         cfg->instances.size());
+            return;
+        }
+        std::map<std::string, const Instance*> old;
+        for (const auto& inst : services_->config.instances) old[inst.name] = &inst;
+        std::vector<std::string> added, changed, removed;
+        for (const auto& inst : cfg->instances) {
+            auto it = old.find(inst.name);
+            if (it == old.end()) {
+                added.push_back(inst.name);
+            } else if (!(*it->second == inst)) {
+                changed.push_back(inst.name);
+            }
+            if (it != old.end()) old.erase(it);
+        }
+        for (const auto& [name, _] : old) {
+            removed.push_back(name);
+            scheduler_.stop(name);
+        }
+        services_->config.instances = cfg->instances;
+        board_.sync(services_->config);
+        rt_.write_service_file(services_->config);
+        for (const auto& inst : services_->config.instances) {
+            if (std::find(added.begin(), added.end(), inst.name) != added.end() ||
+                std::find(changed.begin(), changed.end(), inst.name) != changed.end()) {
+                start(services_, inst);
+            }
+        }
+        const auto join = [](const std::vector<std::string>& v) {
+            std::string out;
+            for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+            return out.empty() ? "-" : out;
+        };
+        spdlog::info("reloaded: {} instance(s); added {}; changed {}; removed {} (files kept)",
+                     cfg->instances.size(), join(added), join(changed), join(removed));
+    }
+
+    void shutdown(int sig) {
+        spdlog::info("{}: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        notify_.stopping();
+        stopping_ = true;
+        starting_.reset();
+        watchdog_.cancel();
+        ready_deadline_.cancel();
+        signals_.cancel();
+        scheduler_.stop_all();
+        services_->client->close();
+        if (server_) server_->stop();
+        if (scheduler_.alive() == 0) {
+            ioc_.stop();
+            return;
+        }
+        // on_empty stops the loop when the last refresh ends; this bounds the wait.
+        grace_.expires_after(shutdown_grace);
+        grace_.async_wait([this](boost::system::error_code ec) {
+            if (!ec) {
+                spdlog::warn("work still running after {} ms; exiting anyway",
+                             shutdown_grace.count());
+                ioc_.stop();
+            }
+        });
+    }
+
+    Runtime& rt_;
+    asio::io_context& ioc_;
+    std::shared_ptr<Services> services_;
+    asio::signal_set signals_;
+    asio::steady_timer grace_;
+    Scheduler scheduler_;
+    std::shared_ptr<Services> starting_;  // whose instances start_some() is starting
+    std::size_t next_start_ = 0;
+    StatusBoard board_;
+    std::shared_ptr<HttpServer> server_;
+    Notifier notify_ = Notifier::from_environment();
+    asio::steady_timer watchdog_{ioc_};
+    asio::steady_timer ready_deadline_{ioc_};
+    bool ready_wait_over_ = false;
+    bool ready_sent_ = false;
+    std::string last_status_;
+    bool stopping_ = false;
+};
+
+}  // namespace
+
+int run_daemon(Runtime& runtime, std::shared_ptr<Services> services) {
+    DaemonRunner daemon(runtime, std::move(services));
+    return daemon.run();
+}
+
+}  // namespace rootcertd

@@ -1,0 +1,65 @@
+// --once: every instance refreshed once, then exit.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "rootcertd/reporter.hpp"
+#include "rootcertd/runtime.hpp"
+
+namespace rootcertd {
+
+namespace asio = boost::asio;
+
+int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
+    auto& ioc = rt.loop();
+    const auto& instances = s->config.instances;
+    std::size_t pending = instances.size();
+    std::size_t failed = 0;
+    bool done = false;  // every refresh has ended; hooks may still run
+    // SIGTERM aborts what is in flight: the files stay whole either way.
+    asio::signal_set signals(ioc, SIGTERM, SIGINT);
+    signals.async_wait([s](boost::system::error_code ec, int) {
+        if (!ec) s->client->close();
+    });
+    rt.on_hook_end = [&](const std::string&, bool) {
+        if (done && rt.hooks_running() == 0) ioc.stop();
+    };
+    // As many refreshes under way as the admission bound allows; each that
+    // ends starts the next, so no frame waits for a slot. A pass keeps no
+    // status board: nothing reads one.
+    Reporter reporter;  // the daemon's log lines, with no retry to announce
+    std::size_t next = 0;
+    std::function<void()> start_next = [&] {
+        if (next == instances.size()) return;
+        const auto& inst = instances[next++];
+        asio::co_spawn(
+            ioc, rt.refresh_and_hook(s, inst),
+            [&, name = inst.name, labels = labels_of(inst)](std::exception_ptr e, RefreshResult r) {
+                if (e) r.failure = fail("aborted");
+                if (!r.ok()) ++failed;
+                InstanceLog log;
+                reporter.refreshed(name, labels, r, log, std::nullopt,
+                                   std::chrono::steady_clock::now());
+                if (--pending == 0) {
+                    s->client->close();
+                    signals.cancel();
+                    done = true;
+                    if (rt.hooks_running() == 0) ioc.stop();
+                }
+                start_next();
+            });
+    };
+    const auto began = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < admission_slots(s->config); ++i) start_next();
+    ioc.run();  // until every refresh and every hook they started has ended
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - began);
+    rt.on_hook_end = nullptr;  // it refers to this frame
+    reporter.summarize_unreachable();
+    spdlog::info("refreshed {}/{} instance(s) in {} ms", instances.size() - failed,
+                 instances.size(), took.count());
+    return failed == 0 && rt.service_file_ok() ? exit_ok : exit_failed;
+}
+
+}  // namespace rootcertd
