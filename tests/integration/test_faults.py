@@ -289,10 +289,12 @@ def test_an_unreachable_api_is_logged_once_and_its_return_once(api, pki, make_da
 def silent_dns(tmp_path):
     """A resolv.conf whose name server never answers: a UDP socket on
     loopback that reads nothing. Use it through with_mounts."""
+    # An address of its own in 127/8, so that runs side by side do not meet.
+    address = f"127.53.{random.randrange(256)}.{random.randrange(1, 255)}"
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.bind(("127.53.0.1", 53))
+    server.bind((address, 53))
     resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 127.53.0.1\n")
+    resolv.write_text(f"nameserver {address}\n")
     yield [(resolv, "/etc/resolv.conf")]
     server.close()
 
