@@ -7,7 +7,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);
-    const auto now = std::chrono::system_clock::now();
+    const auto now = rootcertd::sys_now();
     if (auto b = rootcertd::validate_bundle(text, now)) {
         // What is accepted must parse again to the same certificates.
         auto again = rootcertd::parse_bundle(b->pem);
