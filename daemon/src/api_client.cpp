@@ -35,19 +35,25 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
+std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view value) {
+    std::tm tm{};
+    const std::string text(value);
+    const char* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (end == nullptr || *end != '\0') return std::nullopt;
+    return std::chrono::sys_seconds{std::chrono::seconds(timegm(&tm))};
+}
+
 std::optional<Duration> parse_retry_after(std::string_view value,
                                           std::chrono::system_clock::time_point now) {
     if (value.empty()) return std::nullopt;
     if (value.find_first_not_of("0123456789") == std::string_view::npos && value.size() <= 9) {
         return std::chrono::seconds(std::stol(std::string(value)));
     }
-    std::tm tm{};
-    const std::string text(value);
-    const char* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    if (end == nullptr || *end != '\0') return std::nullopt;
+    const auto date = parse_http_date(value);
+    if (!date) return std::nullopt;
     // In seconds: a date past 2262 would overflow system_clock's nanoseconds.
     // The scheduler caps any wait at a day.
-    const auto wait = std::chrono::seconds(timegm(&tm)) -
+    const auto wait = date->time_since_epoch() -
                       std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch());
     return std::clamp(std::chrono::duration_cast<Duration>(wait), Duration{0},
                       Duration{std::chrono::hours(24 * 366)});
@@ -246,19 +252,18 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
           prune_(ex_) {
         SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
         use_system_trust(tls_.native_handle());
-        if (options.ca_file) {
+        for (const auto& [file, key] : {std::pair{options.ca_file, "api.ca_file "},
+                                        std::pair{options.extra_ca_file, "source ca_file "}}) {
+            if (!file) continue;
             boost::system::error_code ec;
-            tls_.load_verify_file(options.ca_file->string(), ec);
-            if (ec) {
-                throw std::runtime_error("api.ca_file " + options.ca_file->string() + ": " +
-                                         ec.message());
-            }
+            tls_.load_verify_file(file->string(), ec);
+            if (ec) throw std::runtime_error(key + file->string() + ": " + ec.message());
         }
         tls_.set_verify_mode(ssl::verify_peer);
     }
 
-    asio::awaitable<Outcome<HttpResponse>> get(Endpoint endpoint, std::string target,
-                                               std::string token) override {
+    asio::awaitable<Outcome<HttpResponse>> get(HttpRequest request) override {
+        const Endpoint& endpoint = request.endpoint;
         auto self = shared_from_this();  // outlive every connection this call holds
         const auto deadline = Clock::now() + options_.timeout;
         const auto origin = endpoint.origin();
@@ -287,7 +292,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             bool keep_alive = false;
             bool stale = false;  // a reused connection the server had already closed
             conn->clean = false;
-            auto err = co_await exchange(*conn, endpoint, target, token, deadline, response,
+            auto err = co_await exchange(*conn, request, deadline, response,
                                          keep_alive, stale);
             if (!err) {
                 conn->clean = true;
@@ -411,24 +416,30 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
     }
 
     // STALE: nothing came back on a kept connection, which a fresh one may fix.
-    asio::awaitable<std::optional<Failure>> exchange(Conn& conn, const Endpoint& ep,
-                                                     const std::string& target,
-                                                     const std::string& token,
+    asio::awaitable<std::optional<Failure>> exchange(Conn& conn, const HttpRequest& r,
                                                      Clock::time_point deadline, HttpResponse& out,
                                                      bool& keep_alive, bool& stale) {
         // 5. Send the request, formatted here in one buffer: Beast's serializer
-        // costs more than four fixed headers are worth (docs/architecture.md,
-        // "The warm path"). Nothing in it can
-        // break a header line: TARGET is built from validated ids, the host
-        // comes from a parsed URL, and the token is one printable word.
+        // costs more than a few fixed headers are worth (docs/architecture.md,
+        // "The warm path"). Nothing in it can break a header line (see
+        // HttpRequest).
+        const Endpoint& ep = r.endpoint;
         std::string req;
-        req.reserve(160 + target.size() + token.size());
-        req.append("GET ").append(target).append(" HTTP/1.1\r\nHost: ").append(url_host(ep.host));
+        req.reserve(200 + r.target.size() + r.authorization.size() + r.if_none_match.size() +
+                    r.if_modified_since.size());
+        req.append("GET ").append(r.target).append(" HTTP/1.1\r\nHost: ").append(url_host(ep.host));
         if (ep.port != 443) req.append(":").append(std::to_string(ep.port));
-        req.append("\r\nUser-Agent: rootcertd/" ROOTCERTD_VERSION
-                   "\r\nAccept: application/json\r\nAuthorization: Bearer ")
-            .append(token)
-            .append("\r\n\r\n");
+        req.append("\r\nUser-Agent: rootcertd/" ROOTCERTD_VERSION "\r\nAccept: */*\r\n");
+        if (!r.authorization.empty()) {
+            req.append(r.auth_header).append(": ").append(r.authorization).append("\r\n");
+        }
+        if (!r.if_none_match.empty()) {
+            req.append("If-None-Match: ").append(r.if_none_match).append("\r\n");
+        }
+        if (!r.if_modified_since.empty()) {
+            req.append("If-Modified-Since: ").append(r.if_modified_since).append("\r\n");
+        }
+        req.append("\r\n");
         conn.set_deadline(deadline);
         auto [wec, w] =
             co_await asio::async_write(conn.stream, asio::buffer(req), awaitable_tuple());
@@ -461,6 +472,8 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         conn.clear_deadline();
         keep_alive = parser.keep_alive() && !conn.timed_out();
         out.body = std::move(parser.body);
+        out.etag = std::move(parser.etag);
+        out.last_modified = std::move(parser.last_modified);
         co_return std::nullopt;
     }
 

@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
 #include "rootcertd/config.hpp"
 #include "rootcertd/proxy.hpp"
@@ -23,11 +25,23 @@ int run(const RunOptions& options) {
 int check_config(const std::string& path) {
     try {
         const auto cfg = load_config(path);
-        auto token = cfg.token_file ? TokenSource::from_file(*cfg.token_file)
-                                    : TokenSource::from_env(*cfg.token_env);
-        if (auto t = token.get(); !t) {
-            std::fprintf(stderr, "%s: api: %s\n", path.c_str(), t.error().c_str());
-            return exit_usage;
+        // Every secret that can be read without running anything; a
+        // command credential is only checked to be executable (config.cpp).
+        std::vector<std::pair<std::string, TokenSource>> secrets;
+        if (cfg.token_file) secrets.emplace_back("api", TokenSource::from_file(*cfg.token_file));
+        if (cfg.token_env) secrets.emplace_back("api", TokenSource::from_env(*cfg.token_env));
+        for (const auto& c : cfg.credentials) {
+            const std::string where = "credentials." + c.name;
+            if (c.file) {
+                secrets.emplace_back(where, TokenSource::from_file(*c.file, "credential file"));
+            }
+            if (c.env) secrets.emplace_back(where, TokenSource::from_env(*c.env));
+        }
+        for (auto& [where, source] : secrets) {
+            if (auto t = source.get(); !t) {
+                std::fprintf(stderr, "%s: %s: %s\n", path.c_str(), where.c_str(), t.error().c_str());
+                return exit_usage;
+            }
         }
         if (auto route = resolve_proxy(cfg.proxy, std::getenv); !route) {
             std::fprintf(stderr, "%s: api: %s\n", path.c_str(), route.error().c_str());

@@ -134,31 +134,46 @@ Outcome<CertBundle> parse_bundle(std::string_view pem) {
     return std::move(p->bundle);
 }
 
-Outcome<CertBundle> validate_bundle(std::string_view pem, SysTime now) {
+Outcome<CertBundle> validate_bundle(std::string_view pem, SysTime now, bool drop_leaves) {
     auto p = parse(pem);
     if (!p) return fail(p.error());
-    bool any_valid = false;
+    CertBundle kept;
+    bool any_ca = false;
     for (std::size_t i = 0; i < p->x509.size(); ++i) {
         X509* x = p->x509[i].get();
-        const auto& info = p->bundle.certs[i];
+        auto& info = p->bundle.certs[i];
         const auto flags = X509_get_extension_flags(x);
         if ((flags & EXFLAG_INVALID) != 0) {
             return fail("certificate '" + info.subject + "' has malformed extensions");
         }
         if ((flags & EXFLAG_CA) == 0) {
-            return fail("certificate '" + info.subject +
-                        "' is not a CA (basicConstraints CA:TRUE missing)");
+            if (!drop_leaves) {
+                return fail("certificate '" + info.subject +
+                            "' is not a CA (basicConstraints CA:TRUE missing)");
+            }
+            kept.dropped.push_back("leaf '" + info.subject + "' (not a CA)");
+            continue;
         }
-        any_valid = any_valid || (info.not_before <= now && now <= info.not_after);
+        any_ca = true;
+        if (info.not_after < now) {
+            kept.dropped.push_back("expired '" + info.subject + "' (notAfter " +
+                                   format_time(info.not_after) + ")");
+            continue;
+        }
+        kept.pem += info.pem;
+        kept.certs.push_back(std::move(info));
     }
+    const bool any_valid = std::any_of(kept.certs.begin(), kept.certs.end(),
+                                       [&](const CertInfo& c) { return c.not_before <= now; });
     if (!any_valid) {
+        if (!any_ca) return fail("no CA certificate among the certificates served");
         const auto& newest = p->bundle.newest();
         return fail("no certificate is valid now (newest '" + newest.subject + "' " +
                     (newest.not_after < now ? "expired " + format_time(newest.not_after)
                                             : "starts " + format_time(newest.not_before)) +
                     ")");
     }
-    return std::move(p->bundle);
+    return kept;
 }
 
 }  // namespace rootcertd

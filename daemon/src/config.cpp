@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "rootcertd/http_server.hpp"
+#include "rootcertd/providers.hpp"
 #include "rootcertd/proxy.hpp"
 #include "rootcertd/yaml_tree.hpp"
 
@@ -217,6 +218,7 @@ class MapReader {
     }
     bool has(const char* key) const { return find(key) != entries_.end(); }
     Site site() const { return {source_, node_.Mark(), path_}; }
+    const std::string& source() const { return source_; }
 
     // Rejects keys nobody asked for: a typo must never be silently ignored.
     void finish() const {
@@ -240,6 +242,12 @@ class MapReader {
     Entries entries_;
     std::vector<const char*> known_;  // literals: keys are only ever asked by name
 };
+
+Outcome<bool> parse_bool(const std::string& text) {
+    if (text == "true") return true;
+    if (text == "false") return false;
+    return fail("'" + text + "' must be true or false");
+}
 
 Outcome<Duration> positive_duration(const std::string& text) {
     auto d = parse_duration(text);
@@ -297,30 +305,37 @@ void read_ownership(MapReader& map, FileOwnership& file) {
 }
 
 // on_change: {command: [argv...], timeout: DURATION}, global or per instance.
+// KEY: a program and its arguments (no shell), the program an absolute
+// path that can be executed now.
+std::vector<std::string> read_command(MapReader& m, const char* key) {
+    auto command = m.take(key);
+    if (!command || !command->IsSequence() || command->size() == 0) {
+        raise(command ? m.site(*command, key) : m.site(),
+              std::string(key) + " must be a list: the program and its arguments (no shell)");
+    }
+    std::vector<std::string> argv;
+    for (std::size_t i = 0; i < command->size(); ++i) {
+        const auto arg = (*command)[i];
+        if (!arg.IsScalar()) raise(m.site(arg, key), "every argument must be a string");
+        argv.push_back(expand_env([&] { return m.site(arg, key); }, arg.Scalar()));
+    }
+    if (!argv[0].starts_with("/")) {
+        raise(m.site((*command)[0], key), "'" + argv[0] + "' must be an absolute path");
+    }
+    if (::access(argv[0].c_str(), X_OK) != 0) {
+        raise(m.site((*command)[0], key),
+              "cannot execute '" + argv[0] + "': " + std::strerror(errno));
+    }
+    return argv;
+}
+
 std::optional<Hook> read_hook(const std::string& source, MapReader& parent,
                               const std::string& path) {
     auto node = parent.take("on_change");
     if (!node) return std::nullopt;
     MapReader m(source, *node, path);
     Hook hook;
-    auto command = m.take("command");
-    if (!command || !command->IsSequence() || command->size() == 0) {
-        raise(command ? m.site(*command, "command") : m.site(),
-              "command must be a list: the program and its arguments (no shell)");
-    }
-    for (std::size_t i = 0; i < command->size(); ++i) {
-        const auto arg = (*command)[i];
-        if (!arg.IsScalar()) raise(m.site(arg, "command"), "every argument must be a string");
-        hook.command.push_back(expand_env([&] { return m.site(arg, "command"); }, arg.Scalar()));
-    }
-    if (!hook.command[0].starts_with("/")) {
-        raise(m.site((*command)[0], "command"),
-              "'" + hook.command[0] + "' must be an absolute path");
-    }
-    if (::access(hook.command[0].c_str(), X_OK) != 0) {
-        raise(m.site((*command)[0], "command"),
-              "cannot execute '" + hook.command[0] + "': " + std::strerror(errno));
-    }
+    hook.command = read_command(m, "command");
     if (auto d = m.parsed<Duration>("timeout", positive_duration)) hook.timeout = *d;
     m.finish();
     return hook;
@@ -391,13 +406,13 @@ YamlTree read_tree(const std::string& yaml, const std::string& source, YamlTree:
 void read_api(const std::string& source, MapReader& top, const std::filesystem::path& base_dir,
               Config& cfg) {
     auto api_node = top.take("api");
-    if (!api_node) raise(top.site(), "'api' section is required (token_file or token_env)");
+    if (!api_node) return;  // needed only by Tembo instances (checked with them)
     MapReader api(source, *api_node, "api");
     cfg.api = api.parsed<Endpoint>("url", parse_https_url);
     if (auto f = api.text("token_file")) cfg.token_file = resolve(base_dir, *f);
     cfg.token_env = api.text("token_env");
-    if (cfg.token_file.has_value() == cfg.token_env.has_value()) {
-        raise(api.site(), "set exactly one of token_file and token_env");
+    if (cfg.token_file && cfg.token_env) {
+        raise(api.site(), "set one of token_file and token_env, not both");
     }
     if (auto ca = api.text("ca_file")) {
         cfg.ca_file = resolve(base_dir, *ca);
@@ -431,17 +446,247 @@ void read_api(const std::string& source, MapReader& top, const std::filesystem::
     api.finish();
 }
 
+// `credentials:`: named secrets, each from a file, a variable or a command.
+void read_credentials(const std::string& source, MapReader& top,
+                      const std::filesystem::path& base_dir, Config& cfg) {
+    auto node = top.take("credentials");
+    if (!node) return;
+    MapReader all(source, *node, "credentials");
+    for (std::size_t i = 0; i < node->size(); ++i) {
+        const std::string& name = node->key(i).Scalar();
+        if (!is_safe_name(name)) {
+            raise(all.site(node->key(i), name),
+                  "'" + name + "' is not a credential name (letters, digits, '_', '.', '-')");
+        }
+        MapReader m(source, *all.take(name.c_str()), "credentials." + name);
+        Credential c;
+        c.name = name;
+        if (auto f = m.text("file")) c.file = resolve(base_dir, *f);
+        c.env = m.text("env");
+        if (m.has("command")) c.command = read_command(m, "command");
+        if (int{c.file.has_value()} + int{c.env.has_value()} + int{!c.command.empty()} != 1) {
+            raise(m.site(), "set exactly one of file, env and command");
+        }
+        if (c.env && std::getenv(c.env->c_str()) == nullptr) {
+            raise(m.site("env"), "environment variable '" + *c.env + "' is not set");
+        }
+        for (const char* key : {"ttl", "timeout"}) {
+            if (c.command.empty() && m.has(key)) raise(m.site(key), "only with command");
+        }
+        if (auto d = m.parsed<Duration>("ttl", positive_duration)) c.ttl = *d;
+        if (auto d = m.parsed<Duration>("timeout", positive_duration)) c.timeout = *d;
+        m.finish();
+        cfg.credentials.push_back(std::move(c));
+    }
+    all.finish();
+}
+
+// A value that goes into a request path: no '/', '?', '%', space or
+// anything a path would read differently; not "." or "..".
+bool is_path_value(const std::string& s) {
+    return !s.empty() && s.size() <= 256 && s != "." && s != ".." &&
+           std::all_of(s.begin(), s.end(), [](unsigned char c) {
+               return std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == ':' || c == '@';
+           });
+}
+
+// A credential name that `credentials:` defines.
+std::string credential_name(MapReader& m, const char* key, const Config& cfg) {
+    std::string name = m.required(key);
+    if (std::none_of(cfg.credentials.begin(), cfg.credentials.end(),
+                     [&](const Credential& c) { return c.name == name; })) {
+        raise(m.site(key), "'" + name + "' is not defined under credentials");
+    }
+    return name;
+}
+
+// The request of a Tembo instance; ORIGIN: its api_url, else api.url.
+Source tembo_source(const std::string& org, const std::string& id,
+                    const std::optional<Endpoint>& origin, std::optional<std::string> credential,
+                    const Config& cfg, const Site& where) {
+    const Preset& tembo = *find_preset("tembo");
+    if (!origin && !cfg.api) raise(where, "no api_url here and no api.url to inherit");
+    if (!credential && !cfg.token_file && !cfg.token_env) {
+        raise(where, "needs api.token_file or api.token_env (or a source credential)");
+    }
+    Source out;
+    out.provider = "tembo";
+    out.api = origin ? *origin : *cfg.api;
+    out.target = expand_path(tembo.path, [&](const std::string& key) { return key == "org" ? org : id; });
+    out.auth_scheme = tembo.auth_scheme;
+    out.credential = std::move(credential);
+    out.reading = tembo.reading;
+    return out;
+}
+
+// https://host[:port]/path[?query]: the origin and the target.
+Outcome<std::pair<Endpoint, std::string>> parse_source_url(const std::string& url) {
+    constexpr std::string_view scheme = "https://";
+    if (!url.starts_with(scheme)) return fail("'" + url + "' must start with https://");
+    const auto slash = url.find('/', scheme.size());
+    if (slash == std::string::npos) return fail("'" + url + "' has no path");
+    auto origin = parse_https_url(std::string_view(url).substr(0, slash));
+    if (!origin) return fail(origin.error());
+    std::string target = url.substr(slash);
+    if (target.find('#') != std::string::npos ||
+        std::any_of(target.begin(), target.end(),
+                    [](unsigned char c) { return c <= 0x20 || c >= 0x7f; })) {
+        return fail("'" + url + "': the path may not hold spaces, control characters or '#'");
+    }
+    return std::pair{std::move(origin.value()), std::move(target)};
+}
+
+// A header name: an RFC 9110 token.
+bool is_header_name(const std::string& s) {
+    return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+        return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                                      std::string_view::npos;
+    });
+}
+
+// `source: {url: ..., json_pointer, base64, format, auth | header}`.
+Source read_custom_source(MapReader& m, const Config& cfg) {
+    Source out;
+    out.provider = "url";
+    auto url = m.parsed<std::pair<Endpoint, std::string>>("url", parse_source_url);
+    std::tie(out.api, out.target) = std::move(*url);
+    if (auto pointer = m.text("json_pointer")) {
+        if (!pointer->empty() && !pointer->starts_with("/")) {
+            raise(m.site("json_pointer"), "'" + *pointer + "' must be empty or start with '/' (RFC 6901)");
+        }
+        out.reading.json_pointer = *pointer;
+    }
+    if (auto b = m.parsed<bool>("base64", parse_bool)) out.reading.base64 = *b;
+    if (auto f = m.text("format")) {
+        if (*f == "pem") {
+            out.reading.format = CaFormat::pem;
+        } else if (*f == "der") {
+            out.reading.format = CaFormat::der;
+        } else if (*f != "auto") {
+            raise(m.site("format"), "'" + *f + "' must be pem, der or auto");
+        }
+    }
+    if (m.has("auth") && m.has("header")) raise(m.site(), "set auth or header, not both");
+    if (auto auth = m.take("auth")) {
+        MapReader a(m.source(), *auth, m.site().key + ".auth");
+        out.auth_scheme = a.required("scheme");
+        if (!is_header_name(out.auth_scheme)) {
+            raise(a.site("scheme"), "'" + out.auth_scheme + "' is not an authorization scheme");
+        }
+        out.credential = credential_name(a, "credential", cfg);
+        a.finish();
+    }
+    if (auto header = m.take("header")) {
+        MapReader h(m.source(), *header, m.site().key + ".header");
+        out.auth_header = h.required("name");
+        if (!is_header_name(out.auth_header)) {
+            raise(h.site("name"), "'" + out.auth_header + "' is not a header name");
+        }
+        out.credential = credential_name(h, "credential", cfg);
+        h.finish();
+    }
+    return out;
+}
+
+// An instance's `source:` mapping: a provider preset, or a custom url.
+Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path& base_dir,
+                   Instance& inst) {
+    Source out;
+    if (m.has("url")) {
+        if (m.has("provider")) raise(m.site("provider"), "not with url: a custom source has no provider");
+        out = read_custom_source(m, cfg);
+    } else {
+        const std::string provider = m.required("provider");
+        const Preset* preset = find_preset(provider);
+        if (preset == nullptr) {
+            std::string known;
+            for (const auto& p : presets()) known += (known.empty() ? "" : ", ") + std::string(p.name);
+            raise(m.site("provider"), "unknown provider '" + provider + "' (known: " + known +
+                                          "; or a custom source with url)");
+        }
+        const bool requests = !preset->path.empty();
+        for (const char* key : {"api_url", "credential", "ca_file"}) {
+            if (!requests && m.has(key)) {
+                raise(m.site(key), "not for " + provider + ": it makes no request");
+            }
+        }
+        if (preset->auth_scheme.empty() && m.has("credential")) {
+            raise(m.site("credential"), "not for " + provider + ": its CAs are public, no secret is sent");
+        }
+        std::map<std::string, std::string> values;
+        for (const auto& key : path_keys(preset->path)) {
+            auto value = m.required(key.c_str());
+            if (!is_path_value(value)) {
+                raise(m.site(key.c_str()), "'" + value + "' may hold only letters, digits and '_.-:@'");
+            }
+            values[key] = std::move(value);
+        }
+        auto origin = m.parsed<Endpoint>("api_url", parse_https_url);
+        std::optional<std::string> credential;
+        if (m.has("credential")) credential = credential_name(m, "credential", cfg);
+        if (provider == "tembo") {
+            for (const char* key : {"org", "id"}) {
+                if (!is_id(values[key])) {
+                    raise(m.site(key), "'" + values[key] + "' must match ^[A-Za-z0-9_]+$");
+                }
+            }
+            inst.org = values["org"];
+            inst.id = values["id"];
+            out = tembo_source(inst.org, inst.id, origin, credential, cfg, m.site());
+        } else {
+            if (!preset->auth_scheme.empty() && !credential) {
+                raise(m.site("credential"), "is required: " + provider + " needs a secret (see credentials)");
+            }
+            out.provider = provider;
+            if (requests) {
+                out.api = origin ? *origin : parse_https_url(preset->origin).value();
+                out.target = expand_path(preset->path, [&](const std::string& k) { return values[k]; });
+            }
+            out.auth_scheme = preset->auth_scheme;
+            out.credential = std::move(credential);
+            out.reading = preset->reading;
+            out.system_roots.assign(preset->system_roots.begin(), preset->system_roots.end());
+            out.optional_roots.assign(preset->optional_roots.begin(), preset->optional_roots.end());
+        }
+    }
+    if (auto ca = m.text("ca_file")) {
+        out.ca_file = resolve(base_dir, *ca);
+        if (::access(out.ca_file->c_str(), R_OK) != 0) {
+            raise(m.site("ca_file"), "cannot read '" + out.ca_file->string() + "': " + std::strerror(errno));
+        }
+    }
+    return out;
+}
+
 // One entry of `instances`, with CFG's globals as its defaults. SEEN: the
 // names of the entries before it, with their lines.
 Instance read_instance(const std::string& source, MapReader& m, const Config& cfg,
+                       const std::filesystem::path& base_dir,
                        const std::unordered_map<std::string_view, int>& seen) {
     const std::string path = m.site().key;
     Instance inst;
-    for (auto [field, dest] : {std::pair{"org", &inst.org}, std::pair{"id", &inst.id}}) {
-        *dest = m.required(field);
-        if (!is_id(*dest)) raise(m.site(field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
+    const bool tembo = m.has("org") || m.has("id");
+    if (tembo == m.has("source")) {
+        raise(m.site(), tembo ? "set either org/id (a Tembo instance) or source, not both"
+                              : "set org and id (a Tembo instance), or source");
     }
-    inst.name = m.text("name").value_or(inst.id);
+    if (tembo) {
+        for (auto [field, dest] : {std::pair{"org", &inst.org}, std::pair{"id", &inst.id}}) {
+            *dest = m.required(field);
+            if (!is_id(*dest)) raise(m.site(field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
+        }
+        inst.source = tembo_source(inst.org, inst.id, m.parsed<Endpoint>("api_url", parse_https_url),
+                                   std::nullopt, cfg, m.site());
+        inst.name = m.text("name").value_or(inst.id);
+    } else {
+        if (m.has("api_url")) {
+            raise(m.site("api_url"), "not with source: the source has its own api_url");
+        }
+        MapReader src(source, *m.take("source"), path + ".source");
+        inst.source = read_source(src, cfg, base_dir, inst);
+        src.finish();
+        inst.name = m.required("name");
+    }
     if (!is_safe_name(inst.name)) {
         raise(m.site("name"),
               "'" + inst.name + "' is not a safe file name (letters, digits, '_', '.', '-')");
@@ -450,9 +695,6 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
         raise(m.site("name"), "'" + inst.name + "' is already used by the instance at line " +
                                   std::to_string(it->second));
     }
-    auto endpoint = m.parsed<Endpoint>("api_url", parse_https_url);
-    if (!endpoint && !cfg.api) raise(m.site(), "no api_url here and no api.url to inherit");
-    inst.api = endpoint ? *endpoint : *cfg.api;
     inst.refresh_interval =
         m.parsed<Duration>("refresh_interval", positive_duration).value_or(cfg.refresh_interval);
     inst.file = cfg.file;
@@ -562,6 +804,7 @@ Config read_config(const YamlTree& tree, const std::string& source) {
     MapReader top(source, *root, "");
 
     read_api(source, top, base_dir, cfg);
+    read_credentials(source, top, base_dir, cfg);
 
     read_globals(source, top, base_dir, cfg);
 
@@ -579,7 +822,7 @@ Config read_config(const YamlTree& tree, const std::string& source) {
     for (std::size_t i = 0; i < list->size(); ++i) {
         const auto node = (*list)[i];
         MapReader m(source, node, "instances[" + std::to_string(i) + "]");
-        auto inst = read_instance(source, m, cfg, seen_names);
+        auto inst = read_instance(source, m, cfg, base_dir, seen_names);
         const int line = node.Mark().line + 1;
         m.finish();
         const auto& added = cfg.instances.emplace_back(std::move(inst));

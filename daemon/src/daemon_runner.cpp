@@ -268,7 +268,7 @@ class DaemonRunner {
                 return;
             }
             scheduler_.stop_all();
-            services_->client->close();
+            services_->close_clients();
             services_ = fresh;
             board_.sync(services_->config);
             start_all(services_);
@@ -319,7 +319,7 @@ class DaemonRunner {
         ready_deadline_.cancel();
         signals_.cancel();
         scheduler_.stop_all();
-        services_->client->close();
+        services_->close_clients();
         if (server_) server_->stop();
         if (scheduler_.alive() == 0) {
             ioc_.stop();

@@ -1,5 +1,7 @@
 #include "rootcertd/hooks.hpp"
 
+#include "rootcertd/process.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -17,8 +19,6 @@
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstring>
-
-extern char** environ;
 
 namespace rootcertd {
 
@@ -46,81 +46,22 @@ asio::awaitable<void> relay_output(asio::posix::stream_descriptor pipe, std::str
     }
 }
 
-// A proxy URL with "user:password@" in it.
-bool carries_credentials(std::string_view name, std::string_view value) {
-    static constexpr std::string_view proxies[] = {"https_proxy", "HTTPS_PROXY", "http_proxy",
-                                                   "HTTP_PROXY",  "all_proxy",   "ALL_PROXY"};
-    if (std::find(std::begin(proxies), std::end(proxies), name) == std::end(proxies)) return false;
-    const auto authority =
-        value.substr(value.find("://") == std::string_view::npos ? 0 : value.find("://") + 3);
-    return authority.substr(0, authority.find('/')).find('@') != std::string_view::npos;
-}
-
 }  // namespace
-
-bool withheld_from_hooks(std::string_view name, std::string_view value) {
-    static constexpr std::string_view systemd[] = {
-        "NOTIFY_SOCKET", "WATCHDOG_PID",   "WATCHDOG_USEC",         "LISTEN_PID",
-        "LISTEN_FDS",    "LISTEN_FDNAMES", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM",
-        "MAINPID",       "MANAGERPID",     "SYSTEMD_EXEC_PID"};
-    return std::find(std::begin(systemd), std::end(systemd), name) != std::end(systemd) ||
-           carries_credentials(name, value);
-}
 
 asio::awaitable<HookRun> run_hook(asio::any_io_executor ex, Hook hook,
                                   std::vector<std::pair<std::string, std::string>> extra,
                                   std::vector<std::string> hidden, std::string log_name) {
-    std::vector<std::string> env_text;
-    for (char** e = environ; *e != nullptr; ++e) {
-        const std::string_view entry(*e);
-        const auto equals = std::min(entry.find('='), entry.size());
-        const auto name = entry.substr(0, equals);
-        bool drop = std::find(hidden.begin(), hidden.end(), name) != hidden.end() ||
-                    withheld_from_hooks(name, entry.substr(std::min(equals + 1, entry.size())));
-        for (const auto& [k, v] : extra) drop = drop || k == name;
-        if (!drop) env_text.emplace_back(entry);
-    }
-    for (const auto& [k, v] : extra) env_text.push_back(k + "=" + v);
-    std::vector<char*> envp, argv;
-    for (auto& e : env_text) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    for (auto& a : hook.command) argv.push_back(a.data());
-    argv.push_back(nullptr);
-
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) {
         co_return fail(Stage::hook, std::string("cannot start: pipe: ") + std::strerror(errno));
     }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 2);
-    // Nothing else of the daemon's: not its listening metrics socket (a hook
-    // that leaves a child behind would keep the port bound across a
-    // restart), not its API connections. Asio opens sockets without
-    // close-on-exec.
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP}) sigaddset(&defaults, sig);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setpgroup(&attr, 0);  // its own group: a timeout kills its children too
-    posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid = 0;
-    const int err = ::posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
+    auto spawned = spawn_command(hook.command, child_environment(extra, hidden), out[1], out[1]);
     ::close(out[1]);
-    if (err != 0) {
+    if (!spawned) {
         ::close(out[0]);
-        co_return fail(Stage::hook, "cannot start " + hook.command[0] + ": " + std::strerror(err));
+        co_return fail(Stage::hook, spawned.error());
     }
+    const pid_t pid = spawned.value();
     asio::co_spawn(ex, relay_output(asio::posix::stream_descriptor(ex, out[0]), log_name),
                    asio::detached);
 

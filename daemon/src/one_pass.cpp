@@ -20,7 +20,7 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
     // SIGTERM aborts what is in flight: the files stay whole either way.
     asio::signal_set signals(ioc, SIGTERM, SIGINT);
     signals.async_wait([s](boost::system::error_code ec, int) {
-        if (!ec) s->client->close();
+        if (!ec) s->close_clients();
     });
     rt.on_hook_end = [&](const std::string&, bool) {
         if (done && rt.hooks_running() == 0) ioc.stop();
@@ -42,7 +42,7 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
                 reporter.refreshed(name, labels, r, log, std::nullopt,
                                    std::chrono::steady_clock::now());
                 if (--pending == 0) {
-                    s->client->close();
+                    s->close_clients();
                     signals.cancel();
                     done = true;
                     if (rt.hooks_running() == 0) ioc.stop();

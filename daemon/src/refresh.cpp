@@ -12,7 +12,7 @@
 #include "rootcertd/blocking.hpp"
 #include "rootcertd/logging.hpp"
 #include "rootcertd/server_probe.hpp"
-#include "rootcertd/tembo_source.hpp"
+#include "rootcertd/source.hpp"
 
 namespace rootcertd {
 
@@ -26,10 +26,12 @@ ProxyRoute proxy_route(const Config& config) {
     return std::move(route.value());
 }
 
-ClientOptions client_options(const Services& s) {
+ClientOptions client_options(const Services& s,
+                             const std::optional<std::filesystem::path>& extra_ca = {}) {
     ClientOptions options;
     options.resolver = s.resolver;
     options.ca_file = s.config.ca_file;
+    options.extra_ca_file = extra_ca;
     options.timeout = s.config.timeout;
     options.connect_timeout = s.config.connect_timeout;
     options.proxy = s.proxy;
@@ -46,7 +48,7 @@ std::size_t admission_slots(const Config& config) {
 }
 
 Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& blocking_pool,
-                   const ClientFactory& make_client)
+                   const ClientFactory& client_factory)
     : config(std::move(cfg)),
       proxy(proxy_route(config)),
       proxy_auth(config.proxy_auth_file ? std::make_shared<TokenSource>(TokenSource::from_file(
@@ -54,15 +56,32 @@ Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& bloc
                                         : nullptr),
       executor(ex),
       resolver(make_resolver(ex)),
-      client(make_client(ex, client_options(*this))),
-      token(config.token_file ? TokenSource::from_file(*config.token_file)
-                              : TokenSource::from_env(*config.token_env)),
+      make_client(client_factory),
+      client(client_factory(ex, client_options(*this))),
+      credentials(config, ex, blocking_pool),
       store(config.cert_dir),
       installs(std::make_shared<InstallQueue>(ex, blocking_pool, store)),
       state_store(config.state_dir),
       blocking(blocking_pool),
       requests_in_flight(ex, config.concurrency),
       refreshes_admitted(ex, admission_slots(config)) {}
+
+const std::shared_ptr<HttpClient>& Services::client_for(const Source& source) {
+    if (!source.ca_file) return client;
+    auto& c = clients_by_ca[*source.ca_file];
+    if (!c) c = make_client(executor, client_options(*this, source.ca_file));
+    return c;
+}
+
+const std::string* Services::served_last(const std::string& instance) const {
+    const auto it = states.find(instance);
+    return it == states.end() || it->second.served.empty() ? nullptr : &it->second.served;
+}
+
+void Services::close_clients() {
+    client->close();
+    for (auto& [_, c] : clients_by_ca) c->close();
+}
 
 std::string redact(std::string message, const std::string& secret) {
     if (secret.empty()) return message;
@@ -92,12 +111,10 @@ std::string describe_rotation(const Composition& c) {
 
 void log_change(const Instance& inst, const std::filesystem::path& path, const Installed& done,
                 const CertBundle& installed, const Composition& c) {
-    LogFields fields{{"name", inst.name},
-                     {"org", inst.org},
-                     {"id", inst.id},
-                     {"path", path.string()},
-                     {"fingerprint", installed.fingerprints()},
-                     {"not_after", format_time(installed.newest().not_after)}};
+    LogFields fields = labels_of(inst);
+    fields.insert(fields.end(), {{"path", path.string()},
+                                 {"fingerprint", installed.fingerprints()},
+                                 {"not_after", format_time(installed.newest().not_after)}});
     if (done.change == Change::created) {
         log_event(spdlog::level::info,
                   inst.name + ": installed CA at " + path.string() + ": " + summary(installed) +
@@ -147,14 +164,14 @@ asio::awaitable<Outcome<PresentedChain>> probe(std::shared_ptr<Services> s, cons
                         {s->config.connect_timeout, s->config.timeout});
 }
 
-// The bundle validated before for these exact bytes, when one of its
-// certificates is still valid NOW.
-std::optional<CertBundle> cached_bundle(const Services& s, const std::string& pem, SysTime now) {
-    const CertBundle* hit = s.seen.validated.find(pem);
+// The bundle validated before for these exact bytes, when none of its
+// certificates has expired since and one of them is valid NOW.
+std::optional<CertBundle> cached_bundle(const Services& s, std::string_view key, SysTime now) {
+    const CertBundle* hit = s.seen.validated.find(key);
     if (hit == nullptr) return std::nullopt;
-    if (std::none_of(hit->certs.begin(), hit->certs.end(), [&](const CertInfo& c) {
-            return c.not_before <= now && now <= c.not_after;
-        })) {
+    const auto& certs = hit->certs;
+    if (std::any_of(certs.begin(), certs.end(), [&](const CertInfo& c) { return c.not_after < now; }) ||
+        std::none_of(certs.begin(), certs.end(), [&](const CertInfo& c) { return c.not_before <= now; })) {
         return std::nullopt;
     }
     return *hit;
@@ -323,29 +340,35 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         return result;
     };
     // 1. Fetch the CA text from the instance's source.
-    auto fetched = co_await fetch_tembo_ca(s, inst);
+    auto fetched = co_await fetch_ca(s, inst);
     result.http_status = fetched.http_status;
     result.retry_after = fetched.retry_after;
     result.token_expiry = fetched.token_expiry;
+    result.not_modified = fetched.not_modified;
     if (!fetched.pem) {
-        if (fetched.pem.unreachable()) result.unreachable_origin = inst.api.origin();
+        if (fetched.pem.unreachable()) result.unreachable_origin = inst.source.api.origin();
         co_return failed(fetched.pem.failure());
     }
-    // 2. Validate it: only CA certificates, at least one valid now. Bytes
+    // 2. Validate it: only CA certificates (or leaves dropped, where the
+    // source says so), expired ones left out, at least one valid now. Bytes
     // validated before are found without a coroutine frame.
+    const bool drop_leaves = inst.source.reading.drop_leaves;
     Outcome<CertBundle> served = fail("not validated");
-    if (auto hit = cached_bundle(*s, fetched.pem.value(), now)) {
+    if (auto hit = cached_bundle(*s, fetched.pem.value(), now); hit && !drop_leaves) {
         served = std::move(*hit);
     } else {
-        served = co_await validate_with_cache(s, fetched.pem.value(), now);
+        served = co_await validate_with_cache(s, fetched.pem.value(), now, drop_leaves);
     }
     if (!served) {
-        co_return failed(fail(Stage::validate, "GET " + tembo_ca_path(inst) + " on " +
-                                                   inst.api.origin() +
+        co_return failed(fail(Stage::validate, describe_request(inst.source) +
                                                    ": invalid CA: " + served.error()));
     }
+    for (const auto& left_out : served->dropped) {
+        spdlog::debug("{}: left out {}", inst.name, left_out);
+    }
     if (fetched.extracted_from) {
-        s->seen.extracted.put(*fetched.extracted_from, fetched.pem.value(),
+        s->seen.extracted.put(*fetched.extracted_from,
+                              {inst.source.reading, fetched.pem.value()},
                               fetched.pem.value().size());
     }
     // 3. Read what the file and the rotation state hold now.
@@ -362,6 +385,11 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         s->states.erase(entry);  // --once: nothing is kept for a next time
     } else {
         entry->second = std::move(plan.composition.state);
+        if (fetched.validators) {
+            s->validators.insert_or_assign(inst.name, std::move(*fetched.validators));
+        } else if (!fetched.not_modified) {
+            s->validators.erase(inst.name);
+        }
     }
     // From here the file holds the planned bundle, whatever the live check
     // says next: a change is a change (its hook runs, it is counted).
@@ -391,22 +419,26 @@ struct ContentCaches::Validation {
 };
 
 asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Services> s,
-                                                         std::string pem, SysTime now) {
-    if (auto hit = cached_bundle(*s, pem, now)) co_return std::move(*hit);
-    if (const auto it = s->seen.validating.find(pem); it != s->seen.validating.end()) {
+                                                         std::string pem, SysTime now,
+                                                         bool drop_leaves) {
+    // Bundles validated with leaves dropped are kept apart.
+    const std::string prefixed = drop_leaves ? "leaves dropped\n" + pem : std::string();
+    const std::string& key = drop_leaves ? prefixed : pem;
+    if (auto hit = cached_bundle(*s, key, now)) co_return std::move(*hit);
+    if (const auto it = s->seen.validating.find(key); it != s->seen.validating.end()) {
         const auto running = it->second;
         co_await running->done.async_wait(asio::as_tuple(asio::use_awaitable));
         if (running->result) co_return *running->result;
         co_return fail("stopped while the CA was being validated");
     }
     auto running = std::make_shared<ContentCaches::Validation>(co_await asio::this_coro::executor);
-    s->seen.validating.emplace(pem, running);
-    auto check = [text = pem, now] { return validate_bundle(text, now); };
+    s->seen.validating.emplace(key, running);
+    auto check = [text = pem, now, drop_leaves] { return validate_bundle(text, now, drop_leaves); };
     auto fresh = co_await run_blocking(s->blocking, std::move(check));
-    s->seen.validating.erase(pem);
+    s->seen.validating.erase(key);
     running->result = fresh;
     running->done.cancel();
-    if (fresh) s->seen.validated.put(pem, fresh.value(), 2 * fresh.value().pem.size());
+    if (fresh) s->seen.validated.put(key, fresh.value(), 2 * fresh.value().pem.size());
     co_return fresh;
 }
 

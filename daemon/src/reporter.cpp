@@ -25,7 +25,10 @@ unsigned FailureLog::on_success() {
 }
 
 LogFields labels_of(const Instance& instance) {
-    return {{"name", instance.name}, {"org", instance.org}, {"id", instance.id}};
+    if (instance.source.provider == "tembo") {
+        return {{"name", instance.name}, {"org", instance.org}, {"id", instance.id}};
+    }
+    return {{"name", instance.name}, {"provider", instance.source.provider}};
 }
 
 std::string human(Duration d) {

@@ -86,8 +86,7 @@ asio::awaitable<RefreshResult> Runtime::refresh_and_hook(std::shared_ptr<Service
 void Runtime::start_hook(const std::shared_ptr<Services>& s, const Instance& inst,
                          const CertBundle& b) {
     if (!inst.on_change) return;
-    std::vector<std::string> hidden;
-    if (s->config.token_env) hidden.push_back(*s->config.token_env);
+    const auto& hidden = s->credentials.secret_variables();
     ++hooks_running_;
     asio::co_spawn(ioc_,
                    run_hook(ioc_.get_executor(), *inst.on_change,

@@ -24,6 +24,7 @@ void StatusBoard::sync(const Config& config) {
         s.name = inst.name;
         s.org = inst.org;
         s.id = inst.id;
+        s.provider = inst.source.provider;
         s.file = config.cert_file(inst);
         if (!inst.host) {
             s.live_ok.reset();
@@ -57,7 +58,7 @@ void StatusBoard::record_refresh(const std::string& name, const RefreshResult& r
         st->last_error = r.error();
         return;
     }
-    ++st->successes;
+    ++(r.not_modified ? st->not_modified : st->successes);
     st->consecutive_failures = 0;
     st->last_error.clear();
     st->last_success = sys_now();
@@ -170,6 +171,7 @@ std::string StatusBoard::to_json() const {
             {"name", s.name},
             {"org", s.org},
             {"id", s.id},
+            {"provider", s.provider},
             {"file", s.file},
             {"file_valid", s.file_valid},
             {"fingerprint", s.fingerprint},
@@ -214,14 +216,20 @@ std::string render_metrics(const StatusBoard& board) {
                 out += name + labels(s) + " " + *v + "\n";
         }
     };
-    // A counter split by result="success"|"failure".
-    const auto by_result = [&](const char* name, const char* help, auto success, auto failure) {
+    // A counter split by result="success"|"failure", and for refreshes
+    // "not_modified" (the source answered 304).
+    const auto by_result = [&](const char* name, const char* help, auto success, auto failure,
+                               bool not_modified = false) {
         family(name, "counter", help);
         for (const auto& [_, s] : board.instances()) {
             out +=
                 name + labels(s, ",result=\"success\"") + " " + std::to_string(success(s)) + "\n";
             out +=
                 name + labels(s, ",result=\"failure\"") + " " + std::to_string(failure(s)) + "\n";
+            if (not_modified) {
+                out += name + labels(s, ",result=\"not_modified\"") + " " +
+                       std::to_string(s.not_modified) + "\n";
+            }
         }
     };
     const auto time_of = [](const std::optional<SysTime>& t) -> std::optional<std::string> {
@@ -239,7 +247,7 @@ std::string render_metrics(const StatusBoard& board) {
     by_result(
         "rootcertd_refresh_total", "Refreshes by result.",
         [](const InstanceStatus& s) { return s.successes; },
-        [](const InstanceStatus& s) { return s.failures; });
+        [](const InstanceStatus& s) { return s.failures; }, true);
     per_instance("rootcertd_consecutive_failures", "gauge",
                  "Failed refreshes since the last success.", [](const InstanceStatus& s) {
                      return std::optional(std::to_string(s.consecutive_failures));

@@ -47,7 +47,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // The parser's verdict, which the client uses: false after a body that
         // ended with the connection, whatever the header says.
         expect(beast.keep_alive() == lean.keep_alive());
-        rootcertd::extract_ca(lean.status, lean.body);
+        rootcertd::Reading tembo;
+        tembo.json_pointer = "/ca.crt";
+        if (lean.status == 200) {
+            rootcertd::read_ca(lean.body, tembo);
+        } else {
+            rootcertd::http_error(lean.status, lean.body);
+        }
     }
     return 0;
 }

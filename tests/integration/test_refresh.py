@@ -54,7 +54,7 @@ def test_bad_responses_never_replace_a_good_file(api, pki, make_daemon):
     before = d.file("inst_1").stat()
     leaf, _ = pki.leaf("some-leaf", good, "DNS:db.example")
     bad_bodies = {
-        "{}": "the instance's secret holds no CA",
+        "{}": "response is {}: it holds no CA",
         '{"ca.crt": "-----BEGIN CERTIFICATE-----\\nMIIB': "response is not JSON",
         '"Secret not found"': "response is a string, not a JSON object",
         '{"ca.crt": "not a certificate"}': "no PEM CERTIFICATE block found",

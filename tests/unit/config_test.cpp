@@ -79,7 +79,7 @@ TEST(Config, MinimalGetsDocumentedDefaults) {
     ASSERT_EQ(cfg.instances.size(), 1u);
     const auto& inst = cfg.instances[0];
     EXPECT_EQ(inst.name, "inst_1");
-    EXPECT_EQ(inst.api.host, "api.data-1.use1.tembo.io");
+    EXPECT_EQ(inst.source.api.host, "api.data-1.use1.tembo.io");
     EXPECT_EQ(inst.refresh_interval, 1h);
     EXPECT_EQ(inst.file.mode, 0644u);
     EXPECT_EQ(cfg.cert_path(inst), "/tmp/certs/inst_1.crt");
@@ -121,8 +121,8 @@ instances:
     EXPECT_EQ(cfg.instances[0].name, "prod");
     EXPECT_EQ(cfg.instances[0].refresh_interval, 30min);
     EXPECT_EQ(cfg.instances[0].file.mode, 0640u);
-    EXPECT_EQ(cfg.instances[1].api.host, "api.data-1.euc1.tembo.io");
-    EXPECT_EQ(cfg.instances[1].api.port, 8443);
+    EXPECT_EQ(cfg.instances[1].source.api.host, "api.data-1.euc1.tembo.io");
+    EXPECT_EQ(cfg.instances[1].source.api.port, 8443);
     EXPECT_EQ(cfg.instances[1].refresh_interval, 5min);
     EXPECT_EQ(cfg.instances[1].file.mode, 0600u);
 }
@@ -161,13 +161,14 @@ TEST(Config, RejectsEachMistake) {
     };
     const std::vector<Case> cases{
         {"", "the file is empty"},
-        {"instances: []\n", "'api' section is required"},
+        {"instances: []\n", "'instances' must list at least one instance"},
         {"api: {url: http://h, token_env: T}\ninstances: [{org: a, id: b}]\n",
          "api.url: 'http://h' must use https://"},
         {"api: {url: https://h}\ninstances: [{org: a, id: b}]\n",
-         "exactly one of token_file and token_env"},
+         "instances[0]: needs api.token_file or api.token_env (or a source credential)"},
+        {"instances: [{org: a, id: b}]\n", "instances[0]: no api_url here and no api.url"},
         {"api: {url: https://h, token_env: T, token_file: /t}\ninstances: [{org: a, id: b}]\n",
-         "exactly one"},
+         "set one of token_file and token_env, not both"},
         {"api: {url: https://h, token_env: T, timeout: 10}\ninstances: [{org: a, id: b}]\n",
          "api.timeout: '10' has no unit"},
         {"api: {url: https://h, token_env: T, timeout: 0}\ninstances: [{org: a, id: b}]\n",
@@ -446,4 +447,151 @@ TEST(Config, RelativePathsOfABareConfigNameAreAbsolute) {
     const auto cwd = std::filesystem::current_path();
     EXPECT_EQ(cfg.pg_service_file.value(), cwd / "pg_service.conf");
     EXPECT_TRUE(cfg.pg_service_file->parent_path().is_absolute());
+}
+
+// Sources: each preset becomes its provider's documented request.
+TEST(Config, EveryProviderPresetBuildsItsDocumentedRequest) {
+    ::setenv("ROOTCERTD_TEST_DO", "dop_v1_x", 1);
+    const auto cfg = parse_config(R"(credentials:
+  do: {env: ROOTCERTD_TEST_DO}
+  aiven: {file: /etc/rootcertd/aiven-token}
+  gcp: {command: ["/bin/echo", "tok"], ttl: 10m, timeout: 5s}
+instances:
+  - name: do-main
+    source: {provider: digitalocean, cluster: 9cc10173-e9ea-4176-9dbc-a4cee4c4ff30, credential: do}
+  - name: aiven
+    source: {provider: aiven, project: my-project, credential: aiven}
+  - name: sql-a
+    source: {provider: cloudsql, project: "example.com:my-proj", instance: sql-a, credential: gcp}
+  - name: bridge
+    source: {provider: crunchybridge, team: abc123, credential: aiven}
+  - name: rds
+    source: {provider: rds, region: global}
+  - name: azure
+    source: {provider: azure}
+  - name: tembo
+    source: {provider: tembo, org: org_a, id: inst_1, api_url: "https://api.example:8443", credential: do}
+)",
+                                  "/etc/rootcertd/test.yaml");
+    const auto& i = cfg.instances;
+    ASSERT_EQ(i.size(), 7u);
+    EXPECT_EQ(i[0].source.api.origin(), "https://api.digitalocean.com");
+    EXPECT_EQ(i[0].source.target, "/v2/databases/9cc10173-e9ea-4176-9dbc-a4cee4c4ff30/ca");
+    EXPECT_EQ(i[0].source.auth_scheme, "Bearer");
+    EXPECT_TRUE(i[0].source.reading.base64);
+    EXPECT_EQ(i[1].source.api.origin(), "https://api.aiven.io");
+    EXPECT_EQ(i[1].source.target, "/v1/project/my-project/kms/ca");
+    EXPECT_EQ(i[1].source.auth_scheme, "aivenv1");
+    EXPECT_EQ(i[2].source.target,
+              "/v1/projects/example.com:my-proj/instances/sql-a/listServerCas");
+    EXPECT_EQ(i[2].source.reading.member, "cert");
+    EXPECT_EQ(cfg.credentials.at(2).ttl, 10min);
+    EXPECT_EQ(cfg.credentials.at(2).timeout, 5s);
+    EXPECT_EQ(i[3].source.target, "/teams/abc123.pem");
+    EXPECT_TRUE(i[3].source.reading.drop_leaves);
+    EXPECT_EQ(i[4].source.api.origin(), "https://truststore.pki.rds.amazonaws.com");
+    EXPECT_EQ(i[4].source.target, "/global/global-bundle.pem");
+    EXPECT_FALSE(i[4].source.sends_secret()) << "RDS bundles are public: no Authorization header";
+    EXPECT_EQ(i[5].source.system_roots.size(), 2u);
+    EXPECT_EQ(i[6].org, "org_a");
+    EXPECT_EQ(i[6].source.target, "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
+    EXPECT_EQ(i[6].source.api.port, 8443);
+    EXPECT_EQ(i[6].source.credential, "do");
+}
+
+TEST(Config, ACustomSourceSpellsOutItsRequest) {
+    ::setenv("ROOTCERTD_TEST_VAULT", "s.x", 1);
+    const auto cfg = parse_config(R"(credentials:
+  vault: {env: ROOTCERTD_TEST_VAULT}
+instances:
+  - name: custom
+    source:
+      url: https://vault.internal:8200/v1/pki/ca/pem?format=pem
+      json_pointer: /data/certificate
+      base64: true
+      format: der
+      header: {name: X-Vault-Token, credential: vault}
+  - name: hub
+    source: {url: https://hub.example/certs/prod.crt}
+)",
+                                  "/etc/rootcertd/test.yaml");
+    const auto& s = cfg.instances.at(0).source;
+    EXPECT_EQ(s.provider, "url");
+    EXPECT_EQ(s.api.origin(), "https://vault.internal:8200");
+    EXPECT_EQ(s.target, "/v1/pki/ca/pem?format=pem");
+    EXPECT_EQ(s.reading.json_pointer, "/data/certificate");
+    EXPECT_TRUE(s.reading.base64);
+    EXPECT_EQ(s.reading.format, CaFormat::der);
+    EXPECT_EQ(s.auth_header, "X-Vault-Token");
+    EXPECT_FALSE(cfg.instances.at(1).source.sends_secret());
+    EXPECT_FALSE(cfg.api) << "no Tembo instance: no api section needed";
+}
+
+TEST(Config, SourceMistakesNameTheKey) {
+    ::setenv("ROOTCERTD_TEST_DO", "dop_v1_x", 1);
+    ::unsetenv("ROOTCERTD_TEST_UNSET");
+    const std::string creds = "credentials:\n  do: {env: ROOTCERTD_TEST_DO}\n";
+    const auto one = [&](const std::string& instance) {
+        return creds + "instances:\n  - " + instance + "\n";
+    };
+    struct Case {
+        std::string yaml, expect;
+    };
+    const std::vector<Case> cases{
+        {one("{name: a, org: o, id: i, source: {provider: rds, region: global}}"),
+         "instances[0]: set either org/id (a Tembo instance) or source, not both"},
+        {one("{name: a}"), "instances[0]: set org and id (a Tembo instance), or source"},
+        {one("{source: {provider: rds, region: global}}"), "instances[0].name: is required"},
+        {one("{name: a, api_url: https://x, source: {provider: rds, region: global}}"),
+         "instances[0].api_url: not with source"},
+        {one("{name: a, source: {provider: heroku}}"),
+         "instances[0].source.provider: unknown provider 'heroku' (known: tembo, aiven,"},
+        {one("{name: a, source: {provider: aiven, project: p}}"),
+         "instances[0].source.credential: is required: aiven needs a secret"},
+        {one("{name: a, source: {provider: aiven, project: p, credential: nope}}"),
+         "instances[0].source.credential: 'nope' is not defined under credentials"},
+        {one("{name: a, source: {provider: digitalocean, credential: do}}"),
+         "instances[0].source.cluster: is required"},
+        {one("{name: a, source: {provider: digitalocean, cluster: ../x, credential: do}}"),
+         "instances[0].source.cluster: '../x' may hold only"},
+        {one("{name: a, source: {provider: rds, region: global, credential: do}}"),
+         "instances[0].source.credential: not for rds: its CAs are public"},
+        {one("{name: a, source: {provider: azure, api_url: https://x}}"),
+         "instances[0].source.api_url: not for azure: it makes no request"},
+        {one("{name: a, source: {provider: rds, region: global, colour: red}}"),
+         "instances[0].source.colour: unknown key"},
+        {one("{name: a, source: {url: http://x/ca.pem}}"),
+         "instances[0].source.url: 'http://x/ca.pem' must start with https://"},
+        {one("{name: a, source: {url: https://x}}"), "instances[0].source.url: 'https://x' has no path"},
+        {one("{name: a, source: {url: https://x/a b}}"), "may not hold spaces"},
+        {one("{name: a, source: {url: https://x/c, json_pointer: data}}"),
+         "instances[0].source.json_pointer: 'data' must be empty or start with '/'"},
+        {one("{name: a, source: {url: https://x/c, format: p12}}"),
+         "instances[0].source.format: 'p12' must be pem, der or auto"},
+        {one("{name: a, source: {url: https://x/c, base64: yes}}"),
+         "instances[0].source.base64: 'yes' must be true or false"},
+        {one("{name: a, source: {url: https://x/c, auth: {scheme: Bearer}}}"),
+         "instances[0].source.auth.credential: is required"},
+        {one("{name: a, source: {url: https://x/c, header: {name: \"X Bad\", credential: do}}}"),
+         "instances[0].source.header.name: 'X Bad' is not a header name"},
+        {"credentials:\n  x: {env: ROOTCERTD_TEST_UNSET}\ninstances:\n  - {name: a, source: "
+         "{provider: rds, region: global}}\n",
+         "credentials.x.env: environment variable 'ROOTCERTD_TEST_UNSET' is not set"},
+        {"credentials:\n  x: {file: /a, env: B}\ninstances:\n  - {name: a, source: {provider: "
+         "azure}}\n",
+         "credentials.x: set exactly one of file, env and command"},
+        {"credentials:\n  x: {command: [gcloud, auth]}\ninstances:\n  - {name: a, source: "
+         "{provider: azure}}\n",
+         "credentials.x.command: 'gcloud' must be an absolute path"},
+        {"credentials:\n  x: {command: [/nonexistent/gcloud]}\ninstances:\n  - {name: a, source: "
+         "{provider: azure}}\n",
+         "credentials.x.command: cannot execute '/nonexistent/gcloud'"},
+        {"credentials:\n  x: {file: /a, ttl: 1m}\ninstances:\n  - {name: a, source: {provider: "
+         "azure}}\n",
+         "credentials.x.ttl: only with command"},
+    };
+    for (const auto& c : cases) {
+        const auto e = error_of(c.yaml);
+        EXPECT_NE(e.find(c.expect), std::string::npos) << "yaml:\n" << c.yaml << "\nerror: " << e;
+    }
 }

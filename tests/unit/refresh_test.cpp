@@ -21,13 +21,14 @@ class FakeClient final : public HttpClient {
   public:
     Outcome<HttpResponse> next = fail("no response staged");
     std::string seen_target, seen_token;
+    HttpRequest seen;
     int calls = 0;
 
-    boost::asio::awaitable<Outcome<HttpResponse>> get(Endpoint, std::string target,
-                                                      std::string token) override {
+    boost::asio::awaitable<Outcome<HttpResponse>> get(HttpRequest request) override {
         ++calls;
-        seen_target = target;
-        seen_token = token;
+        seen_target = request.target;
+        seen_token = request.authorization;
+        seen = std::move(request);
         co_return next;
     }
     void close() override {}
@@ -98,7 +99,7 @@ TEST_F(Refresh, InstallsAValidCaThenSeesItUnchanged) {
     EXPECT_EQ(r.change, Change::created);
     EXPECT_EQ(file(), pem);
     EXPECT_EQ(fake->seen_target, "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
-    EXPECT_EQ(fake->seen_token, "tok-123.secret");
+    EXPECT_EQ(fake->seen_token, "Bearer tok-123.secret");
 
     auto again = run();
     ASSERT_TRUE(again.ok());
@@ -178,7 +179,7 @@ TEST_F(Refresh, BadAnswersNeverReplaceAGoodFile) {
     };
     const std::vector<Case> cases{
         {404, "\"Secret not found\"", where + "HTTP 404: Secret not found", Stage::http},
-        {200, "{}", where + "response is {}: the instance's secret holds no CA", Stage::response},
+        {200, "{}", where + "response is {}: it holds no CA", Stage::response},
         {200, "<html>", where + "response is not JSON", Stage::response},
         {200, json_for(test::make_cert_pem({.cn = "leaf", .ca = false})),
          where + "invalid CA: certificate 'CN=leaf' is not a CA", Stage::validate},

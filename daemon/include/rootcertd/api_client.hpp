@@ -17,15 +17,32 @@
 
 namespace rootcertd {
 
+// One GET. Nothing in it may break a header line: targets are built from
+// validated config values, and secrets are single header-safe tokens.
+struct HttpRequest {
+    Endpoint endpoint;
+    std::string target;  // path and query
+    // "Authorization: <authorization>" when not empty (the value is a secret:
+    // "Bearer TOKEN", "aivenv1 TOKEN"); AUTH_HEADER names another field.
+    std::string authorization;
+    std::string auth_header = "Authorization";
+    // Validators of the last answer: sent as If-None-Match / If-Modified-Since.
+    std::string if_none_match;
+    std::string if_modified_since;
+};
+
 struct HttpResponse {
     unsigned status = 0;
     std::string body;
     std::string location;                 // of a redirect, which is never followed
     std::optional<Duration> retry_after;  // from a 429 or 503
+    std::string etag;                     // validators, for the next conditional request
+    std::string last_modified;
 };
 
 struct ClientOptions {
     std::optional<std::filesystem::path> ca_file;  // trusted besides the system store
+    std::optional<std::filesystem::path> extra_ca_file;  // a source's own, trusted as well
     Duration timeout{std::chrono::seconds(10)};    // whole request, connect included
     Duration connect_timeout{std::chrono::seconds(5)};
     Duration idle_timeout{std::chrono::seconds(30)};  // idle keep-alive connections close after
@@ -43,12 +60,10 @@ class HttpClient {
   public:
     virtual ~HttpClient() = default;
 
-    // GET https://ENDPOINT/TARGET with "Authorization: Bearer TOKEN". Any HTTP
-    // status is a response; transport and protocol errors (timeout, TLS
-    // verification, oversize body) fail with a message naming the step.
-    // Messages never contain the token.
-    virtual boost::asio::awaitable<Outcome<HttpResponse>> get(Endpoint endpoint, std::string target,
-                                                              std::string token) = 0;
+    // GET https://ENDPOINT/TARGET. Any HTTP status is a response; transport
+    // and protocol errors (timeout, TLS verification, oversize body) fail
+    // with a message naming the step. Messages never contain the secret.
+    virtual boost::asio::awaitable<Outcome<HttpResponse>> get(HttpRequest request) = 0;
 
     // Aborts requests in flight and closes every connection; later calls fail.
     virtual void close() = 0;
@@ -61,6 +76,9 @@ class HttpClient {
 // options.ca_file. Throws std::runtime_error when the trust store cannot load.
 std::shared_ptr<HttpClient> make_https_client(boost::asio::any_io_executor executor,
                                               const ClientOptions& options);
+
+// An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), as in Last-Modified.
+std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view value);
 
 // Seconds or an HTTP-date, as in a Retry-After header; nullopt if neither.
 std::optional<Duration> parse_retry_after(std::string_view value,

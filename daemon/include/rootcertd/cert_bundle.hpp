@@ -31,6 +31,8 @@ struct CertInfo {
 struct CertBundle {
     std::vector<CertInfo> certs;  // file order, duplicates removed
     std::string pem;              // every certificate re-encoded, nothing else
+    // What validation left out and why ("expired '<subject>' ..."), for a debug line.
+    std::vector<std::string> dropped;
 
     // The certificate that expires last.
     const CertInfo& newest() const;
@@ -40,8 +42,11 @@ struct CertBundle {
 
 // Accepts PEM text holding only CERTIFICATE blocks (at least one), each a CA
 // (basicConstraints CA:TRUE), at least one valid at NOW. Text between blocks
-// is dropped from the normalized `pem`.
-Outcome<CertBundle> validate_bundle(std::string_view pem, SysTime now);
+// is dropped from the normalized `pem`, and so are certificates that expired
+// before NOW (a CA not valid yet stays: it is the next one). DROP_LEAVES:
+// certificates that are not CAs are left out instead of refused (a server
+// chain published with its CA).
+Outcome<CertBundle> validate_bundle(std::string_view pem, SysTime now, bool drop_leaves = false);
 
 // Parses without the CA and validity checks: describes a file already on disk.
 Outcome<CertBundle> parse_bundle(std::string_view pem);

@@ -41,11 +41,55 @@ struct Hook {
     bool operator==(const Hook&) const = default;
 };
 
+// A named secret of `credentials:`. Exactly one of file, env, command.
+struct Credential {
+    std::string name;
+    std::optional<std::filesystem::path> file;  // re-read when it changes
+    std::optional<std::string> env;             // read at start and on reload
+    std::vector<std::string> command;           // argv; its trimmed stdout is the secret
+    Duration ttl{std::chrono::minutes(30)};     // command: run again after
+    Duration timeout{std::chrono::seconds(10)};  // command: killed after
+    bool operator==(const Credential&) const = default;
+};
+
+// How a source's answer becomes PEM text.
+enum class CaFormat : std::uint8_t { automatic, pem, der };
+struct Reading {
+    std::string json_pointer;  // RFC 6901; empty: the whole body
+    std::string member;        // the pointer selects an array of objects: each one's MEMBER
+    bool base64 = false;       // decode the selected string(s), or the whole body
+    CaFormat format = CaFormat::automatic;
+    bool drop_leaves = false;  // leave out certificates that are not CAs instead of refusing
+    bool operator==(const Reading&) const = default;
+};
+
+// Where an instance's CA comes from: one request and how to read its answer,
+// or (azure) roots looked up in the system trust store.
+struct Source {
+    std::string provider;  // "tembo", "aiven", ..., "url" for a custom source
+    Endpoint api;          // the origin; unused without a request
+    std::string target;    // path and query
+    // The Authorization scheme ("Bearer", "aivenv1"), or with auth_header
+    // set, the bare secret goes in that field instead. Empty: no secret sent.
+    std::string auth_scheme;
+    std::string auth_header;
+    // The secret: a name in `credentials:`; unset: api.token_file/token_env.
+    std::optional<std::string> credential;
+    Reading reading;
+    std::optional<std::filesystem::path> ca_file;  // trusted for this origin, besides api.ca_file
+    // No request (azure): these roots, by RFC 2253 subject, from the system
+    // trust store; the optional ones only when the store has them.
+    std::vector<std::string> system_roots;
+    std::vector<std::string> optional_roots;
+    bool sends_secret() const { return !auth_scheme.empty() || !auth_header.empty(); }
+    bool operator==(const Source&) const = default;
+};
+
 struct Instance {
-    std::string org;
+    std::string org;   // Tembo instances only: metric labels and log fields
     std::string id;
     std::string name;  // file stem: the file is <cert_dir>/<name>.crt
-    Endpoint api;
+    Source source;
     Duration refresh_interval{};
     FileOwnership file;
     Duration keep_previous{};  // rotation.keep_previous
@@ -73,6 +117,8 @@ struct Config {
     Duration connect_timeout{std::chrono::seconds(5)};
     std::optional<std::string> proxy;  // api.proxy: http:// URL without credentials, or "none"
     std::optional<std::filesystem::path> proxy_auth_file;  // "user:password" for the proxy
+
+    std::vector<Credential> credentials;  // credentials:, in file order
 
     std::filesystem::path cert_dir{"/var/lib/rootcertd/certs"};
     std::filesystem::path state_dir{"/var/lib/rootcertd/state"};

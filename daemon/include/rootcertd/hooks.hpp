@@ -10,19 +10,13 @@
 
 #include "rootcertd/config.hpp"
 #include "rootcertd/outcome.hpp"
+#include "rootcertd/process.hpp"
 
 namespace rootcertd {
 
 // "exited 0" when the command succeeded; else a Stage::hook failure: "exited
 // 3", "killed after 30000 ms", "killed by signal ...", "cannot start ...".
 using HookRun = Outcome<std::string>;
-
-// Whether environment variable NAME=VALUE is kept from every hook: systemd's
-// plumbing (NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*, CREDENTIALS_DIRECTORY,
-// JOURNAL_STREAM, MAINPID, MANAGERPID, SYSTEMD_EXEC_PID), which would let a
-// hook notify as the daemon or read its credentials, and a proxy variable
-// whose URL carries a password.
-bool withheld_from_hooks(std::string_view name, std::string_view value);
 
 // Starts HOOK.command in its own process group with the daemon's environment
 // minus HIDDEN variables and those withheld_from_hooks(), plus EXTRA; stdin

@@ -15,13 +15,13 @@
 #include "rootcertd/cert_bundle.hpp"
 #include "rootcertd/cert_store.hpp"
 #include "rootcertd/config.hpp"
+#include "rootcertd/credentials.hpp"
 #include "rootcertd/install_queue.hpp"
 #include "rootcertd/reporter.hpp"
 #include "rootcertd/results.hpp"
 #include "rootcertd/rotation.hpp"
 #include "rootcertd/semaphore.hpp"
-#include "rootcertd/tembo_source.hpp"
-#include "rootcertd/token_source.hpp"
+#include "rootcertd/source.hpp"
 
 namespace rootcertd {
 
@@ -67,8 +67,13 @@ struct ContentCaches {
     // Bundles validated before, keyed by the exact bytes served (X.509
     // parsing is costly in OpenSSL 3).
     BytesCache<CertBundle> validated;
-    // The "ca.crt" of 200 bodies whose CA validated, keyed by the whole body.
-    BytesCache<std::string> extracted;
+    // The CA text of 200 bodies whose CA validated, keyed by the whole body,
+    // with how it was read (the same body read another way is another CA).
+    struct Extracted {
+        Reading reading;
+        std::string pem;
+    };
+    BytesCache<Extracted> extracted;
     // Validations under way, by the same key: refreshes that receive the same
     // new bytes meanwhile wait for that one result instead of parsing again
     // (a cold start of a fleet would otherwise parse one CA per admission slot).
@@ -84,15 +89,21 @@ using ClientFactory =
 struct Services {
     Services(boost::asio::any_io_executor ex, Config config,
              boost::asio::thread_pool& blocking_pool,
-             const ClientFactory& make_client = make_https_client);
+             const ClientFactory& client_factory = make_https_client);
 
     Config config;
     ProxyRoute proxy;                         // api.proxy or the environment's
     std::shared_ptr<TokenSource> proxy_auth;  // api.proxy_auth_file, when set
     boost::asio::any_io_executor executor;    // the event loop
     std::shared_ptr<Resolver> resolver;       // for the API and the live checks
-    std::shared_ptr<HttpClient> client;
-    TokenSource token;
+    ClientFactory make_client;
+    std::shared_ptr<HttpClient> client;  // trusts the system store and api.ca_file
+    // Clients for sources with a ca_file of their own, by that file.
+    std::map<std::filesystem::path, std::shared_ptr<HttpClient>> clients_by_ca;
+    Credentials credentials;
+    // The validators of each instance's last installed answer, for a
+    // conditional request next time. Daemon only: --once asks once.
+    std::map<std::string, Validators, std::less<>> validators;
     CertStore store;
     std::shared_ptr<InstallQueue> installs;  // group commit into store
     CertStore state_store;                   // rotation state, one JSON file per instance
@@ -115,6 +126,14 @@ struct Services {
     // Warnings about the token (its file's mode, its expiry) are the same for
     // every instance: logged once, and again hourly while they last.
     FailureLog token_warnings;
+
+    // The client for SOURCE's origin: the shared one, or one that also
+    // trusts the source's own ca_file.
+    const std::shared_ptr<HttpClient>& client_for(const Source& source);
+    // What INSTANCE's source served last time (its rotation state), if known.
+    const std::string* served_last(const std::string& instance) const;
+    // Aborts every request in flight; later ones fail.
+    void close_clients();
 };
 
 // Refreshes INSTANCE once. Never throws for expected failures; a request is
@@ -125,8 +144,10 @@ boost::asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> services
 // validate_bundle() through SERVICES' content-keyed cache: bytes validated
 // before are not parsed again (only their dates are checked against NOW);
 // new ones are parsed on the blocking pool.
+// DROP_LEAVES: as validate_bundle's (the cache keeps the two apart).
 boost::asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Services> services,
-                                                                std::string pem, SysTime now);
+                                                                std::string pem, SysTime now,
+                                                                bool drop_leaves = false);
 
 // Probes INSTANCE's server and verifies it against the installed file, as
 // verify-full clients would. Asks for a refresh when the file no longer

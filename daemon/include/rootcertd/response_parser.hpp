@@ -21,6 +21,8 @@ class ResponseParser final : public boost::beast::http::basic_parser<false> {
     std::string body;
     std::string location;     // the first Location field
     std::string retry_after;  // the first Retry-After field
+    std::string etag;           // the first ETag field
+    std::string last_modified;  // the first Last-Modified field
 
   private:
     using string_view = boost::beast::string_view;
@@ -39,6 +41,10 @@ class ResponseParser final : public boost::beast::http::basic_parser<false> {
         } else if (name == boost::beast::http::field::retry_after && !seen_retry_after_) {
             retry_after.assign(value.data(), value.size());
             seen_retry_after_ = true;
+        } else if (name == boost::beast::http::field::etag && etag.empty()) {
+            keep_validator(etag, value);
+        } else if (name == boost::beast::http::field::last_modified && last_modified.empty()) {
+            keep_validator(last_modified, value);
         }
     }
     void on_header_impl(error_code&) override {}
@@ -56,6 +62,16 @@ class ResponseParser final : public boost::beast::http::basic_parser<false> {
         return data.size();
     }
     void on_finish_impl(error_code&) override {}
+
+    // A validator goes back in a request header: kept only when it is short
+    // and printable (no CR or LF can come from a peer into our request).
+    static void keep_validator(std::string& into, string_view value) {
+        if (value.size() > 256) return;
+        for (const char c : value) {
+            if (c < 0x20 || c == 0x7f) return;
+        }
+        into.assign(value.data(), value.size());
+    }
 
     bool seen_location_ = false;
     bool seen_retry_after_ = false;

@@ -29,6 +29,7 @@ struct RefreshResult {
     std::optional<CertBundle> bundle;
     std::string warning;       // worth an operator's attention, file still fine
     unsigned http_status = 0;  // of the API's answer, when there was one
+    bool not_modified = false;  // the source answered 304: nothing new was served
     std::optional<SysTime> token_expiry;
     std::optional<bool> live_ok;  // the server verified against the installed file
     std::optional<SysTime> server_not_after;

@@ -15,7 +15,7 @@
 namespace rootcertd {
 
 struct InstanceStatus {
-    std::string name, org, id, file;
+    std::string name, org, id, provider, file;
     bool attempted = false;            // a first refresh has completed, either way
     bool file_valid = false;           // a valid CA file is in place (this run or found at start)
     std::string fingerprint;           // of the installed file's certificates, comma-separated
@@ -24,6 +24,7 @@ struct InstanceStatus {
     std::string last_error;
     std::optional<SysTime> next_refresh;
     std::uint64_t successes = 0, failures = 0, changes = 0;
+    std::uint64_t not_modified = 0;  // successes that were a 304
     unsigned consecutive_failures = 0;
     std::optional<bool> live_ok;              // last live check, when the instance has a host
     std::optional<SysTime> server_not_after;  // the server leaf's notAfter at that check

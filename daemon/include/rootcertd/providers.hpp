@@ -1,0 +1,57 @@
+// The presets of `source: {provider: ...}`: for each managed-Postgres
+// provider, the request its CA takes and how to read the answer. Adding a
+// provider is one row of the table in providers.cpp.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rootcertd/config.hpp"
+
+namespace rootcertd {
+
+struct Preset {
+    std::string_view name;
+    // The origin requests go to; empty: no request (the CAs come from the
+    // system trust store), or for tembo, api.url.
+    std::string_view origin;
+    // Path with {key} placeholders: each placeholder is a required key of
+    // the source mapping.
+    std::string_view path;
+    std::string_view auth_scheme;  // empty: no secret is ever sent
+    Reading reading;
+    // No request: these roots (RFC 2253 subjects) from the system trust
+    // store; a store without a required one is a refresh error.
+    std::vector<std::string_view> system_roots;
+    std::vector<std::string_view> optional_roots;
+    std::string_view docs;                       // where the provider documents it
+};
+
+// Every preset, in documentation order.
+const std::vector<Preset>& presets();
+
+// The preset called NAME, or nothing.
+const Preset* find_preset(std::string_view name);
+
+// The {key} placeholders of PATH, in order, each once.
+std::vector<std::string> path_keys(std::string_view path);
+
+// PATH with each {key} replaced by VALUE(key).
+template <class Value>
+std::string expand_path(std::string_view path, const Value& value) {
+    std::string out;
+    for (std::size_t i = 0; i < path.size();) {
+        if (path[i] == '{') {
+            const auto end = path.find('}', i);
+            out += value(std::string(path.substr(i + 1, end - i - 1)));
+            i = end + 1;
+        } else {
+            out += path[i++];
+        }
+    }
+    return out;
+}
+
+}  // namespace rootcertd

@@ -1,0 +1,135 @@
+#include "rootcertd/credentials.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "rootcertd/blocking.hpp"
+#include "rootcertd/process.hpp"
+
+namespace rootcertd {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+// A command credential: its last output, and the run under way, if any.
+struct Credentials::Command {
+    Credential spec;
+    std::optional<std::string> value;
+    Clock::time_point fetched{};
+    Clock::time_point forced{};  // the last run a refusal asked for
+    bool stale = false;
+    std::optional<std::string> failure;  // the last run's, kept for a few seconds
+    Clock::time_point failed_until{};
+    struct Run {
+        explicit Run(asio::any_io_executor ex) : done(ex, Clock::time_point::max()) {}
+        asio::steady_timer done;  // cancelled when `result` is set
+        std::optional<Outcome<std::string>> result;
+    };
+    std::shared_ptr<Run> running;
+
+    // A failed run is not repeated for every instance that shares the credential.
+    static constexpr std::chrono::seconds failure_hold{10};
+    static constexpr std::chrono::minutes refusal_rerun{1};
+};
+
+Credentials::Credentials(const Config& config, asio::any_io_executor executor,
+                         asio::thread_pool& blocking)
+    : executor_(std::move(executor)), blocking_(blocking) {
+    if (config.token_file) {
+        api_token_ = TokenSource::from_file(*config.token_file);
+    } else if (config.token_env) {
+        api_token_ = TokenSource::from_env(*config.token_env);
+        secret_variables_.push_back(*config.token_env);
+    }
+    for (const auto& c : config.credentials) {
+        Entry e;
+        if (c.file) {
+            e.token = TokenSource::from_file(*c.file, "credential '" + c.name + "' file");
+        } else if (c.env) {
+            e.token = TokenSource::from_env(*c.env);
+            secret_variables_.push_back(*c.env);
+        } else {
+            e.command = std::make_shared<Command>();
+            e.command->spec = c;
+        }
+        named_.emplace(c.name, std::move(e));
+    }
+}
+
+asio::awaitable<Outcome<std::string>> Credentials::get(const std::optional<std::string>& name) {
+    if (!name) {
+        if (!api_token_) co_return fail(Stage::token, "no api.token_file or api.token_env is set");
+        auto token = api_token_->get();
+        if (!token) co_return fail(Stage::token, token.error());
+        co_return token;
+    }
+    const auto it = named_.find(*name);
+    if (it == named_.end()) co_return fail(Stage::token, "no credential '" + *name + "'");
+    if (it->second.token) {
+        auto token = it->second.token->get();
+        if (!token) co_return fail(Stage::token, token.error());
+        co_return token;
+    }
+    const auto cmd = it->second.command;  // outlives a reload that drops this entry
+    const auto now = Clock::now();
+    if (cmd->value && !cmd->stale && now - cmd->fetched < cmd->spec.ttl) co_return *cmd->value;
+    if (cmd->failure && now < cmd->failed_until) co_return fail(Stage::token, *cmd->failure);
+    if (cmd->running) {
+        const auto run = cmd->running;
+        co_await run->done.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (run->result) co_return *run->result;
+        co_return fail(Stage::token, "stopped while credential '" + *name + "' was being fetched");
+    }
+    auto run = std::make_shared<Command::Run>(executor_);
+    cmd->running = run;
+    auto job = [argv = cmd->spec.command, timeout = cmd->spec.timeout,
+                hidden = secret_variables_] { return run_for_output(argv, timeout, hidden); };
+    auto output = co_await run_blocking(blocking_, std::move(job));
+    const std::string what = "credential '" + *name + "' command";
+    Outcome<std::string> result = fail(Stage::token, what + ": no output");
+    if (!output) {
+        result = fail(Stage::token, what + ": " + output.error());
+    } else if (auto token = clean_token(std::move(output.value()), what + " output"); !token) {
+        result = fail(Stage::token, token.error());
+    } else {
+        result = std::move(token);
+    }
+    if (result) {
+        cmd->value = result.value();
+        cmd->fetched = Clock::now();
+        cmd->stale = false;
+        cmd->failure.reset();
+    } else {
+        spdlog::warn("{}", result.error());
+        cmd->failure = result.error();
+        cmd->failed_until = Clock::now() + Command::failure_hold;
+    }
+    cmd->running.reset();
+    run->result = result;
+    run->done.cancel();
+    co_return result;
+}
+
+void Credentials::refused(const std::optional<std::string>& name) {
+    if (!name) {
+        if (api_token_) api_token_->recheck();
+        return;
+    }
+    const auto it = named_.find(*name);
+    if (it == named_.end()) return;
+    if (it->second.token) {
+        it->second.token->recheck();
+        return;
+    }
+    auto& cmd = *it->second.command;
+    const auto now = Clock::now();
+    if (cmd.value && !cmd.stale && now - cmd.forced >= Command::refusal_rerun) {
+        cmd.stale = true;
+        cmd.forced = now;
+    }
+}
+
+}  // namespace rootcertd

@@ -1,0 +1,68 @@
+#include "rootcertd/providers.hpp"
+
+#include <algorithm>
+
+namespace rootcertd {
+
+namespace {
+
+Reading json(std::string pointer, std::string member = "", bool base64 = false) {
+    Reading r;
+    r.json_pointer = std::move(pointer);
+    r.member = std::move(member);
+    r.base64 = base64;
+    r.format = CaFormat::pem;  // documented as PEM text
+    return r;
+}
+
+Reading raw_pem(bool drop_leaves = false) {
+    Reading r;
+    r.format = CaFormat::pem;
+    r.drop_leaves = drop_leaves;
+    return r;
+}
+
+}  // namespace
+
+const std::vector<Preset>& presets() {
+    static const std::vector<Preset> table{
+        {"tembo", "", "/api/v1/orgs/{org}/instances/{id}/secrets/certificate", "Bearer",
+         json("/ca.crt"), {}, {}, "Tembo data-plane API"},
+        {"aiven", "https://api.aiven.io", "/v1/project/{project}/kms/ca", "aivenv1",
+         json("/certificate"), {}, {}, "Aiven API, ProjectKmsGetCA"},
+        {"digitalocean", "https://api.digitalocean.com", "/v2/databases/{cluster}/ca", "Bearer",
+         json("/ca/certificate", "", true), {}, {}, "DigitalOcean API, databases_get_ca"},
+        {"cloudsql", "https://sqladmin.googleapis.com",
+         "/v1/projects/{project}/instances/{instance}/listServerCas", "Bearer",
+         json("/certs", "cert"), {}, {}, "Cloud SQL Admin API, instances.listServerCas"},
+        {"crunchybridge", "https://api.crunchybridge.com", "/teams/{team}.pem", "Bearer",
+         raw_pem(true), {}, {}, "Crunchy Bridge API, team certificate"},
+        {"rds", "https://truststore.pki.rds.amazonaws.com", "/{region}/{region}-bundle.pem", "",
+         raw_pem(), {}, {}, "Amazon RDS certificate bundles"},
+        {"azure", "", "", "", {},
+         {"CN=DigiCert Global Root G2,OU=www.digicert.com,O=DigiCert Inc,C=US",
+          "CN=Microsoft RSA Root Certificate Authority 2017,O=Microsoft Corporation,C=US"},
+         // Still listed for China regions until their 2026 rotation.
+         {"CN=DigiCert Global Root CA,OU=www.digicert.com,O=DigiCert Inc,C=US"},
+         "Azure Database for PostgreSQL flexible server, TLS root CAs"},
+    };
+    return table;
+}
+
+const Preset* find_preset(std::string_view name) {
+    const auto& all = presets();
+    const auto it =
+        std::find_if(all.begin(), all.end(), [&](const Preset& p) { return p.name == name; });
+    return it == all.end() ? nullptr : &*it;
+}
+
+std::vector<std::string> path_keys(std::string_view path) {
+    std::vector<std::string> keys;
+    for (auto at = path.find('{'); at != std::string_view::npos; at = path.find('{', at + 1)) {
+        std::string key(path.substr(at + 1, path.find('}', at) - at - 1));
+        if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(std::move(key));
+    }
+    return keys;
+}
+
+}  // namespace rootcertd
