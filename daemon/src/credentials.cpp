@@ -113,23 +113,24 @@ asio::awaitable<Outcome<std::string>> Credentials::get(const std::optional<std::
     co_return result;
 }
 
-void Credentials::refused(const std::optional<std::string>& name) {
+bool Credentials::refused(const std::optional<std::string>& name) {
     if (!name) {
         if (api_token_) api_token_->recheck();
-        return;
+        return false;
     }
     const auto it = named_.find(*name);
-    if (it == named_.end()) return;
+    if (it == named_.end()) return false;
     if (it->second.token) {
         it->second.token->recheck();
-        return;
+        return false;
     }
     auto& cmd = *it->second.command;
     const auto now = Clock::now();
-    if (cmd.value && !cmd.stale && now - cmd.forced >= Command::refusal_rerun) {
-        cmd.stale = true;
-        cmd.forced = now;
-    }
+    if (cmd.stale) return true;  // another refresh asked already: the run is due
+    if (!cmd.value || now - cmd.forced < Command::refusal_rerun) return false;
+    cmd.stale = true;
+    cmd.forced = now;
+    return true;
 }
 
 }  // namespace rootcertd

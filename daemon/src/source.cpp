@@ -39,7 +39,7 @@ Outcome<std::string> roots_by_subject(std::string_view store_pem,
     };
     for (const auto& subject : required) {
         if (!take(subject)) {
-            return fail("the system trust store lacks the root '" + subject +
+            return fail("lacks the root '" + subject +
                         "' (is ca-certificates installed and current?)");
         }
     }
@@ -100,7 +100,7 @@ asio::awaitable<Fetched> fetch_system_roots(std::shared_ptr<Services> s, const S
         return roots;
     };
     out.pem = co_await run_blocking(s->blocking, std::move(read));
-    if (!out.pem) out.pem = fail(Stage::response, out.pem.error());
+    if (!out.pem) out.pem = fail(Stage::response, describe_request(src) + ": " + out.pem.error());
     co_return out;
 }
 
@@ -112,46 +112,55 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
     Fetched out;
     // Every error names the request; built only for an error.
     const auto where = [&] { return describe_request(src) + ": "; };
-    HttpRequest request{src.api, src.target, {}, "Authorization", {}, {}};
-    // 1. The secret, when the source sends one.
-    std::string secret;
     const auto now = sys_now();
-    if (src.sends_secret()) {
-        auto got = co_await s->credentials.get(src.credential);
-        if (!got) {
-            out.pem = fail(Stage::token, where() + got.error());
-            co_return out;
-        }
-        secret = std::move(got.value());
-        if (!src.credential) {
-            if (const TokenSource* api = s->credentials.api_token()) {
-                out.token_expiry = api->expiry();
-                warn_about_token(*s, *api, now);
-            }
-        }
-        if (!src.auth_header.empty()) {
-            request.auth_header = src.auth_header;
-            request.authorization = secret;
-        } else {
-            request.authorization = src.auth_scheme + " " + secret;
-        }
-    }
-    // 2. Conditional, when the last answer had validators and what it
-    // served is still known.
+    std::string secret;
     std::string request_key = src.api.origin() + src.target;
     const auto known = s->validators.find(inst.name);
     const bool conditional = known != s->validators.end() && known->second.request == request_key &&
                              s->served_last(inst.name) != nullptr;
-    if (conditional) {
-        request.if_none_match = known->second.etag;
-        request.if_modified_since = known->second.last_modified;
-    }
-    // 3. The request, one of at most `concurrency` in flight.
     std::optional<Outcome<HttpResponse>> response;
-    {
-        co_await s->requests_in_flight.async_send(boost::system::error_code{}, asio::use_awaitable);
-        SlotGuard slot(s->requests_in_flight);
-        response = co_await s->client_for(src)->get(std::move(request));
+    for (bool again = false;; again = true) {
+        HttpRequest request{src.api, src.target, {}, "Authorization", {}, {}};
+        // 1. The secret, when the source sends one.
+        if (src.sends_secret()) {
+            auto got = co_await s->credentials.get(src.credential);
+            if (!got) {
+                out.pem = fail(Stage::token, where() + got.error());
+                co_return out;
+            }
+            secret = std::move(got.value());
+            if (!src.credential) {
+                if (const TokenSource* api = s->credentials.api_token()) {
+                    out.token_expiry = api->expiry();
+                    warn_about_token(*s, *api, now);
+                }
+            }
+            if (!src.auth_header.empty()) {
+                request.auth_header = src.auth_header;
+                request.authorization = secret;
+            } else {
+                request.authorization = src.auth_scheme + " " + secret;
+            }
+        }
+        // 2. Conditional, when the last answer had validators and what it
+        // served is still known.
+        if (conditional) {
+            request.if_none_match = known->second.etag;
+            request.if_modified_since = known->second.last_modified;
+        }
+        // 3. The request, one of at most `concurrency` in flight.
+        {
+            co_await s->requests_in_flight.async_send(boost::system::error_code{},
+                                                      asio::use_awaitable);
+            SlotGuard slot(s->requests_in_flight);
+            response = co_await s->client_for(src)->get(std::move(request));
+        }
+        // A refused secret that a credential command replaces is tried once
+        // more at once (a --once pass has no later retry).
+        if (again || !*response || (*response)->status != 401 ||
+            !s->credentials.refused(src.credential)) {
+            break;
+        }
     }
     if (!*response) {
         out.pem = fail(response->failure().stage, redact(where() + response->error(), secret));

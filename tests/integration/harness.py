@@ -146,6 +146,29 @@ class Pki:
                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
         return crt
 
+    def ca_between(self, name, start, end):
+        """A self-signed CA valid from START to END ('YYYYMMDDHHMMSSZ'), which may
+        be in the past (expired) or the future (not valid yet)."""
+        crt = self.dir / f"{name}.crt"
+        if crt.exists():
+            return crt
+        work = self.dir / f"{name}.ca"
+        (work / "db").mkdir(parents=True)
+        (work / "db" / "index.txt").write_text("")
+        (work / "db" / "serial").write_text("01\n")
+        (work / "ca.cnf").write_text(
+            f"[ca]\ndefault_ca = d\n[d]\ndir = {work}\ndatabase = {work}/db/index.txt\n"
+            f"serial = {work}/db/serial\nnew_certs_dir = {work}/db\ndefault_md = sha256\n"
+            "policy = p\nx509_extensions = e\n[p]\ncommonName = supplied\n"
+            "[e]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n")
+        key, csr = self.dir / f"{name}.key", work / "req.csr"
+        run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+        run("openssl", "ca", "-batch", "-config", str(work / "ca.cnf"), "-selfsign", "-keyfile",
+            str(key), "-in", str(csr), "-out", str(crt), "-startdate", start, "-enddate", end,
+            "-notext")
+        return crt
+
     def leaf(self, name, ca, sans, cn=None):
         """A server certificate for SANS (e.g. 'DNS:localhost,IP:127.0.0.1') signed by CA."""
         key, csr, crt = (self.dir / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
@@ -307,6 +330,134 @@ http {{
         rows = [(float(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4], r[5])
                 for r in rows if len(r) == 6]
         return [r for r in rows if uri is None or r[4] == uri]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+# The secrets each provider's nginx location accepts, as its documentation
+# says they are sent.
+PROVIDER_TOKENS = {"aiven": "aiven-token-1", "digitalocean": "dop_v1_token",
+                   "cloudsql": "ya29.gcp-new", "crunchybridge": "cbkey_123",
+                   "vault": "hvs.vault-token"}
+
+PROVIDER_LOCATIONS = """
+# Aiven: GET /v1/project/{project}/kms/ca, "Authorization: aivenv1 TOKEN"
+location ~ "^/v1/project/(?<project>[^/]+)/kms/ca$" {
+    if ($aiven_ok = 0) { return 403 '{"errors":[{"message":"Invalid token","status":403}],"message":"Invalid token"}'; }
+    try_files /aiven/$project.json =404;
+}
+# DigitalOcean: GET /v2/databases/{uuid}/ca, Bearer
+location ~ "^/v2/databases/(?<cluster>[^/]+)/ca$" {
+    if ($do_ok = 0) { return 401 '{"id":"Unauthorized","message":"Unable to authenticate you"}'; }
+    try_files /digitalocean/$cluster.json =404;
+}
+# Cloud SQL Admin: GET /v1/projects/{p}/instances/{i}/listServerCas, Bearer
+location ~ "^/v1/projects/(?<project>[^/]+)/instances/(?<inst>[^/]+)/listServerCas$" {
+    if ($gcp_ok = 0) { return 401 '{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}'; }
+    try_files /cloudsql/$project/$inst.json =404;
+}
+# Crunchy Bridge: GET /teams/{team}.pem, Bearer, raw PEM
+location ~ "^/teams/(?<team>[^/]+)\\.pem$" {
+    if ($cb_ok = 0) { return 401 '{"message":"unauthorized"}'; }
+    default_type application/x-pem-file;
+    try_files /crunchybridge/$team.pem =404;
+}
+# Amazon RDS trust store: GET /{region}/{region}-bundle.pem, public
+location ~ "^/(?<region>[a-z0-9-]+)/(?<region2>[a-z0-9-]+)-bundle\\.pem$" {
+    if ($http_authorization != "") { return 400 'an Authorization header was sent'; }
+    default_type application/x-pem-file;
+    try_files /rds/$region.pem =404;
+}
+# A Vault-like custom source: X-Vault-Token, JSON
+location = /v1/pki/ca {
+    if ($vault_ok = 0) { return 403 '{"errors":["permission denied"]}'; }
+    try_files /vault/ca.json =404;
+}
+# The hub: a rootcertd's cert_dir as static files, with nginx's validators.
+location /certs/ {
+    etag on;
+    if_modified_since exact;
+    default_type application/x-pem-file;
+    alias HUB/;
+}
+"""
+
+
+class ProviderApis:
+    """nginx over TLS playing each provider's CA endpoint as its documentation
+    shows it: paths, authorization and bodies; and a hub serving a cert_dir."""
+
+    def __init__(self, directory, pki):
+        self.dir = pathlib.Path(directory)
+        self.data = self.dir / "data"
+        self.data.mkdir(parents=True)
+        self.hub = self.dir / "hub"  # a symlink to the hub daemon's cert_dir
+        self.trust = pki.ca("providers-ca", "Test Providers CA")
+        crt, key = pki.leaf("providers-localhost", self.trust, "DNS:localhost,IP:127.0.0.1",
+                            "localhost")
+        self.port = free_port()
+        self.url = f"https://localhost:{self.port}"
+        self.access_log = self.dir / "access.log"
+        user = "user root;" if os.geteuid() == 0 else ""
+        t = PROVIDER_TOKENS
+        (self.dir / "nginx.conf").write_text(f"""
+{user}
+worker_processes 1;
+daemon off;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    log_format t '$status $request_uri $has_auth $http_if_none_match';
+    access_log {self.access_log} t;
+    client_body_temp_path {self.dir}/tmp; proxy_temp_path {self.dir}/tmp;
+    fastcgi_temp_path {self.dir}/tmp; uwsgi_temp_path {self.dir}/tmp; scgi_temp_path {self.dir}/tmp;
+    default_type application/json;
+    map $http_authorization $has_auth {{ "" "-"; default "auth"; }}
+    map $http_authorization $aiven_ok {{ "aivenv1 {t['aiven']}" 1; default 0; }}
+    map $http_authorization $do_ok {{ "Bearer {t['digitalocean']}" 1; default 0; }}
+    map $http_authorization $gcp_ok {{ "Bearer {t['cloudsql']}" 1; default 0; }}
+    map $http_authorization $cb_ok {{ "Bearer {t['crunchybridge']}" 1; default 0; }}
+    map $http_x_vault_token $vault_ok {{ "{t['vault']}" 1; default 0; }}
+    server {{
+        listen 127.0.0.1:{self.port} ssl;
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+        root {self.data};
+        # Provider APIs are dynamic: no validators. Only the hub has them.
+        etag off;
+        if_modified_since off;
+        {PROVIDER_LOCATIONS.replace("HUB", str(self.hub))}
+    }}
+}}
+""")
+        (self.dir / "tmp").mkdir()
+        self.proc = subprocess.Popen(["nginx", "-c", str(self.dir / "nginx.conf"),
+                                      "-p", str(self.dir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(lambda: self._up(), 10, f"nginx on port {self.port}")
+
+    def _up(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode()}")
+        return FakeApi._listening(self.port)
+
+    def put(self, relative, content):
+        """Serves CONTENT (text or bytes) at data/RELATIVE; replaced atomically."""
+        path = self.data / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(content if isinstance(content, bytes) else content.encode())
+        os.replace(tmp, path)
+
+    def requests(self, uri=None):
+        """Access-log entries: (status, uri, 'auth' or '-', If-None-Match or '-')."""
+        if not self.access_log.exists():
+            return []
+        rows = [line.split(" ", 3) for line in self.access_log.read_text().splitlines()]
+        return [(int(r[0]), r[1], r[2], r[3]) for r in rows if uri is None or r[1] == uri]
 
     def stop(self):
         self.proc.terminate()

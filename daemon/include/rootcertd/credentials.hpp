@@ -31,7 +31,8 @@ class Credentials {
 
     // The API refused NAME's secret (a 401): a file is looked at again at
     // once, a command run again on the next get(), at most once a minute.
-    void refused(const std::optional<std::string>& name);
+    // True when that run is due (a fresh secret is worth a retry now).
+    bool refused(const std::optional<std::string>& name);
 
     // The API token's source, when api.token_file or token_env is set: its
     // file's exposure and JWT expiry are reported.

@@ -1,0 +1,265 @@
+"""Every provider's CA source against nginx playing its documented API, the
+credential command, conditional requests and the hub pattern."""
+import base64
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from harness import (PROVIDER_TOKENS, Daemon, Pki, Postgres, ProviderApis, free_port, http_get,
+                     parse_metrics, wait_for)
+
+SQL_INSTANCE = "/v1/projects/example.com:proj/instances/sql-a/listServerCas"
+
+
+@pytest.fixture
+def providers(tmp_path, pki):
+    server = ProviderApis(tmp_path / "providers", pki)
+    yield server
+    server.stop()
+
+
+def fingerprints(pem_text):
+    """SHA-256 of each certificate in PEM_TEXT, in order."""
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", pem_text,
+                        re.S)
+    return [Pki.fingerprint(b + "\n") for b in blocks]
+
+
+def der(crt):
+    return subprocess.run(["openssl", "x509", "-in", str(crt), "-outform", "DER"],
+                          capture_output=True, check=True).stdout
+
+
+def credentials(tmp_path, calls=None):
+    """File, env and command credentials holding PROVIDER_TOKENS. The gcp
+    command prints a stale token on its first run, the right one after."""
+    (tmp_path / "aiven-token").write_text(PROVIDER_TOKENS["aiven"] + "\n")
+    (tmp_path / "aiven-token").chmod(0o600)
+    (tmp_path / "cb-key").write_text(PROVIDER_TOKENS["crunchybridge"])
+    (tmp_path / "cb-key").chmod(0o600)
+    counter = calls or tmp_path / "gcp-calls"
+    script = (f'n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; '
+              f'if [ $n = 1 ]; then echo ya29.gcp-stale; else echo {PROVIDER_TOKENS["cloudsql"]}; fi')
+    return {"aiven": {"file": str(tmp_path / "aiven-token")},
+            "do": {"env": "ROOTCERTD_TEST_DO_TOKEN"},
+            "gcp": {"command": ["/bin/sh", "-c", script], "ttl": "30m", "timeout": "5s"},
+            "cb": {"file": str(tmp_path / "cb-key")},
+            "vault": {"env": "ROOTCERTD_TEST_VAULT_TOKEN"}}
+
+
+def provider_env():
+    env = dict(os.environ)
+    env["ROOTCERTD_TEST_DO_TOKEN"] = PROVIDER_TOKENS["digitalocean"]
+    env["ROOTCERTD_TEST_VAULT_TOKEN"] = PROVIDER_TOKENS["vault"]
+    return env
+
+
+@pytest.fixture
+def fleet(tmp_path, pki, api, providers):
+    """One instance per provider, each served as its provider documents it."""
+    cas = {name: pki.ca(f"prov-{name}", f"{name} CA") for name in
+           ("aiven", "do", "crunchy", "rds-a", "rds-b", "vault-a", "vault-b")}
+    sql_current = pki.ca("sql-current", "Google Cloud SQL Server CA current")
+    sql_next = pki.ca_between("sql-upcoming", "20990101000000Z", "21000101000000Z")
+    sql_old = pki.ca_between("sql-expired", "20200101000000Z", "20200201000000Z")
+    crunchy_leaf, _ = pki.leaf("crunchy-leaf", cas["crunchy"], "DNS:p.abc.db.postgresbridge.com")
+
+    providers.put("aiven/my-project.json", json.dumps(
+        {"certificate": cas["aiven"].read_text(), "errors": [], "message": "Completed"}))
+    providers.put("digitalocean/9cc10173-e9ea-4176-9dbc-a4cee4c4ff30.json", json.dumps(
+        {"ca": {"certificate": base64.b64encode(cas["do"].read_bytes()).decode()}}))
+    providers.put("cloudsql/example.com:proj/sql-a.json", json.dumps({
+        "kind": "sql#instancesListServerCas", "activeVersion": "v-current",
+        "certs": [{"kind": "sql#sslCert", "certSerialNumber": str(n), "cert": c.read_text(),
+                   "commonName": "C=US,O=Google\\, Inc,CN=Google Cloud SQL Server CA",
+                   "instance": "sql-a"} for n, c in enumerate((sql_old, sql_current, sql_next))]}))
+    providers.put("crunchybridge/abc123.pem",
+                  crunchy_leaf.read_text() + cas["crunchy"].read_text())
+    # As RDS serves it: many certificates; here with text between them.
+    providers.put("rds/eu-west-1.pem", "# Amazon RDS eu-west-1 bundle\n" +
+                  cas["rds-a"].read_text() + "\nrotated 2024\n" + cas["rds-b"].read_text())
+    providers.put("vault/ca.json", json.dumps({"data": {"certificate": base64.b64encode(
+        der(cas["vault-a"]) + der(cas["vault-b"])).decode()}}))
+
+    def source(provider, **keys):
+        return {"provider": provider, "api_url": providers.url, "ca_file": str(providers.trust),
+                **keys}
+
+    instances = [
+        {"name": "aiven", "source": source("aiven", project="my-project", credential="aiven")},
+        {"name": "do-main", "source": source(
+            "digitalocean", cluster="9cc10173-e9ea-4176-9dbc-a4cee4c4ff30", credential="do")},
+        {"name": "sql-a", "source": source("cloudsql", project="example.com:proj",
+                                           instance="sql-a", credential="gcp")},
+        {"name": "bridge", "source": source("crunchybridge", team="abc123", credential="cb")},
+        {"name": "rds", "source": source("rds", region="eu-west-1")},
+        {"name": "azure", "source": {"provider": "azure"}},
+        {"name": "vault", "source": {
+            "url": providers.url + "/v1/pki/ca", "json_pointer": "/data/certificate",
+            "base64": True, "format": "der", "ca_file": str(providers.trust),
+            "header": {"name": "X-Vault-Token", "credential": "vault"}}},
+    ]
+    d = Daemon(tmp_path / "d", api, instances, credentials=credentials(tmp_path))
+    return d, cas, (sql_current, sql_next, sql_old), crunchy_leaf
+
+
+def test_each_provider_is_fetched_as_documented(fleet, providers, tmp_path):
+    d, cas, (sql_current, sql_next, sql_old), crunchy_leaf = fleet
+    r = d.once("--log-level", "debug", env=provider_env())
+    assert r.returncode == 0, r.stderr
+    fp = Pki.fingerprint
+    assert fingerprints(d.file("aiven").read_text()) == [fp(cas["aiven"])]
+    assert fingerprints(d.file("do-main").read_text()) == [fp(cas["do"])]
+    # Cloud SQL: current and upcoming (not valid yet) kept, the expired one dropped.
+    assert fingerprints(d.file("sql-a").read_text()) == [fp(sql_current), fp(sql_next)]
+    assert f"sql-a: left out expired 'CN=sql-expired' (notAfter 2020-02-01T00:00:00Z)" in r.stderr
+    # Crunchy Bridge: the CA of the published chain, its leaf left out.
+    assert fingerprints(d.file("bridge").read_text()) == [fp(cas["crunchy"])]
+    assert "bridge: left out leaf 'CN=crunchy-leaf' (not a CA)" in r.stderr
+    # RDS: every CA, canonical PEM (nothing between or before the blocks).
+    rds = d.file("rds").read_text()
+    assert fingerprints(rds) == [fp(cas["rds-a"]), fp(cas["rds-b"])]
+    assert rds.startswith("-----BEGIN CERTIFICATE-----") and "rotated" not in rds
+    assert [row[2] for row in providers.requests("/eu-west-1/eu-west-1-bundle.pem")] == ["-"], \
+        "no Authorization header goes to the public RDS trust store"
+    # Azure: the documented roots, from this machine's trust store.
+    azure = d.file("azure").read_text()
+    assert len(fingerprints(azure)) in (2, 3)
+    assert fp(open("/etc/ssl/certs/DigiCert_Global_Root_G2.pem").read()) in fingerprints(azure)
+    assert fp(open("/etc/ssl/certs/Microsoft_RSA_Root_Certificate_Authority_2017.pem").read()) \
+        in fingerprints(azure)
+    # A custom source: header auth, JSON pointer, base64 of concatenated DER.
+    assert fingerprints(d.file("vault").read_text()) == [fp(cas["vault-a"]), fp(cas["vault-b"])]
+    # The command ran twice: its first token was refused (401), the second taken.
+    assert (tmp_path / "gcp-calls").read_text().strip() == "2"
+    assert [row[0] for row in providers.requests(SQL_INSTANCE)] == [401, 200]
+    # No secret anywhere in the output, debug included.
+    for secret in list(PROVIDER_TOKENS.values()) + ["ya29.gcp-stale"]:
+        assert secret not in r.stderr
+
+
+def test_a_provider_file_proves_itself_to_psql_verify_full(fleet, pki):
+    """The Cloud SQL bundle (two CAs) verifies a real server signed by the
+    current CA, in the daemon's live check and in psql."""
+    d, _, (sql_current, _, _), _ = fleet
+    pg = Postgres(*pki.leaf("sql-server", sql_current, "DNS:localhost,IP:127.0.0.1", "localhost"))
+    try:
+        cfg = json.loads(d.config.read_text())
+        for i in cfg["instances"]:
+            if i["name"] == "sql-a":
+                i.update(host="localhost", port=pg.port)
+        d.config.write_text(json.dumps(cfg))
+        r = d.once(env=provider_env())
+        assert r.returncode == 0, r.stderr
+        assert "does not verify" not in r.stderr
+        ok = pg.psql_verify_full(d.file("sql-a"))
+        assert ok.returncode == 0 and ok.stdout.strip() == "1", ok.stderr
+    finally:
+        pg.stop()
+
+
+def test_wrong_answers_keep_the_last_good_file_and_say_where(fleet, providers):
+    d, cas, _, crunchy_leaf = fleet
+    assert d.once(env=provider_env()).returncode == 0
+    kept = {n: d.file(n).read_bytes() for n in ("do-main", "sql-a", "bridge", "vault", "rds")}
+    wrong = [
+        ("digitalocean/9cc10173-e9ea-4176-9dbc-a4cee4c4ff30.json",
+         json.dumps({"ca": {"certificate": "%%% not base64 %%%"}}),
+         "do-main: refresh failed: GET /v2/databases/9cc10173-e9ea-4176-9dbc-a4cee4c4ff30/ca on "
+         f"{providers.url}: base64: not base64"),
+        ("cloudsql/example.com:proj/sql-a.json", json.dumps({"certs": []}),
+         f"sql-a: refresh failed: GET {SQL_INSTANCE} on {providers.url}: "
+         "\"/certs\" is an empty array: it holds no CA"),
+        # A published chain holding only a leaf: no CA in it.
+        ("crunchybridge/abc123.pem", crunchy_leaf.read_text(),
+         f"bridge: refresh failed: GET /teams/abc123.pem on {providers.url}: invalid CA: "
+         "no CA certificate among the certificates served"),
+        ("vault/ca.json", json.dumps({"data": {}}),
+         f"vault: refresh failed: GET /v1/pki/ca on {providers.url}: response has no "
+         "\"/data/certificate\""),
+        ("rds/eu-west-1.pem", "x" * (2 << 20),
+         f"rds: refresh failed: GET /eu-west-1/eu-west-1-bundle.pem on {providers.url}: "
+         "response body exceeds 1048576 bytes"),
+    ]
+    for relative, body, _ in wrong:
+        providers.put(relative, body)
+    r = d.once(env=provider_env())
+    assert r.returncode == 1
+    for _, _, line in wrong:
+        assert line in r.stderr, r.stderr
+    for name, before in kept.items():
+        assert d.file(name).read_bytes() == before, f"{name} was replaced by a wrong answer"
+
+
+def test_a_failing_credential_command_says_why_and_never_what_it_printed(fleet, tmp_path):
+    d, _, _, _ = fleet
+    cfg = json.loads(d.config.read_text())
+    cfg["credentials"]["gcp"]["command"] = [
+        "/bin/sh", "-c", "echo partial-secret-output; echo 'gcloud: not logged in' >&2; "
+                         "echo second line >&2; exit 3"]
+    d.config.write_text(json.dumps(cfg))
+    r = d.once("--log-level", "debug", env=provider_env())
+    assert r.returncode == 1
+    assert ("credential 'gcp' command: /bin/sh exited 3: gcloud: not logged in") in r.stderr
+    assert "partial-secret-output" not in r.stderr and "second line" not in r.stderr
+    assert d.file("aiven").exists(), "one failing credential holds up no other instance"
+
+
+def test_a_store_without_an_azure_root_is_an_error_naming_it(fleet, tmp_path):
+    d, _, _, _ = fleet
+    only_g2 = tmp_path / "store.pem"
+    only_g2.write_text(open("/etc/ssl/certs/DigiCert_Global_Root_G2.pem").read())
+    env = provider_env()
+    env["SSL_CERT_FILE"] = str(only_g2)
+    r = d.once(env=env)
+    assert r.returncode == 1
+    assert ("azure: refresh failed: roots from the system trust store: " + str(only_g2) +
+            ": lacks the root 'CN=Microsoft RSA Root Certificate "
+            "Authority 2017,O=Microsoft Corporation,C=US'") in r.stderr, r.stderr
+    assert not d.file("azure").exists()
+
+
+def test_hub_edges_get_304s_until_a_rotation(tmp_path, api, pki, providers):
+    """One rootcertd holds the Tembo token and writes cert_dir, nginx serves
+    it, an edge rootcertd without any token follows it by conditional GETs."""
+    ca1, ca2 = pki.ca("hub-one"), pki.ca("hub-two")
+    api.serve("org_a", "inst_1", ca1)
+    hub = Daemon(tmp_path / "hub", api, [{"org": "org_a", "id": "inst_1", "name": "prod"}])
+    assert hub.once().returncode == 0
+    providers.hub.symlink_to(hub.cert_dir)
+    # The hub's file has not changed for an hour (validators younger than a
+    # minute are not trusted: nginx derives them from a whole-second mtime).
+    os.utime(hub.file("prod"), (os.path.getatime(hub.file("prod")),
+                                os.path.getmtime(hub.file("prod")) - 3600))
+    port = free_port()
+    edge = Daemon(tmp_path / "edge", api,
+                  [{"name": "prod", "source": {"url": providers.url + "/certs/prod.crt",
+                                               "ca_file": str(providers.trust)}}],
+                  refresh_interval="200ms", jitter=0, metrics={"listen": f"127.0.0.1:{port}"})
+    cfg = json.loads(edge.config.read_text())
+    del cfg["api"]  # an edge holds no token at all
+    edge.config.write_text(json.dumps(cfg))
+    edge.start()
+    try:
+        def counted(result):
+            key = ("rootcertd_refresh_total", frozenset(
+                {"name": "prod", "org": "", "id": "", "result": result}.items()))
+            return parse_metrics(http_get(port, "/metrics")[2]).get(key)
+        wait_for(lambda: edge.file("prod").exists(), 10, "the edge's file")
+        assert edge.file("prod").read_bytes() == hub.file("prod").read_bytes()
+        statuses = lambda: [row[0] for row in providers.requests("/certs/prod.crt")]
+        wait_for(lambda: statuses().count(304) >= 3, 10, "304s from the hub")
+        assert statuses()[0] == 200 and set(statuses()[1:]) == {304}
+        wait_for(lambda: counted("not_modified") >= 3, 5, "304s counted as not_modified")
+        assert counted("success") == 1 and counted("failure") == 0
+        # A rotation at the hub: the next conditional GET brings it.
+        api.serve("org_a", "inst_1", ca2)
+        assert hub.once().returncode == 0
+        wait_for(lambda: Pki.fingerprint(ca2) in fingerprints(edge.file("prod").read_text()), 10,
+                 "the rotated CA at the edge")
+        assert 200 in statuses()[3:]
+    finally:
+        assert edge.stop() == 0
