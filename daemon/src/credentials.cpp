@@ -59,7 +59,7 @@ Credentials::Credentials(const Config& config, asio::any_io_executor executor,
     }
 }
 
-asio::awaitable<Outcome<std::string>> Credentials::get(const std::optional<std::string>& name) {
+asio::awaitable<Outcome<std::string>> Credentials::get(std::optional<std::string> name) {
     if (!name) {
         if (!api_token_) co_return fail(Stage::token, "no api.token_file or api.token_env is set");
         auto token = api_token_->get();

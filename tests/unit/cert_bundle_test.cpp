@@ -66,6 +66,33 @@ TEST(CertBundle, NeedsOneCertificateValidNow) {
         << "an expired CA beside a valid one is still a usable bundle";
 }
 
+TEST(CertBundle, ExpiredCasAreLeftOutAndCasNotValidYetKept) {
+    const auto expired = make_cert_pem(
+        {.cn = "Old", .not_before_offset = -900 * 86400L, .not_after_offset = -86400});
+    const auto current = make_cert_pem({.cn = "Current"});
+    const auto next = make_cert_pem({.cn = "Next", .not_before_offset = 86400});
+    auto b = validate_bundle(expired + current + next, now);
+    ASSERT_TRUE(b.ok()) << b.error();
+    EXPECT_EQ(b->pem, current + next) << "the file never carries an expired CA";
+    ASSERT_EQ(b->dropped.size(), 1u);
+    EXPECT_EQ(b->dropped[0].rfind("expired 'CN=Old' (notAfter ", 0), 0u);
+    EXPECT_NE(error_of(expired + next).find("no certificate is valid now"), std::string::npos)
+        << "an upcoming CA alone cannot verify anything yet";
+}
+
+TEST(CertBundle, APublishedChainKeepsItsCaWhenLeavesMayBeDropped) {
+    const auto ca = make_cert_pem({.cn = "Bridge CA"});
+    const auto leaf = make_cert_pem({.cn = "p.abc.db.postgresbridge.com", .ca = false});
+    auto b = validate_bundle(leaf + ca, now, true);
+    ASSERT_TRUE(b.ok()) << b.error();
+    EXPECT_EQ(b->pem, ca);
+    EXPECT_EQ(b->dropped, std::vector<std::string>{"leaf 'CN=p.abc.db.postgresbridge.com' (not a CA)"});
+    auto only_leaf = validate_bundle(leaf, now, true);
+    ASSERT_FALSE(only_leaf.ok());
+    EXPECT_EQ(only_leaf.error(), "no CA certificate among the certificates served");
+    EXPECT_FALSE(validate_bundle(leaf + ca, now).ok()) << "elsewhere a leaf still spoils a bundle";
+}
+
 TEST(CertBundle, RejectsGarbageAndTruncation) {
     EXPECT_EQ(error_of(""), "no PEM CERTIFICATE block found");
     EXPECT_EQ(error_of("hello world"), "no PEM CERTIFICATE block found");

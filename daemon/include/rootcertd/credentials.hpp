@@ -27,7 +27,7 @@ class Credentials {
     // when it changed; a command runs when first needed, when its ttl has
     // passed and after a refusal; callers that ask meanwhile wait for that
     // one run. Fails as Stage::token, naming the credential.
-    boost::asio::awaitable<Outcome<std::string>> get(const std::optional<std::string>& name);
+    boost::asio::awaitable<Outcome<std::string>> get(std::optional<std::string> name);
 
     // The API refused NAME's secret (a 401): a file is looked at again at
     // once, a command run again on the next get(), at most once a minute.
