@@ -225,7 +225,7 @@ class MapReader {
         for (const auto& entry : entries_) {
             if (entry.used) continue;
             std::string known;
-            for (const char* k : known_) known += (known.empty() ? "" : ", ") + std::string(k);
+            for (const auto& k : known_) known += (known.empty() ? "" : ", ") + k;
             raise({source_, entry.key.Mark(), key_path(std::string(entry.name))},
                   "unknown key (expected one of: " + known + ")");
         }
@@ -240,7 +240,9 @@ class MapReader {
     YamlNode node_;
     std::string path_;
     Entries entries_;
-    std::vector<const char*> known_;  // literals: keys are only ever asked by name
+    // Copies: a provider's keys come from its path template. Short keys stay
+    // in the string itself (no allocation).
+    std::vector<std::string> known_;
 };
 
 Outcome<bool> parse_bool(const std::string& text) {
