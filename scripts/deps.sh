@@ -24,6 +24,13 @@ packages=(
   debootstrap
 )
 
+# bench/clients: the client libraries docs/clients.md measures.
+if [ "${1:-}" = --clients ]; then
+  packages+=(python3-psycopg2 python3-asyncpg libpostgresql-jdbc-java default-jdk-headless
+             golang-go golang-github-jackc-pgx-v4-dev)
+  command -v npm >/dev/null || packages+=(npm)  # a machine's own Node.js keeps its npm
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
