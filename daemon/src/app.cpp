@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "rootcertd/config.hpp"
+#include "rootcertd/logging.hpp"
 #include "rootcertd/proxy.hpp"
 #include "rootcertd/runtime.hpp"
 #include "rootcertd/token_source.hpp"
@@ -22,7 +23,21 @@ int run(const RunOptions& options) {
                         : run_daemon(runtime, std::move(services));
 }
 
-int check_config(const std::string& path) {
+void log_config_error(const ConfigError& e, const std::string& prefix) {
+    LogFields fields{{"config", e.file}, {"key", e.key}};
+    if (e.line > 0) fields.emplace_back("line", std::to_string(e.line));
+    log_event(spdlog::level::err, prefix + e.what(), fields);
+}
+
+int check_config(const std::string& path, bool json) {
+    // Plain text for a person at a terminal; one JSON line for a log collector.
+    const auto report = [&](const std::string& message) {
+        if (json) {
+            log_event(spdlog::level::err, message, {{"config", path}});
+        } else {
+            std::fprintf(stderr, "%s\n", message.c_str());
+        }
+    };
     try {
         const auto cfg = load_config(path);
         // Every secret that can be read without running anything; a
@@ -39,18 +54,22 @@ int check_config(const std::string& path) {
         }
         for (auto& [where, source] : secrets) {
             if (auto t = source.get(); !t) {
-                std::fprintf(stderr, "%s: %s: %s\n", path.c_str(), where.c_str(), t.error().c_str());
+                report(path + ": " + where + ": " + t.error());
                 return exit_usage;
             }
         }
         if (auto route = resolve_proxy(cfg.proxy, std::getenv); !route) {
-            std::fprintf(stderr, "%s: api: %s\n", path.c_str(), route.error().c_str());
+            report(path + ": api: " + route.error());
             return exit_usage;
         }
         std::printf("%s: OK, %zu instance(s)\n", path.c_str(), cfg.instances.size());
         return exit_ok;
     } catch (const ConfigError& e) {
-        std::fprintf(stderr, "%s\n", e.what());
+        if (json) {
+            log_config_error(e);
+        } else {
+            std::fprintf(stderr, "%s\n", e.what());
+        }
         return exit_usage;
     }
 }

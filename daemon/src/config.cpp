@@ -106,7 +106,7 @@ struct Site {
     out << ": ";
     if (!s.key.empty()) out << s.key << ": ";
     out << what;
-    throw ConfigError(out.str());
+    throw ConfigError(out.str(), s.source, s.mark.is_null() ? 0 : s.mark.line + 1, s.key);
 }
 
 // Expands ${NAME} and ${NAME:-fallback} from the environment; an unset
@@ -855,7 +855,7 @@ Config parse_config(const std::string& yaml, const std::string& source) {
 
 Config load_config(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+    if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno), path);
     std::ostringstream text;
     text << in.rdbuf();
     return parse_config(text.str(), path);

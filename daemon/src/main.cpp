@@ -106,7 +106,13 @@ int main(int argc, char** argv) {
         }
     }
     if (check && options.once) return usage_error("--once and --check-config exclude each other");
-    if (check) return rootcertd::check_config(options.config_path);
+    if (check) {
+        // Plain text unless JSON was asked for: a log collector (Kubernetes)
+        // then gets one line it can parse, naming the key.
+        const bool json = format == rootcertd::LogFormat::json;
+        if (json) rootcertd::setup_logging(level, *format, to_stdout);
+        return rootcertd::check_config(options.config_path, json);
+    }
     // Under systemd with stderr on the journal, text lines carry "<N>" priorities.
     if (!format) {
         format = !to_stdout && rootcertd::stderr_is_journal() ? rootcertd::LogFormat::journal

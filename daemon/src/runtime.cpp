@@ -1,9 +1,12 @@
 #include "rootcertd/runtime.hpp"
 
+#include "rootcertd/app.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/co_spawn.hpp>
 
+#include "rootcertd/app.hpp"
 #include "rootcertd/hooks.hpp"
 #include "rootcertd/pg_service.hpp"
 #include "rootcertd/reporter.hpp"
@@ -16,11 +19,8 @@ std::optional<Config> Runtime::load(bool reloading) {
     try {
         return load_config(options_.config_path);
     } catch (const ConfigError& e) {
-        if (reloading) {
-            spdlog::error("reload failed, still running the previous configuration: {}", e.what());
-        } else {
-            spdlog::error("{}", e.what());
-        }
+        log_config_error(e, reloading ? "reload failed, still running the previous configuration: "
+                                      : "");
         return std::nullopt;
     }
 }

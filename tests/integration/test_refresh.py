@@ -1,4 +1,5 @@
 """The refresh pipeline end to end: the built binary against real nginx over TLS."""
+import json
 import os
 import pathlib
 import shutil
@@ -411,6 +412,20 @@ def test_check_config_and_exit_codes(api, make_daemon, tmp_path):
         r = subprocess.run([str(BINARY), "--config", str(bad), mode], capture_output=True, text=True)
         assert r.returncode == 2, mode
         assert f"{bad}:7:5: instances[0].nmae: unknown key" in r.stderr, r.stderr
+    # With --log-format json, a config mistake is one JSON line naming file,
+    # line and key, for the daemon, --once and --check-config alike: what a
+    # log collector (Kubernetes) shows instead of a line it cannot parse.
+    for mode in ("--check-config", "--once", None):
+        cmd = [str(BINARY), "--config", str(bad), "--log-format", "json"] + ([mode] if mode else [])
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2, mode
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1, r.stderr
+        record = json.loads(lines[0])
+        assert record["level"] == "error"
+        assert record["key"] == "instances[0].nmae" and record["line"] == "7"
+        assert record["config"] == str(bad)
+        assert record["msg"].startswith(f"{bad}:7:5: instances[0].nmae: unknown key")
     r = subprocess.run([str(BINARY), "--bogus"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown argument '--bogus'" in r.stderr
     r = subprocess.run([str(BINARY), "--version"], capture_output=True, text=True)

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "rootcertd/config.hpp"
+
 namespace rootcertd {
 
 inline constexpr int exit_ok = 0;
@@ -20,6 +22,10 @@ int run(const RunOptions& options);
 
 // Loads the configuration and reads the token as the daemon would; prints
 // the verdict. Returns exit_ok or exit_usage.
-int check_config(const std::string& path);
+// JSON: report as one JSON log line (--log-format json), else plain text.
+int check_config(const std::string& path, bool json);
+
+// Logs a configuration mistake: its message, and in JSON its file, line and key.
+void log_config_error(const ConfigError& error, const std::string& prefix = "");
 
 }  // namespace rootcertd

@@ -148,9 +148,18 @@ struct Config {
 };
 
 // A configuration mistake; what() reads "FILE:LINE:COL: KEY: problem".
+// The parts are kept apart too, for a JSON log line's fields.
 class ConfigError : public std::runtime_error {
   public:
-    using std::runtime_error::runtime_error;
+    explicit ConfigError(const std::string& what, std::string file_name = {}, int line_number = 0,
+                         std::string key_path = {})
+        : std::runtime_error(what),
+          file(std::move(file_name)),
+          line(line_number),
+          key(std::move(key_path)) {}
+    std::string file;
+    int line = 0;  // 1-based; 0 when the place is unknown
+    std::string key;
 };
 
 inline constexpr const char* default_config_path = "/etc/rootcertd/rootcertd.yaml";
