@@ -11,6 +11,8 @@ packages=(
   # real peers for the integration tests and the demo
   nginx-light postgresql postgresql-client openssl curl jq ca-certificates
   python3 python3-pytest procps util-linux
+  # the sidecar image: built with podman import, run by podman (runc)
+  podman runc
   prometheus  # for promtool, which checks the /metrics exposition format
   # packaging and the service unit's checks
   debhelper lintian fakeroot dpkg-dev systemd python3-yaml groff-base man-db

@@ -184,6 +184,14 @@ class Pki:
         return crt, key
 
     @staticmethod
+    def fingerprints(pem_text):
+        """SHA-256 of each certificate in PEM_TEXT, in order."""
+        import re
+        blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", pem_text,
+                            re.S)
+        return [Pki.fingerprint(b + "\n") for b in blocks]
+
+    @staticmethod
     def fingerprint(crt):
         """SHA-256 of a certificate given as a path or as text holding PEM."""
         pem = crt if isinstance(crt, str) else pathlib.Path(crt).read_text()

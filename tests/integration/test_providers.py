@@ -3,7 +3,6 @@ credential command, conditional requests and the hub pattern."""
 import base64
 import json
 import os
-import re
 import subprocess
 
 import pytest
@@ -21,11 +20,7 @@ def providers(tmp_path, pki):
     server.stop()
 
 
-def fingerprints(pem_text):
-    """SHA-256 of each certificate in PEM_TEXT, in order."""
-    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", pem_text,
-                        re.S)
-    return [Pki.fingerprint(b + "\n") for b in blocks]
+fingerprints = Pki.fingerprints
 
 
 def der(crt):
