@@ -449,12 +449,13 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         }
         // 6. Read the response; the parser refuses oversize parts before buffering them.
         ResponseParser parser;
-        parser.body_limit(options_.body_limit);
+        const std::size_t body_limit = r.body_limit != 0 ? r.body_limit : options_.body_limit;
+        parser.body_limit(body_limit);
         parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
         if (auto rec = co_await read_response(conn, parser)) {
             std::string why;
             if (rec == http::error::body_limit) {
-                why = "response body exceeds " + std::to_string(options_.body_limit) + " bytes";
+                why = "response body exceeds " + std::to_string(body_limit) + " bytes";
             } else if (rec == http::error::header_limit) {
                 why = "response header exceeds " + std::to_string(options_.header_limit) + " bytes";
             } else {

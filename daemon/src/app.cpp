@@ -1,11 +1,16 @@
 #include "rootcertd/app.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <utility>
 #include <vector>
 
 #include "rootcertd/config.hpp"
+#include "rootcertd/discovery.hpp"
+#include "rootcertd/refresh.hpp"
 #include "rootcertd/logging.hpp"
 #include "rootcertd/proxy.hpp"
 #include "rootcertd/runtime.hpp"
@@ -21,6 +26,43 @@ int run(const RunOptions& options) {
     if (!services) return exit_failed;
     return options.once ? run_one_pass(runtime, std::move(services))
                         : run_daemon(runtime, std::move(services));
+}
+
+int list_instances(const RunOptions& options) {
+    Runtime runtime(options);
+    auto cfg = runtime.load(false);
+    if (!cfg) return exit_usage;
+    // Services without prepare(): no directory is created, nothing written.
+    std::shared_ptr<Services> s;
+    try {
+        s = std::make_shared<Services>(runtime.loop().get_executor(), *cfg, runtime.pool());
+    } catch (const std::exception& e) {
+        spdlog::error("{}", e.what());
+        return exit_failed;
+    }
+    std::optional<DiscoveredAll> found;
+    boost::asio::co_spawn(runtime.loop(), discover_all(s, cfg->instances),
+                          [&](std::exception_ptr e, DiscoveredAll r) {
+                              if (!e) found = std::move(r);
+                              s->close_clients();
+                          });
+    runtime.loop().run();
+    if (!found) return exit_failed;
+    const auto where = [](const Instance& i) {
+        return i.host ? *i.host + ":" + std::to_string(i.port) : std::string("(no host)");
+    };
+    std::printf("%-32s %-24s %s\n", "NAME", "FROM", "SERVER");
+    const auto& kept = found->composed;
+    for (std::size_t i = 0; i < kept.instances.size(); ++i) {
+        std::printf("%-32s %-24s %s\n", kept.instances[i].name.c_str(), kept.from[i].c_str(),
+                    where(kept.instances[i]).c_str());
+    }
+    for (const auto& r : found->composed.refused) {
+        std::printf("%-32s %-24s refused: %s\n", r.name.c_str(), r.source.c_str(),
+                    r.reason.c_str());
+    }
+    for (const auto& [source, error] : found->failures) spdlog::error("{}", error);
+    return found->failures.empty() ? exit_ok : exit_failed;
 }
 
 void log_config_error(const ConfigError& e, const std::string& prefix) {

@@ -511,14 +511,9 @@ Source tembo_source(const std::string& org, const std::string& id,
     if (!credential && !cfg.token_file && !cfg.token_env) {
         raise(where, "needs api.token_file or api.token_env (or a source credential)");
     }
-    Source out;
-    out.provider = "tembo";
-    out.api = origin ? *origin : *cfg.api;
-    out.target = expand_path(tembo.path, [&](const std::string& key) { return key == "org" ? org : id; });
-    out.auth_scheme = tembo.auth_scheme;
-    out.credential = std::move(credential);
-    out.reading = tembo.reading;
-    return out;
+    return preset_source(
+        tembo, [&](const std::string& key) { return key == "org" ? org : id; },
+        origin ? origin : cfg.api, std::move(credential));
 }
 
 // https://host[:port]/path[?query]: the origin and the target.
@@ -639,16 +634,9 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
             if (!preset->auth_scheme.empty() && !credential) {
                 raise(m.site("credential"), "is required: " + provider + " needs a secret (see credentials)");
             }
-            out.provider = provider;
-            if (requests) {
-                out.api = origin ? *origin : parse_https_url(preset->origin).value();
-                out.target = expand_path(preset->path, [&](const std::string& k) { return values[k]; });
-            }
-            out.auth_scheme = preset->auth_scheme;
-            out.credential = std::move(credential);
-            out.reading = preset->reading;
-            out.system_roots.assign(preset->system_roots.begin(), preset->system_roots.end());
-            out.optional_roots.assign(preset->optional_roots.begin(), preset->optional_roots.end());
+            out = preset_source(
+                *preset, [&](const std::string& k) { return values[k]; }, origin,
+                std::move(credential));
         }
     }
     if (auto ca = m.text("ca_file")) {
@@ -658,6 +646,81 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
         }
     }
     return out;
+}
+
+// The settings an instance takes from the globals unless it has its own; a
+// `discover` entry's are the defaults of what it finds.
+void read_settings(const std::string& source, MapReader& m, const Config& cfg, Instance& inst) {
+    const std::string path = m.site().key;
+    inst.refresh_interval =
+        m.parsed<Duration>("refresh_interval", positive_duration).value_or(cfg.refresh_interval);
+    inst.file = cfg.file;
+    read_ownership(m, inst.file);
+    inst.keep_previous = read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
+    inst.verify_interval =
+        m.parsed<Duration>("verify_interval", positive_duration).value_or(cfg.verify_interval);
+    inst.on_change = read_hook(source, m, path + ".on_change");
+    if (!inst.on_change) inst.on_change = cfg.on_change;
+}
+
+// `{field}` placeholders of TEMPLATE must be in FIELDS (or any, when empty).
+void check_template(MapReader& m, const char* key, const std::string& text) {
+    for (auto at = text.find('{'); at != std::string::npos; at = text.find('{', at + 1)) {
+        const auto end = text.find('}', at);
+        if (end == std::string::npos || end == at + 1) {
+            raise(m.site(key), "'" + text + "': every '{' needs a field name and a '}'");
+        }
+    }
+}
+
+// One entry of `discover`: a control-plane list whose instances are kept.
+Discovery read_discovery(const std::string& source, MapReader& m, const Config& cfg,
+                         const std::filesystem::path& base_dir) {
+    Discovery d;
+    d.provider = m.required("provider");
+    const bool tembo = d.provider == "tembo";
+    if (!tembo && d.provider != "cloudsql" && d.provider != "digitalocean") {
+        raise(m.site("provider"),
+              "unknown provider '" + d.provider + "' (discovery knows tembo, cloudsql, digitalocean)");
+    }
+    if (tembo) {
+        d.scope = m.required("org");
+        if (!is_id(d.scope)) raise(m.site("org"), "'" + d.scope + "' must match ^[A-Za-z0-9_]+$");
+        d.list_api = m.parsed<Endpoint>("control_plane", parse_https_url)
+                         .value_or(parse_https_url("https://api.tembo.io").value());
+        d.data_plane = m.text("data_plane").value_or("https://api.{dataplane_index}.{region_id}.tembo.io");
+        check_template(m, "data_plane", d.data_plane);
+        if (!d.data_plane.starts_with("https://")) {
+            raise(m.site("data_plane"), "'" + d.data_plane + "' must start with https://");
+        }
+    } else {
+        if (d.provider == "cloudsql") {
+            d.scope = m.required("project");
+            if (!is_path_value(d.scope)) {
+                raise(m.site("project"), "'" + d.scope + "' may hold only letters, digits and '_.-:@'");
+            }
+        }
+        d.ca_api = m.parsed<Endpoint>("api_url", parse_https_url);
+        d.list_api = d.ca_api ? *d.ca_api
+                              : parse_https_url(find_preset(d.provider)->origin).value();
+    }
+    if (m.has("credential")) d.credential = credential_name(m, "credential", cfg);
+    if (!d.credential && (!tembo || (!cfg.token_file && !cfg.token_env))) {
+        raise(m.site("credential"), tembo ? "is required without api.token_file or api.token_env"
+                                          : "is required: " + d.provider + " needs a secret");
+    }
+    d.interval = m.parsed<Duration>("interval", positive_duration).value_or(d.interval);
+    d.name_template = m.text("name").value_or(tembo ? "{instance_name}" : "{name}");
+    check_template(m, "name", d.name_template);
+    if (auto ca = m.text("ca_file")) {
+        d.ca_file = resolve(base_dir, *ca);
+        if (::access(d.ca_file->c_str(), R_OK) != 0) {
+            raise(m.site("ca_file"), "cannot read '" + d.ca_file->string() + "': " + std::strerror(errno));
+        }
+    }
+    read_settings(source, m, cfg, d.defaults);
+    d.defaults.dbname = service_value(m, "dbname");
+    return d;
 }
 
 // One entry of `instances`, with CFG's globals as its defaults. SEEN: the
@@ -697,11 +760,7 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
         raise(m.site("name"), "'" + inst.name + "' is already used by the instance at line " +
                                   std::to_string(it->second));
     }
-    inst.refresh_interval =
-        m.parsed<Duration>("refresh_interval", positive_duration).value_or(cfg.refresh_interval);
-    inst.file = cfg.file;
-    read_ownership(m, inst.file);
-    inst.keep_previous = read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
+    read_settings(source, m, cfg, inst);
     inst.host = service_value(m, "host");
     if (inst.host && (inst.host->empty() || inst.host->find_first_of(" /") != std::string::npos)) {
         raise(m.site("host"), "'" + *inst.host + "' is not a host name or address");
@@ -717,10 +776,6 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
             })) {
         inst.port = *p;
     }
-    inst.verify_interval =
-        m.parsed<Duration>("verify_interval", positive_duration).value_or(cfg.verify_interval);
-    inst.on_change = read_hook(source, m, path + ".on_change");
-    if (!inst.on_change) inst.on_change = cfg.on_change;
     inst.dbname = service_value(m, "dbname");
     inst.user = service_value(m, "user");
     for (const char* key : {"port", "verify_interval", "dbname", "user"}) {
@@ -810,12 +865,24 @@ Config read_config(const YamlTree& tree, const std::string& source) {
 
     read_globals(source, top, base_dir, cfg);
 
+    if (auto entries = top.take("discover")) {
+        if (!entries->IsSequence()) raise(top.site(*entries, "discover"), "must be a list");
+        for (std::size_t i = 0; i < entries->size(); ++i) {
+            MapReader m(source, (*entries)[i], "discover[" + std::to_string(i) + "]");
+            cfg.discover.push_back(read_discovery(source, m, cfg, base_dir));
+            m.finish();
+        }
+    }
     auto list = top.take("instances");
-    if (!list || !list->IsSequence() || list->size() == 0) {
+    if (list && !list->IsSequence()) {
+        raise(top.site(*list, "instances"), "'instances' must be a list");
+    }
+    if ((!list || list->size() == 0) && cfg.discover.empty()) {
         raise(list ? top.site(*list, "instances") : top.site(),
-              "'instances' must list at least one instance");
+              "'instances' must list at least one instance (or set discover)");
     }
     top.finish();
+    if (!list) return cfg;
 
     // Names point into cfg.instances, which never reallocates: reserved here.
     cfg.instances.reserve(list->size());

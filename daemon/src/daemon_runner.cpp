@@ -13,6 +13,7 @@
 
 #include "rootcertd/blocking.hpp"
 #include "rootcertd/config.hpp"
+#include "rootcertd/discovery.hpp"
 #include "rootcertd/http_server.hpp"
 #include "rootcertd/refresh.hpp"
 #include "rootcertd/reporter.hpp"
@@ -64,6 +65,7 @@ class DaemonRunner {
     ~DaemonRunner() { rt_.on_hook_end = nullptr; }  // it refers to this runner
 
     int run() {
+        listed_ = services_->config.instances;
         board_.sync(services_->config);
         std::vector<std::string> names;
         names.reserve(services_->config.instances.size());
@@ -105,6 +107,7 @@ class DaemonRunner {
         spdlog::info("rootcertd {} started: {} instance(s), certs in {}", ROOTCERTD_VERSION,
                      services_->config.instances.size(), services_->config.cert_dir.string());
         start_all(services_);
+        start_discovery(services_);
         ready_deadline_.expires_after(
             std::min<Duration>(services_->config.timeout, max_ready_wait));
         ready_deadline_.async_wait([this](boost::system::error_code ec) {
@@ -261,6 +264,13 @@ class DaemonRunner {
         auto cfg = rt_.load(true);
         if (!cfg) return;
         start_some(SIZE_MAX);  // the diff below expects every loop started
+        listed_ = cfg->instances;
+        // SIGHUP keeps what was discovered (of the sources still configured)
+        // and lists again.
+        std::erase_if(found_, [&](const auto& entry) {
+            return std::none_of(cfg->discover.begin(), cfg->discover.end(),
+                                [&](const Discovery& d) { return d.label() == entry.first; });
+        });
         if (!same_globals(*cfg, services_->config)) {
             auto fresh = rt_.make_services(*cfg);
             if (!fresh) {
@@ -270,16 +280,29 @@ class DaemonRunner {
             scheduler_.stop_all();
             services_->close_clients();
             services_ = fresh;
+            services_->config.instances = composed().instances;
+            if (!services_->config.discover.empty()) rt_.write_service_file(services_->config);
             board_.sync(services_->config);
             start_all(services_);
+            start_discovery(services_);
             spdlog::info("reloaded: global settings changed; restarted all {} instance(s)",
-                         cfg->instances.size());
+                         services_->config.instances.size());
             return;
         }
+        const auto change = apply_instances(composed().instances);
+        spdlog::info("reloaded: {} instance(s); {}", services_->config.instances.size(),
+                     change.empty() ? "nothing changed" : change);
+        start_discovery(services_);  // lists again now
+    }
+
+    // Makes NEXT the running set of instances: loops started for added and
+    // changed ones, stopped for removed ones (their files stay), the status
+    // board and pg_service.conf's block follow. Says what changed, or "".
+    std::string apply_instances(std::vector<Instance> next) {
         std::map<std::string, const Instance*> old;
         for (const auto& inst : services_->config.instances) old[inst.name] = &inst;
         std::vector<std::string> added, changed, removed;
-        for (const auto& inst : cfg->instances) {
+        for (const auto& inst : next) {
             auto it = old.find(inst.name);
             if (it == old.end()) {
                 added.push_back(inst.name);
@@ -292,7 +315,8 @@ class DaemonRunner {
             removed.push_back(name);
             scheduler_.stop(name);
         }
-        services_->config.instances = cfg->instances;
+        if (added.empty() && changed.empty() && removed.empty()) return "";
+        services_->config.instances = std::move(next);
         board_.sync(services_->config);
         rt_.write_service_file(services_->config);
         for (const auto& inst : services_->config.instances) {
@@ -306,8 +330,88 @@ class DaemonRunner {
             for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
             return out.empty() ? "-" : out;
         };
-        spdlog::info("reloaded: {} instance(s); added {}; changed {}; removed {} (files kept)",
-                     cfg->instances.size(), join(added), join(changed), join(removed));
+        return "added " + join(added) + "; changed " + join(changed) + "; removed " +
+               join(removed) + " (files kept, no longer refreshed)";
+    }
+
+    // The listed instances and every source's last good list, names checked.
+    Composed composed() {
+        auto out = compose_instances(listed_, found_);
+        board_.refused = out.refused;
+        for (const auto& r : out.refused) {
+            if (refused_logged_.insert(r.source + "\n" + r.name).second) {
+                spdlog::warn("discovery {}: refused '{}': {}", r.source, r.name, r.reason);
+            }
+        }
+        return out;
+    }
+
+    // A loop per discovery source of S; loops of an earlier start end.
+    void start_discovery(const std::shared_ptr<Services>& s) {
+        ++discovery_generation_;
+        for (auto& timer : discovery_timers_) timer->cancel();
+        discovery_timers_.clear();
+        for (const auto& d : s->config.discover) {
+            auto timer = std::make_shared<asio::steady_timer>(ioc_);
+            discovery_timers_.push_back(timer);
+            asio::co_spawn(ioc_, discovery_loop(s, d, discovery_generation_, timer),
+                           asio::detached);
+        }
+    }
+
+    // Lists D's instances every D.interval. A failed or malformed list
+    // changes nothing: what was found before keeps being refreshed.
+    asio::awaitable<void> discovery_loop(std::shared_ptr<Services> s, Discovery d,
+                                         unsigned generation,
+                                         std::shared_ptr<asio::steady_timer> timer) {
+        const std::string label = d.label();
+        for (;;) {
+            auto listed = co_await list_instances(s, d);
+            if (stopping_ || generation != discovery_generation_) co_return;
+            auto& failures = discovery_failures_[label];
+            if (listed) {
+                if (const auto n = failures.on_success(); n > 0) {
+                    spdlog::info("discovery {}: listed again after {} failure(s)", label, n);
+                }
+                const std::size_t found = listed->size();
+                const auto at = std::find_if(found_.begin(), found_.end(),
+                                             [&](const auto& e) { return e.first == label; });
+                if (at == found_.end()) {
+                    found_.emplace_back(label, std::move(listed.value()));
+                    order_found(s->config);
+                } else {
+                    at->second = std::move(listed.value());
+                }
+                auto next = composed();
+                const auto kept = kept_from(next, label, found);
+                board_.record_discovery(label, kept);
+                const auto change = apply_instances(std::move(next.instances));
+                if (!change.empty()) {
+                    spdlog::info("discovery {}: {} instance(s) kept; {}", label, kept, change);
+                }
+            } else {
+                board_.record_discovery(label, std::nullopt, listed.error());
+                const auto key = std::string(stage_name(listed.failure().stage));
+                if (failures.on_failure(key, std::chrono::steady_clock::now()) !=
+                    FailureLog::Verdict::quiet) {
+                    spdlog::warn("{}; the instances it found before are kept", listed.error());
+                }
+            }
+            timer->expires_after(d.interval);
+            auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec || stopping_ || generation != discovery_generation_) co_return;
+        }
+    }
+
+    // found_ in the order of CONFIG's discover entries: the first wins a name.
+    void order_found(const Config& config) {
+        std::vector<std::pair<std::string, std::vector<Instance>>> ordered;
+        for (const auto& d : config.discover) {
+            for (auto& e : found_) {
+                if (e.first == d.label()) ordered.push_back(std::move(e));
+            }
+        }
+        found_ = std::move(ordered);
     }
 
     void shutdown(int sig) {
@@ -318,6 +422,7 @@ class DaemonRunner {
         watchdog_.cancel();
         ready_deadline_.cancel();
         signals_.cancel();
+        for (auto& timer : discovery_timers_) timer->cancel();
         scheduler_.stop_all();
         services_->close_clients();
         if (server_) server_->stop();
@@ -353,6 +458,14 @@ class DaemonRunner {
     bool ready_sent_ = false;
     std::string last_status_;
     bool stopping_ = false;
+    // Discovery: the file's instances, each source's last good list (in
+    // config order), refusals already logged, and the running loops.
+    std::vector<Instance> listed_;
+    std::vector<std::pair<std::string, std::vector<Instance>>> found_;
+    std::set<std::string> refused_logged_;
+    std::map<std::string, FailureLog> discovery_failures_;
+    std::vector<std::shared_ptr<asio::steady_timer>> discovery_timers_;
+    unsigned discovery_generation_ = 0;
 };
 
 }  // namespace

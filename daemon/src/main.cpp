@@ -15,7 +15,7 @@
 namespace {
 
 constexpr const char* usage_text =
-    "Usage: rootcertd [--config FILE] [--once | --check-config]\n"
+    "Usage: rootcertd [--config FILE] [--once | --check-config | --list-instances]\n"
     "                 [--log-level LEVEL] [--log-format text|json]\n"
     "\n"
     "Fetches the root CA of every configured managed PostgreSQL instance (Tembo,\n"
@@ -26,6 +26,8 @@ constexpr const char* usage_text =
     "  --once              refresh every instance once and exit:\n"
     "                      0 all fresh, 1 some failed, 2 usage or config error\n"
     "  --check-config      validate the configuration and credentials, exit 0 or 2\n"
+    "  --list-instances    run discovery once and print the instances it would keep,\n"
+    "                      writing nothing: exit 0, 1 when a list failed, or 2\n"
     "  --log-level LEVEL   trace, debug, info (default), warning, error, off\n"
     "  --log-format FMT    text (default) or json (one object per line)\n"
     "  --log-output OUT    stderr (default) or stdout\n"
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
     auto level = spdlog::level::info;
     std::optional<rootcertd::LogFormat> format;
     bool to_stdout = false;
+    bool list = false;
 
     for (int i = 1; i < argc; ++i) {
         std::string_view arg = argv[i];
@@ -81,6 +84,8 @@ int main(int argc, char** argv) {
             options.once = true;
         } else if (arg == "--check-config") {
             check = true;
+        } else if (arg == "--list-instances") {
+            list = true;
         } else if (arg == "--config" || arg == "-c") {
             auto v = value();
             if (!v || v->empty()) return usage_error("--config needs a file");
@@ -105,7 +110,9 @@ int main(int argc, char** argv) {
             return usage_error("unknown argument '" + std::string(arg) + "'");
         }
     }
-    if (check && options.once) return usage_error("--once and --check-config exclude each other");
+    if (int{check} + int{options.once} + int{list} > 1) {
+        return usage_error("--once, --check-config and --list-instances exclude each other");
+    }
     if (check) {
         // Plain text unless JSON was asked for: a log collector (Kubernetes)
         // then gets one line it can parse, naming the key.
@@ -119,5 +126,6 @@ int main(int argc, char** argv) {
                                                               : rootcertd::LogFormat::text;
     }
     rootcertd::setup_logging(level, *format, to_stdout);
+    if (list) return rootcertd::list_instances(options);
     return rootcertd::run(options);
 }

@@ -4,6 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "rootcertd/discovery.hpp"
 #include "rootcertd/reporter.hpp"
 #include "rootcertd/runtime.hpp"
 
@@ -11,8 +12,39 @@ namespace rootcertd {
 
 namespace asio = boost::asio;
 
+namespace {
+
+// --once runs discovery first: its instances join the listed ones. False
+// when a list failed or a found instance was refused.
+bool discover_first(Runtime& rt, const std::shared_ptr<Services>& s) {
+    if (s->config.discover.empty()) return true;
+    std::optional<DiscoveredAll> result;
+    asio::co_spawn(rt.loop(), discover_all(s, s->config.instances),
+                   [&](std::exception_ptr e, DiscoveredAll r) {
+                       if (!e) result = std::move(r);
+                       rt.loop().stop();  // kept-alive connections' timers wait for the pass
+                   });
+    rt.loop().run();
+    rt.loop().restart();
+    if (!result) return false;
+    for (const auto& [source, error] : result->failures) spdlog::error("{}", error);
+    for (const auto& r : result->composed.refused) {
+        spdlog::error("discovery {}: refused '{}': {}", r.source, r.name, r.reason);
+    }
+    for (const auto& [source, kept] : result->kept) {
+        spdlog::info("discovery {}: {} instance(s) kept", source, kept);
+    }
+    s->config.instances = std::move(result->composed.instances);
+    // A failed list would drop its instances' sections: the block is kept.
+    if (result->failures.empty()) rt.write_service_file(s->config);
+    return result->failures.empty() && result->composed.refused.empty();
+}
+
+}  // namespace
+
 int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
     auto& ioc = rt.loop();
+    const bool discovered = discover_first(rt, s);
     const auto& instances = s->config.instances;
     std::size_t pending = instances.size();
     std::size_t failed = 0;
@@ -52,6 +84,10 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
     };
     const auto began = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < admission_slots(s->config); ++i) start_next();
+    if (instances.empty()) {  // discovery found none: nothing to wait for
+        signals.cancel();
+        s->close_clients();
+    }
     ioc.run();  // until every refresh and every hook they started has ended
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - began);
@@ -59,7 +95,7 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
     reporter.summarize_unreachable();
     spdlog::info("refreshed {}/{} instance(s) in {} ms", instances.size() - failed,
                  instances.size(), took.count());
-    return failed == 0 && rt.service_file_ok() ? exit_ok : exit_failed;
+    return failed == 0 && discovered && rt.service_file_ok() ? exit_ok : exit_failed;
 }
 
 }  // namespace rootcertd

@@ -66,10 +66,11 @@ Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& bloc
       requests_in_flight(ex, config.concurrency),
       refreshes_admitted(ex, admission_slots(config)) {}
 
-const std::shared_ptr<HttpClient>& Services::client_for(const Source& source) {
-    if (!source.ca_file) return client;
-    auto& c = clients_by_ca[*source.ca_file];
-    if (!c) c = make_client(executor, client_options(*this, source.ca_file));
+const std::shared_ptr<HttpClient>& Services::client_for(
+    const std::optional<std::filesystem::path>& ca) {
+    if (!ca) return client;
+    auto& c = clients_by_ca[*ca];
+    if (!c) c = make_client(executor, client_options(*this, ca));
     return c;
 }
 

@@ -57,7 +57,9 @@ std::shared_ptr<Services> Runtime::make_services(Config cfg) {
                 spdlog::warn("{}", s->proxy_auth->exposure());
             }
         }
-        write_service_file(s->config);
+        // With discovery the block is written once the lists are in: written
+        // now, it would drop the sections of every discovered instance.
+        if (s->config.discover.empty()) write_service_file(s->config);
         return s;
     } catch (const std::exception& e) {
         spdlog::error("{}", e.what());

@@ -64,6 +64,18 @@ void StatusBoard::record_refresh(const std::string& name, const RefreshResult& r
     st->last_success = sys_now();
 }
 
+void StatusBoard::record_discovery(const std::string& source, std::optional<std::size_t> kept,
+                                   const std::string& error) {
+    auto& d = discovery_[source];
+    if (kept) {
+        d.kept = *kept;
+        d.last_success = sys_now();
+        d.last_error.clear();
+    } else {
+        d.last_error = error;
+    }
+}
+
 void StatusBoard::record_check(const std::string& name, const CheckResult& c) {
     auto* st = find(name);
     if (st == nullptr || !c.live_ok) return;  // the server could not be reached
@@ -188,12 +200,27 @@ std::string StatusBoard::to_json() const {
     }
     std::string reason;
     const bool is_ready = ready(&reason);
-    return json::serialize(json::object{{"version", ROOTCERTD_VERSION},
-                                        {"ready", is_ready},
-                                        {"summary", summary()},
-                                        {"token_expiry", time_or_null(global_.token_expiry)},
-                                        {"instances", std::move(list)}}) +
-           "\n";
+    json::object out{{"version", ROOTCERTD_VERSION},
+                     {"ready", is_ready},
+                     {"summary", summary()},
+                     {"token_expiry", time_or_null(global_.token_expiry)},
+                     {"instances", std::move(list)}};
+    if (!discovery_.empty()) {
+        json::array sources, refusals;
+        for (const auto& [source, d] : discovery_) {
+            sources.push_back(json::object{
+                {"source", source},
+                {"instances", d.kept},
+                {"last_success", time_or_null(d.last_success)},
+                {"last_error", d.last_error.empty() ? json::value(nullptr) : json::value(d.last_error)}});
+        }
+        for (const auto& r : refused) {
+            refusals.push_back(json::object{{"name", r.name}, {"source", r.source}, {"reason", r.reason}});
+        }
+        out["discovery"] = std::move(sources);
+        out["refused"] = std::move(refusals);
+    }
+    return json::serialize(out) + "\n";
 }
 
 // One family after another, in the order /metrics shows them: a long
@@ -275,6 +302,22 @@ std::string render_metrics(const StatusBoard& board) {
         [](const InstanceStatus& s) { return s.hook_successes; },
         [](const InstanceStatus& s) { return s.hook_failures; });
 
+    if (!board.discovery().empty()) {
+        family("rootcertd_discovery_instances", "gauge",
+               "Instances the discovery source's last successful list kept.");
+        for (const auto& [source, d] : board.discovery()) {
+            out += "rootcertd_discovery_instances{source=\"" + escape(source) + "\"} " +
+                   std::to_string(d.kept) + "\n";
+        }
+        family("rootcertd_discovery_last_success_timestamp_seconds", "gauge",
+               "Unix time of the discovery source's last successful list.");
+        for (const auto& [source, d] : board.discovery()) {
+            if (d.last_success) {
+                out += "rootcertd_discovery_last_success_timestamp_seconds{source=\"" +
+                       escape(source) + "\"} " + number(seconds(*d.last_success)) + "\n";
+            }
+        }
+    }
     const auto& g = board.global();
     if (g.token_expiry) {
         family("rootcertd_token_expiry_timestamp_seconds", "gauge",

@@ -233,6 +233,10 @@ location ~ "^/api/v1/orgs/org_slow/instances/(?<slow>[A-Za-z0-9_]+)/secrets/cert
 location ~ "^/api/v1/orgs/(?<org>[A-Za-z0-9_]+)/instances/(?<inst>[A-Za-z0-9_]+)/secrets/certificate$" {
     try_files /$org/$inst.json =404;
 }
+# Tembo's control plane: the instances of an org.
+location ~ "^/api/v1/orgs/(?<org>[A-Za-z0-9_]+)/instances$" {
+    try_files /control-plane/$org.json =404;
+}
 location = /nginx_status {
     stub_status;
 }
@@ -383,6 +387,16 @@ location = /v1/pki/ca {
     if ($vault_ok = 0) { return 403 '{"errors":["permission denied"]}'; }
     try_files /vault/ca.json =404;
 }
+# Cloud SQL Admin: GET /v1/projects/{p}/instances, paged with pageToken
+location ~ "^/v1/projects/(?<project>[^/]+)/instances$" {
+    if ($gcp_ok = 0) { return 401 '{"error":{"code":401,"status":"UNAUTHENTICATED"}}'; }
+    try_files /cloudsql-list/$project/$sql_page.json =404;
+}
+# DigitalOcean: GET /v2/databases, paged with page (links.pages.next)
+location = /v2/databases {
+    if ($do_ok = 0) { return 401 '{"id":"Unauthorized","message":"Unable to authenticate you"}'; }
+    try_files /digitalocean-list/$do_page.json =404;
+}
 # The hub: a rootcertd's cert_dir as static files, with nginx's validators.
 location /certs/ {
     etag on;
@@ -429,6 +443,8 @@ http {{
     map $http_authorization $gcp_ok {{ "Bearer {t['cloudsql']}" 1; default 0; }}
     map $http_authorization $cb_ok {{ "Bearer {t['crunchybridge']}" 1; default 0; }}
     map $http_x_vault_token $vault_ok {{ "{t['vault']}" 1; default 0; }}
+    map $arg_pageToken $sql_page {{ "" first; default $arg_pageToken; }}
+    map $arg_page $do_page {{ "" 1; default $arg_page; }}
     server {{
         listen 127.0.0.1:{self.port} ssl;
         ssl_certificate {crt};

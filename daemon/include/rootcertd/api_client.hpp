@@ -29,6 +29,7 @@ struct HttpRequest {
     // Validators of the last answer: sent as If-None-Match / If-Modified-Since.
     std::string if_none_match;
     std::string if_modified_since;
+    std::size_t body_limit = 0;  // 0: the client's (options.body_limit)
 };
 
 struct HttpResponse {

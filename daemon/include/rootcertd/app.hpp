@@ -20,6 +20,11 @@ struct RunOptions {
 // instance. SIGHUP reloads the configuration; a bad one keeps the old.
 int run(const RunOptions& options);
 
+// --list-instances: runs discovery once and prints every instance the
+// daemon would keep (and each refused one), name by name, writing nothing.
+// exit_ok, exit_failed when a list failed, exit_usage on a config error.
+int list_instances(const RunOptions& options);
+
 // Loads the configuration and reads the token as the daemon would; prints
 // the verdict. Returns exit_ok or exit_usage.
 // JSON: report as one JSON log line (--log-format json), else plain text.

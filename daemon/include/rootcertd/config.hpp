@@ -105,6 +105,24 @@ struct Instance {
     bool operator==(const Instance&) const = default;
 };
 
+// A `discover:` entry: a provider's control-plane list, whose instances
+// are kept as if listed, following creations and deletions.
+struct Discovery {
+    std::string provider;  // tembo, cloudsql, digitalocean
+    std::string scope;     // the org (tembo) or project (cloudsql); empty for digitalocean
+    Endpoint list_api;     // where the list comes from: control_plane, api_url or the default
+    std::optional<Endpoint> ca_api;  // cloudsql, digitalocean: api_url, for CA requests too
+    std::optional<std::string> credential;  // unset: api.token_file/token_env (tembo)
+    Duration interval{std::chrono::minutes(10)};
+    std::string name_template;  // {field}: top-level string fields of a listed object
+    std::string data_plane;     // tembo: each instance's CA origin, a template
+    std::optional<std::filesystem::path> ca_file;
+    Instance defaults;  // refresh_interval, rotation, on_change, file_mode, ..., dbname
+    // "tembo:org_abc", "cloudsql:my-proj", "digitalocean": metric and log label.
+    std::string label() const { return scope.empty() ? provider : provider + ":" + scope; }
+    bool operator==(const Discovery&) const = default;
+};
+
 struct Config {
     std::string source;  // the file it was loaded from, for messages
 
@@ -135,7 +153,8 @@ struct Config {
     Duration expiry_warning{std::chrono::hours(24 * 14)};
     FileOwnership file;
 
-    std::vector<Instance> instances;
+    std::vector<Instance> instances;  // listed in the file
+    std::vector<Discovery> discover;
 
     // <cert_dir>/<name>.crt, as a string: building a std::filesystem::path
     // per instance was most of what a 5,000-instance status board cost.

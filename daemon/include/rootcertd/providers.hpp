@@ -54,4 +54,24 @@ std::string expand_path(std::string_view path, const Value& value) {
     return out;
 }
 
+// The source PRESET makes from the values of its path keys (VALUE(key)), at
+// ORIGIN (its default origin when unset), with the secret CREDENTIAL (unset:
+// the API token, for presets that send one).
+template <class Value>
+Source preset_source(const Preset& preset, const Value& value, std::optional<Endpoint> origin,
+                     std::optional<std::string> credential) {
+    Source out;
+    out.provider = std::string(preset.name);
+    if (!preset.path.empty()) {
+        out.api = origin ? std::move(*origin) : parse_https_url(preset.origin).value();
+        out.target = expand_path(preset.path, value);
+    }
+    out.auth_scheme = std::string(preset.auth_scheme);
+    out.credential = std::move(credential);
+    out.reading = preset.reading;
+    out.system_roots.assign(preset.system_roots.begin(), preset.system_roots.end());
+    out.optional_roots.assign(preset.optional_roots.begin(), preset.optional_roots.end());
+    return out;
+}
+
 }  // namespace rootcertd

@@ -129,7 +129,10 @@ struct Services {
 
     // The client for SOURCE's origin: the shared one, or one that also
     // trusts the source's own ca_file.
-    const std::shared_ptr<HttpClient>& client_for(const Source& source);
+    const std::shared_ptr<HttpClient>& client_for(const Source& source) {
+        return client_for(source.ca_file);
+    }
+    const std::shared_ptr<HttpClient>& client_for(const std::optional<std::filesystem::path>& ca);
     // What INSTANCE's source served last time (its rotation state), if known.
     const std::string* served_last(const std::string& instance) const;
     // Aborts every request in flight; later ones fail.

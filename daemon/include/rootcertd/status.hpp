@@ -10,6 +10,7 @@
 
 #include "rootcertd/cert_bundle.hpp"
 #include "rootcertd/config.hpp"
+#include "rootcertd/discovery.hpp"
 #include "rootcertd/results.hpp"
 
 namespace rootcertd {
@@ -42,6 +43,13 @@ struct GlobalStatus {
     void observe_latency(double seconds);
 };
 
+// One discovery source: what its last list kept, and how it went.
+struct DiscoveryStatus {
+    std::size_t kept = 0;
+    std::optional<SysTime> last_success;
+    std::string last_error;
+};
+
 // Event-loop only. Instances are kept in name order.
 class StatusBoard {
   public:
@@ -59,6 +67,12 @@ class StatusBoard {
     void record_hook(const std::string& name, bool ok);
     // A valid file found at start-up: counts until a refresh says otherwise.
     void record_found(const std::string& name, const CertBundle& bundle);
+    // A discovery source listed KEPT instances, or failed with ERROR.
+    void record_discovery(const std::string& source, std::optional<std::size_t> kept,
+                          const std::string& error = "");
+    // Discovered instances refused for their name, and why.
+    std::vector<Refused> refused;
+    const std::map<std::string, DiscoveryStatus>& discovery() const { return discovery_; }
     // When the instance's next refresh is due.
     void record_schedule(const std::string& name, SysTime next);
 
@@ -77,6 +91,7 @@ class StatusBoard {
 
   private:
     std::map<std::string, InstanceStatus> instances_;
+    std::map<std::string, DiscoveryStatus> discovery_;
     GlobalStatus global_;
 };
 

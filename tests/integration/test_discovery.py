@@ -1,0 +1,195 @@
+"""Discovery: control-plane lists shaped as Tembo, Cloud SQL and DigitalOcean
+document them, served by nginx, and the data planes serving the CAs."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from harness import (BINARY, PROVIDER_TOKENS, Daemon, Pki, ProviderApis, free_port,
+                     http_get, parse_metrics, wait_for)
+
+
+@pytest.fixture
+def providers(tmp_path, pki):
+    server = ProviderApis(tmp_path / "providers", pki)
+    yield server
+    server.stop()
+
+
+def tembo_instance(id, name, state="Running", port=None, conn=True):
+    """One object of GET /api/v1/orgs/{org}/instances, as Tembo lists it."""
+    return {"instance_id": id, "instance_name": name, "organization_id": "org_d",
+            "state": state, "dataplane_index": str(port), "region_id": "use1",
+            "connection_info": {"host": f"{name}.data-1.use1.tembo.io", "port": 5432,
+                                "user": "postgres", "password": "never-logged-pw"}
+            if conn else None}
+
+
+def put_list(api, org, objects):
+    path = api.data / "control-plane" / f"{org}.json"
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(objects if isinstance(objects, str) else json.dumps(objects))
+    os.replace(tmp, path)
+
+
+def tembo_discovery(api, **kw):
+    # The data plane is derived from each listed object: here its
+    # dataplane_index carries the test nginx's port.
+    return {"provider": "tembo", "org": "org_d", "control_plane": api.url,
+            "data_plane": "https://localhost:{dataplane_index}", **kw}
+
+
+def test_list_instances_prints_what_discovery_would_keep_and_writes_nothing(api, pki, tmp_path):
+    ca = pki.ca("disc-ca")
+    api.serve("org_a", "static_1", ca)
+    p = api.port
+    put_list(api, "org_d", [
+        tembo_instance("inst_a", "alpha", port=p),
+        tembo_instance("inst_b", "beta", port=p, conn=False),       # null connection_info
+        tembo_instance("inst_c", "gone", state="Deleting", port=p),  # not kept
+        tembo_instance("inst_d", "sleepy", state="Stopped", port=p),  # kept
+        tembo_instance("inst_e", "../My DB/prod", port=p),           # sanitised
+        tembo_instance("inst_f", "alpha", port=p),                   # duplicate: refused
+        tembo_instance("inst_g", "static", port=p),                  # a listed name: refused
+    ])
+    d = Daemon(tmp_path / "d", api, [{"org": "org_a", "id": "static_1", "name": "static"}],
+               discover=[tembo_discovery(api)])
+    r = subprocess.run([str(BINARY), "--config", str(d.config), "--list-instances"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in r.stdout.splitlines()[1:]
+            if "refused:" not in line}
+    assert rows["static"] == ["listed", "(no host)"]
+    assert rows["alpha"] == ["tembo:org_d", "alpha.data-1.use1.tembo.io:5432"]
+    assert rows["beta"] == ["tembo:org_d", "(no host)"]
+    assert rows["sleepy"][0] == "tembo:org_d"
+    assert "_.-My-DB-prod" in rows and "gone" not in rows
+    refused = [line for line in r.stdout.splitlines() if "refused:" in line]
+    assert len(refused) == 2, r.stdout
+    assert any(l.startswith("alpha") and "already used by tembo:org_d" in l for l in refused)
+    assert any(l.startswith("static") and "already used by a listed instance" in l for l in refused)
+    assert not d.cert_dir.exists(), "a dry run writes nothing"
+    assert "never-logged-pw" not in r.stdout + r.stderr
+
+
+def test_once_discovers_every_page_then_refreshes(api, pki, providers, tmp_path):
+    sql_ca, do_ca = pki.ca("disc-sql"), pki.ca("disc-do")
+    providers.put("cloudsql-list/proj/first.json", json.dumps({
+        "kind": "sql#instancesList", "nextPageToken": "CiAKGjBpNDd2Nmp2Zml",
+        "items": [{"name": "sql-a", "databaseVersion": "POSTGRES_15",
+                   "dnsName": "sql-a.proj.sql.goog",
+                   "ipAddresses": [{"type": "PRIMARY", "ipAddress": "10.0.0.1"}]},
+                  {"name": "my-mysql", "databaseVersion": "MYSQL_8_0"}]}))
+    providers.put("cloudsql-list/proj/CiAKGjBpNDd2Nmp2Zml.json", json.dumps({
+        "items": [{"name": "sql-b", "databaseVersion": "POSTGRES_16",
+                   "ipAddresses": [{"type": "OUTGOING", "ipAddress": "10.9.9.9"},
+                                   {"type": "PRIMARY", "ipAddress": "10.0.0.2"}]}]}))
+    for name in ("sql-a", "sql-b"):
+        providers.put(f"cloudsql/proj/{name}.json", json.dumps(
+            {"certs": [{"cert": sql_ca.read_text()}], "kind": "sql#instancesListServerCas"}))
+    providers.put("digitalocean-list/1.json", json.dumps({
+        "databases": [{"id": "d-1", "name": "do-main", "engine": "pg",
+                       "connection": {"host": "do-main.db.ondigitalocean.com", "port": 25060,
+                                      "user": "doadmin", "password": "never-logged-pw"}},
+                      {"id": "d-2", "name": "cache", "engine": "redis"}],
+        "links": {"pages": {"next": "https://api.digitalocean.com/v2/databases?page=2"}}}))
+    providers.put("digitalocean-list/2.json", json.dumps({
+        "databases": [{"id": "d-3", "name": "do-two", "engine": "pg"}], "links": {}}))
+    for cluster in ("d-1", "d-3"):
+        providers.put(f"digitalocean/{cluster}.json", json.dumps(
+            {"ca": {"certificate": __import__("base64").b64encode(do_ca.read_bytes()).decode()}}))
+    (tmp_path / "cmd-calls").write_text("1")  # the gcp command's right token at once
+    gcp = ["/bin/sh", "-c", f"echo {PROVIDER_TOKENS['cloudsql']}"]
+    d = Daemon(tmp_path / "d", api, [], pg_service_file=str(tmp_path / "pg_service.conf"),
+               credentials={"gcp": {"command": gcp}, "do": {"env": "ROOTCERTD_TEST_DO"}},
+               discover=[{"provider": "cloudsql", "project": "proj", "credential": "gcp",
+                          "api_url": providers.url, "ca_file": str(providers.trust)},
+                         {"provider": "digitalocean", "credential": "do",
+                          "api_url": providers.url, "ca_file": str(providers.trust)}])
+    env = dict(os.environ, ROOTCERTD_TEST_DO=PROVIDER_TOKENS["digitalocean"])
+    r = d.once(env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in d.cert_dir.iterdir()) == [
+        "do-main.crt", "do-two.crt", "sql-a.crt", "sql-b.crt"]
+    assert "discovery cloudsql:proj: 2 instance(s) kept" in r.stderr
+    assert "discovery digitalocean: 2 instance(s) kept" in r.stderr
+    service = (tmp_path / "pg_service.conf").read_text()
+    assert "[sql-a]\nhost=sql-a.proj.sql.goog\nport=5432" in service
+    assert "[sql-b]\nhost=10.0.0.2\n" in service
+    assert "[do-main]\nhost=do-main.db.ondigitalocean.com\nport=25060\n" in service
+    assert "user=doadmin" in service and "[do-two]" not in service  # no connection: no host
+    assert "never-logged-pw" not in r.stderr + service
+
+
+def test_once_exits_1_when_a_list_fails_after_refreshing_the_listed(api, pki, tmp_path):
+    api.serve("org_a", "static_1", pki.ca("disc-static"))
+    put_list(api, "org_d", '{"this is": "not a list"')
+    d = Daemon(tmp_path / "d", api, [{"org": "org_a", "id": "static_1", "name": "static"}],
+               discover=[tembo_discovery(api)])
+    r = d.once()
+    assert r.returncode == 1
+    assert d.file("static").exists()
+    assert (f"discovery tembo:org_d: GET /api/v1/orgs/org_d/instances on {api.url}: "
+            "the list is not JSON") in r.stderr, r.stderr
+
+
+def test_the_daemon_follows_creations_and_deletions_without_a_restart(api, pki, tmp_path):
+    ca = pki.ca("disc-live")
+    p = api.port
+    for inst in ("inst_a", "inst_b"):
+        api.serve("org_d", inst, ca)
+    put_list(api, "org_d", [tembo_instance("inst_a", "alpha", port=p)])
+    port = free_port()
+    d = Daemon(tmp_path / "d", api, [], metrics={"listen": f"127.0.0.1:{port}"},
+               pg_service_file=str(tmp_path / "pg_service.conf"), refresh_interval="300ms",
+               jitter=0, discover=[tembo_discovery(api, interval="500ms")])
+    d.start()
+    try:
+        metric = lambda name: parse_metrics(http_get(port, "/metrics")[2]).get(
+            (name, frozenset({"source": "tembo:org_d"}.items())))
+        wait_for(lambda: d.file("alpha").exists(), 10, "alpha's file")
+        wait_for(lambda: metric("rootcertd_discovery_instances") == 1, 5, "one kept")
+        assert metric("rootcertd_discovery_last_success_timestamp_seconds") > time.time() - 60
+        # A new instance: its file within one interval plus one refresh.
+        created = time.monotonic()
+        put_list(api, "org_d", [tembo_instance("inst_a", "alpha", port=p),
+                                tembo_instance("inst_b", "beta", port=p)])
+        wait_for(lambda: d.file("beta").exists(), 5, "beta's file")
+        assert time.monotonic() - created < 0.5 + 0.3 + 2, "one interval plus one refresh"
+        wait_for(lambda: "[beta]" in (tmp_path / "pg_service.conf").read_text(), 5,
+                 "beta's pg_service section")
+        # alpha is deleted: its refreshes stop, its file stays, its section goes.
+        put_list(api, "org_d", [tembo_instance("inst_a", "alpha", state="Deleted", port=p),
+                                tembo_instance("inst_b", "beta", port=p)])
+        d.wait_log("removed alpha (files kept, no longer refreshed)", timeout=5)
+        wait_for(lambda: "[alpha]" not in (tmp_path / "pg_service.conf").read_text(), 5,
+                 "alpha's section gone")
+        # nginx logs the file each request was served from.
+        alpha_path, beta_path = "/org_d/inst_a.json", "/org_d/inst_b.json"
+        before = len(api.requests(alpha_path))
+        beta_before = len(api.requests(beta_path))
+        time.sleep(1.5)  # five of beta's refresh intervals: a window to count in
+        assert len(api.requests(alpha_path)) == before, "a removed instance is not refreshed"
+        assert len(api.requests(beta_path)) > beta_before
+        assert d.file("alpha").exists()
+        # A list that turns malformed changes nothing.
+        put_list(api, "org_d", "[{]")
+        wait_for(lambda: "the list is not JSON" in
+                 (json.loads(http_get(port, "/status")[2])["discovery"][0]["last_error"] or ""),
+                 5, "the error in /status")
+        assert metric("rootcertd_discovery_instances") == 1
+        d.wait_log("the instances it found before are kept", timeout=5)
+        beta_before = len(api.requests(beta_path))
+        wait_for(lambda: len(api.requests(beta_path)) > beta_before,
+                 5, "beta still refreshed")
+        # SIGHUP keeps what was discovered (the list is still malformed).
+        d.signal(signal.SIGHUP)
+        d.wait_log("reloaded: 1 instance(s); nothing changed", timeout=5)
+        assert "[beta]" in (tmp_path / "pg_service.conf").read_text()
+        assert "never-logged-pw" not in d.output()
+    finally:
+        assert d.stop() == 0

@@ -1,0 +1,116 @@
+#include "rootcertd/discovery.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace rootcertd;
+
+namespace {
+
+Discovery tembo() {
+    Discovery d;
+    d.provider = "tembo";
+    d.scope = "org_d";
+    d.list_api = parse_https_url("https://api.tembo.io").value();
+    d.name_template = "{instance_name}";
+    d.data_plane = "https://api.{dataplane_index}.{region_id}.tembo.io";
+    return d;
+}
+
+}  // namespace
+
+TEST(Discovery, NamesAreSanitisedToSafeStems) {
+    EXPECT_EQ(sanitise_name("prod"), "prod");
+    EXPECT_EQ(sanitise_name("My DB/prod"), "My-DB-prod");
+    EXPECT_EQ(sanitise_name("../etc/passwd"), "_.-etc-passwd");
+    EXPECT_EQ(sanitise_name("a....b"), "a.b");
+    EXPECT_EQ(sanitise_name(""), "_");
+    EXPECT_EQ(sanitise_name("-x"), "_-x");
+    EXPECT_EQ(sanitise_name("ünï"), "_--n--");  // each byte outside the set
+    EXPECT_EQ(sanitise_name(std::string(300, 'a')).size(), 200u);
+}
+
+TEST(Discovery, TemboListKeepsWhatIsNotBeingDeleted) {
+    const auto page = parse_list_page(tembo(), R"([
+      {"instance_id": "inst_1", "instance_name": "alpha", "state": "Running",
+       "dataplane_index": "data-1", "region_id": "use1",
+       "connection_info": {"host": "alpha.example", "port": 5433, "user": "app", "password": "pw"}},
+      {"instance_id": "inst_2", "instance_name": "beta", "state": "Stopped",
+       "dataplane_index": "data-2", "region_id": "euc1", "connection_info": null},
+      {"instance_id": "inst_3", "instance_name": "gone", "state": "Deleted",
+       "dataplane_index": "data-1", "region_id": "use1"}])");
+    ASSERT_TRUE(page.ok()) << page.error();
+    ASSERT_EQ(page->instances.size(), 2u);
+    const auto& a = page->instances[0];
+    EXPECT_EQ(a.name, "alpha");
+    EXPECT_EQ(a.org, "org_d");
+    EXPECT_EQ(a.source.api.origin(), "https://api.data-1.use1.tembo.io");
+    EXPECT_EQ(a.source.target, "/api/v1/orgs/org_d/instances/inst_1/secrets/certificate");
+    EXPECT_EQ(a.host, "alpha.example");
+    EXPECT_EQ(a.port, 5433);
+    EXPECT_EQ(a.user, "app");
+    EXPECT_FALSE(page->instances[1].host) << "null connection_info: no live check";
+    EXPECT_EQ(page->instances[1].source.api.origin(), "https://api.data-2.euc1.tembo.io");
+    EXPECT_FALSE(page->next);
+}
+
+TEST(Discovery, AMalformedObjectFailsTheWholePage) {
+    EXPECT_EQ(parse_list_page(tembo(), "{").error().rfind("the list is not JSON", 0), 0u);
+    EXPECT_EQ(parse_list_page(tembo(), "{}").error(), "the list is not a JSON array");
+    EXPECT_EQ(parse_list_page(tembo(), R"([{"instance_id": "a/b"}])").error(),
+              "listed object 0 has no instance_id of [A-Za-z0-9_]");
+    EXPECT_EQ(parse_list_page(tembo(), R"([{"instance_id": "a", "state": "Running"}])").error(),
+              "listed object 0 (a) has no string field 'dataplane_index' for the template "
+              "'https://api.{dataplane_index}.{region_id}.tembo.io'");
+}
+
+TEST(Discovery, CloudSqlPagesAndKeepsPostgresOnly) {
+    Discovery d;
+    d.provider = "cloudsql";
+    d.scope = "proj";
+    d.list_api = parse_https_url("https://sqladmin.googleapis.com").value();
+    d.name_template = "{name}";
+    d.credential = "gcp";
+    auto page = parse_list_page(d, R"({"items": [
+        {"name": "a", "databaseVersion": "POSTGRES_15", "dnsName": "",
+         "ipAddresses": [{"type": "PRIVATE", "ipAddress": "10.1.1.1"}, {"type": "PRIMARY", "ipAddress": "34.1.2.3"}]},
+        {"name": "m", "databaseVersion": "MYSQL_8_0"}], "nextPageToken": "t/1+="})");
+    ASSERT_TRUE(page.ok()) << page.error();
+    ASSERT_EQ(page->instances.size(), 1u);
+    EXPECT_EQ(page->instances[0].host, "34.1.2.3");
+    EXPECT_EQ(page->instances[0].source.target, "/v1/projects/proj/instances/a/listServerCas");
+    EXPECT_EQ(page->instances[0].source.credential, "gcp");
+    EXPECT_EQ(page->next, "/v1/projects/proj/instances?pageToken=t%2F1%2B%3D");
+    EXPECT_TRUE(parse_list_page(d, "{}")->instances.empty()) << "an empty project lists no items";
+}
+
+TEST(Discovery, DigitalOceanFollowsNextOnTheSameOrigin) {
+    Discovery d;
+    d.provider = "digitalocean";
+    d.list_api = parse_https_url("https://api.digitalocean.com").value();
+    d.name_template = "{name}";
+    auto page = parse_list_page(d, R"({"databases": [
+        {"id": "9cc1", "name": "main", "engine": "pg", "connection": {"host": "h", "port": 25060, "user": "doadmin"}},
+        {"id": "r1", "name": "cache", "engine": "redis"}],
+        "links": {"pages": {"next": "https://evil.example/v2/databases?page=2"}}})");
+    ASSERT_TRUE(page.ok()) << page.error();
+    ASSERT_EQ(page->instances.size(), 1u);
+    EXPECT_EQ(page->instances[0].port, 25060);
+    EXPECT_EQ(page->next, "/v2/databases?page=2") << "only the path and query: the token stays home";
+    EXPECT_TRUE(parse_list_page(d, R"({"databases": null})")->instances.empty());
+}
+
+TEST(Discovery, ListedInstancesWinAndTheFirstFoundKeepsAName) {
+    Instance listed;
+    listed.name = "prod";
+    Instance a, b, c;
+    a.name = "prod";
+    b.name = "x";
+    c.name = "x";
+    const auto out = compose_instances({listed}, {{"tembo:o", {a, b}}, {"digitalocean", {c}}});
+    ASSERT_EQ(out.instances.size(), 2u);
+    EXPECT_EQ(out.from, (std::vector<std::string>{"listed", "tembo:o"}));
+    ASSERT_EQ(out.refused.size(), 2u);
+    EXPECT_EQ(out.refused[0], (Refused{"prod", "tembo:o", "the name is already used by a listed instance"}));
+    EXPECT_EQ(out.refused[1].reason, "the name is already used by tembo:o (listed before it)");
+    EXPECT_EQ(kept_from(out, "tembo:o", 2), 1u);
+}
