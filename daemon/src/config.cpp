@@ -663,7 +663,7 @@ void read_settings(const std::string& source, MapReader& m, const Config& cfg, I
     if (!inst.on_change) inst.on_change = cfg.on_change;
 }
 
-// `{field}` placeholders of TEMPLATE must be in FIELDS (or any, when empty).
+// Every '{' of a template opens a field name that a '}' closes.
 void check_template(MapReader& m, const char* key, const std::string& text) {
     for (auto at = text.find('{'); at != std::string::npos; at = text.find('{', at + 1)) {
         const auto end = text.find('}', at);

@@ -179,7 +179,7 @@ TEST(Config, RejectsEachMistake) {
         {"api: {token_env: T}\ninstances: [{org: a, id: b}]\n", "no api_url here and no api.url"},
         {minimal + "instances: []\n", "duplicate key"},
         {"api: {url: https://h, token_env: T}\ninstances: []\n", "at least one instance"},
-        {"api: {url: https://h, token_env: T}\ninstances: {a: 1}\n", "at least one instance"},
+        {"api: {url: https://h, token_env: T}\ninstances: {a: 1}\n", "'instances' must be a list"},
         {with_instance_line("name: ../etc/passwd"),
          "instances[0].name: '../etc/passwd' is not a safe file name"},
         {with_instance_line("name: .hidden"), "not a safe file name"},
@@ -594,4 +594,57 @@ TEST(Config, SourceMistakesNameTheKey) {
         const auto e = error_of(c.yaml);
         EXPECT_NE(e.find(c.expect), std::string::npos) << "yaml:\n" << c.yaml << "\nerror: " << e;
     }
+}
+
+TEST(Config, DiscoverEntriesTakeTheirProvidersKeysAndInstanceDefaults) {
+    ::setenv("ROOTCERTD_TEST_DO", "dop_v1_x", 1);
+    const auto cfg = parse_config(R"(api: {token_env: ROOTCERTD_TEST_DO}
+credentials:
+  do: {env: ROOTCERTD_TEST_DO}
+discover:
+  - {provider: tembo, org: org_abc, refresh_interval: 5m, file_mode: "0640"}
+  - {provider: digitalocean, credential: do, interval: 1m, name: "do-{name}"}
+)",
+                                  "/etc/rootcertd/test.yaml");
+    EXPECT_TRUE(cfg.instances.empty());
+    ASSERT_EQ(cfg.discover.size(), 2u);
+    const auto& t = cfg.discover[0];
+    EXPECT_EQ(t.label(), "tembo:org_abc");
+    EXPECT_EQ(t.list_api.origin(), "https://api.tembo.io");
+    EXPECT_EQ(t.data_plane, "https://api.{dataplane_index}.{region_id}.tembo.io");
+    EXPECT_EQ(t.name_template, "{instance_name}");
+    EXPECT_EQ(t.interval, 10min);
+    EXPECT_EQ(t.defaults.refresh_interval, 5min);
+    EXPECT_EQ(t.defaults.file.mode, 0640u);
+    const auto& d = cfg.discover[1];
+    EXPECT_EQ(d.label(), "digitalocean");
+    EXPECT_EQ(d.list_api.origin(), "https://api.digitalocean.com");
+    EXPECT_EQ(d.interval, 1min);
+    EXPECT_EQ(d.name_template, "do-{name}");
+
+    const auto error = [](const std::string& entry) {
+        return error_of("discover:\n  - " + entry + "\n");
+    };
+    EXPECT_NE(error("{provider: aiven}").find(
+                  "discover[0].provider: unknown provider 'aiven' (discovery knows tembo, "
+                  "cloudsql, digitalocean)"),
+              std::string::npos);
+    EXPECT_NE(error("{provider: tembo}").find("discover[0].org: is required"), std::string::npos);
+    EXPECT_NE(error("{provider: tembo, org: o}")
+                  .find("discover[0].credential: is required without api.token_file"),
+              std::string::npos);
+    EXPECT_NE(error("{provider: cloudsql, project: p}")
+                  .find("discover[0].credential: is required: cloudsql needs a secret"),
+              std::string::npos);
+    EXPECT_NE(error("{provider: tembo, org: o, credential: x}")
+                  .find("'x' is not defined under credentials"),
+              std::string::npos);
+    EXPECT_NE(error_of("api: {token_env: T}\ndiscover:\n  - {provider: tembo, org: o, data_plane: "
+                       "\"http://{x}\"}\n")
+                  .find("discover[0].data_plane: 'http://{x}' must start with https://"),
+              std::string::npos);
+    EXPECT_NE(error_of("api: {token_env: T}\ndiscover:\n  - {provider: tembo, org: o, name: "
+                       "\"{}\"}\n")
+                  .find("discover[0].name: '{}': every '{' needs a field name"),
+              std::string::npos);
 }
