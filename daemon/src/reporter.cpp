@@ -28,7 +28,7 @@ LogFields labels_of(const Instance& instance) {
     if (instance.source.provider == "tembo") {
         return {{"name", instance.name}, {"org", instance.org}, {"id", instance.id}};
     }
-    return {{"name", instance.name}, {"provider", instance.source.provider}};
+    return {{"name", instance.name}, {"provider", std::string(instance.source.provider)}};
 }
 
 std::string human(Duration d) {

@@ -10,6 +10,7 @@
 
 #include "rootcertd/blocking.hpp"
 #include "rootcertd/ca_response.hpp"
+#include "rootcertd/providers.hpp"
 #include "rootcertd/refresh.hpp"
 
 namespace rootcertd {
@@ -17,7 +18,7 @@ namespace rootcertd {
 namespace asio = boost::asio;
 
 std::string describe_request(const Source& source) {
-    if (!source.system_roots.empty()) return "roots from the system trust store";
+    if (source.roots != nullptr) return "roots from the system trust store";
     return "GET " + source.target + " on " + source.api.origin();
 }
 
@@ -89,8 +90,12 @@ bool trustworthy_validators(const HttpResponse& answer, SysTime now) {
 
 asio::awaitable<Fetched> fetch_system_roots(std::shared_ptr<Services> s, const Source& src) {
     Fetched out;
-    auto read = [path = trust_store_file(), required = src.system_roots,
-                 optional = src.optional_roots]() -> Outcome<std::string> {
+    auto read = [path = trust_store_file(),
+                 required = std::vector<std::string>(src.roots->system_roots.begin(),
+                                                     src.roots->system_roots.end()),
+                 optional = std::vector<std::string>(src.roots->optional_roots.begin(),
+                                                     src.roots->optional_roots.end())]()
+        -> Outcome<std::string> {
         std::ifstream in(path, std::ios::binary);
         if (!in) return fail("cannot read the system trust store " + path);
         std::ostringstream text;
@@ -108,7 +113,7 @@ asio::awaitable<Fetched> fetch_system_roots(std::shared_ptr<Services> s, const S
 
 asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& inst) {
     const Source& src = inst.source;
-    if (!src.system_roots.empty()) co_return co_await fetch_system_roots(s, src);
+    if (src.roots != nullptr) co_return co_await fetch_system_roots(s, src);
     Fetched out;
     // Every error names the request; built only for an error.
     const auto where = [&] { return describe_request(src) + ": "; };

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include "rootcertd/providers.hpp"
 #include "tempdir.hpp"
 
 using namespace rootcertd;
@@ -492,7 +493,8 @@ instances:
     EXPECT_EQ(i[4].source.api.origin(), "https://truststore.pki.rds.amazonaws.com");
     EXPECT_EQ(i[4].source.target, "/global/global-bundle.pem");
     EXPECT_FALSE(i[4].source.sends_secret()) << "RDS bundles are public: no Authorization header";
-    EXPECT_EQ(i[5].source.system_roots.size(), 2u);
+    ASSERT_NE(i[5].source.roots, nullptr);
+    EXPECT_EQ(i[5].source.roots->system_roots.size(), 2u);
     EXPECT_EQ(i[6].org, "org_a");
     EXPECT_EQ(i[6].source.target, "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
     EXPECT_EQ(i[6].source.api.port, 8443);

@@ -65,8 +65,12 @@ struct Reading {
 
 // Where an instance's CA comes from: one request and how to read its answer,
 // or (azure) roots looked up in the system trust store.
+struct Preset;
+
 struct Source {
-    std::string provider;  // "tembo", "aiven", ..., "url" for a custom source
+    // "tembo", "aiven", ..., "url" for a custom source: static text (a
+    // source is copied per instance and per loop; a fleet has thousands).
+    std::string_view provider;
     Endpoint api;          // the origin; unused without a request
     std::string target;    // path and query
     // The Authorization scheme ("Bearer", "aivenv1"), or with auth_header
@@ -77,10 +81,9 @@ struct Source {
     std::optional<std::string> credential;
     Reading reading;
     std::optional<std::filesystem::path> ca_file;  // trusted for this origin, besides api.ca_file
-    // No request (azure): these roots, by RFC 2253 subject, from the system
-    // trust store; the optional ones only when the store has them.
-    std::vector<std::string> system_roots;
-    std::vector<std::string> optional_roots;
+    // No request (azure): the preset whose roots, by RFC 2253 subject, come
+    // from the system trust store.
+    const Preset* roots = nullptr;
     bool sends_secret() const { return !auth_scheme.empty() || !auth_header.empty(); }
     bool operator==(const Source&) const = default;
 };

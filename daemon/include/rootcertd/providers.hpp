@@ -61,7 +61,7 @@ template <class Value>
 Source preset_source(const Preset& preset, const Value& value, std::optional<Endpoint> origin,
                      std::optional<std::string> credential) {
     Source out;
-    out.provider = std::string(preset.name);
+    out.provider = preset.name;
     if (!preset.path.empty()) {
         out.api = origin ? std::move(*origin) : parse_https_url(preset.origin).value();
         out.target = expand_path(preset.path, value);
@@ -69,8 +69,7 @@ Source preset_source(const Preset& preset, const Value& value, std::optional<End
     out.auth_scheme = std::string(preset.auth_scheme);
     out.credential = std::move(credential);
     out.reading = preset.reading;
-    out.system_roots.assign(preset.system_roots.begin(), preset.system_roots.end());
-    out.optional_roots.assign(preset.optional_roots.begin(), preset.optional_roots.end());
+    if (!preset.system_roots.empty()) out.roots = &preset;
     return out;
 }
 
