@@ -5,6 +5,8 @@
 
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdlib>
+#include <ctime>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
@@ -48,7 +50,22 @@ Outcome<std::string> roots_by_subject(std::string_view store_pem,
     return pem;
 }
 
+std::size_t request_hash(const Source& source) {
+    const std::hash<std::string_view> h;
+    return h(source.api.host) ^ (std::size_t{source.api.port} << 1) ^ (h(source.target) << 3);
+}
+
 namespace {
+
+// "Sun, 06 Nov 1994 08:49:37 GMT", for If-Modified-Since.
+std::string http_date(SysTime t) {
+    const std::time_t tt = t.time_since_epoch().count();
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return buf;
+}
 
 // The system trust store's file, as OpenSSL finds it (SSL_CERT_FILE first).
 std::string trust_store_file() {
@@ -74,18 +91,21 @@ void warn_about_token(Services& s, const TokenSource& token, SysTime now) {
     }
 }
 
-// Whether ANSWER's validators can tell its content from the next one's. A
-// file server derives them from the file's mtime, in whole seconds (nginx's
-// ETag is mtime and size): a file replaced within the second it was served
-// would keep them, and a 304 would hide the change for good. So, as RFC
-// 9110 (8.8.2.2) says of Last-Modified, one less than a minute old is weak:
-// not used. An ETag without a Last-Modified is the server's own (a content
-// hash, as S3 sends).
-bool trustworthy_validators(const HttpResponse& answer, SysTime now) {
-    if (answer.etag.empty() && answer.last_modified.empty()) return false;
-    if (answer.last_modified.empty()) return true;
-    const auto modified = parse_http_date(answer.last_modified);
-    return modified && now - *modified >= std::chrono::minutes(1);
+// ANSWER's validators, when they can tell its content from the next one's.
+// A file server derives them from the file's mtime, in whole seconds
+// (nginx's ETag is mtime and size): a file replaced within the second it was
+// served would keep them, and a 304 would hide the change for good. So, as
+// RFC 9110 (8.8.2.2) says of Last-Modified, one less than a minute old is
+// weak: not used. An ETag without a Last-Modified is the server's own (a
+// content hash, as S3 sends).
+std::optional<Validators> trustworthy_validators(const HttpResponse& answer, std::size_t request,
+                                                 SysTime now) {
+    if (answer.etag.empty() && answer.last_modified.empty()) return std::nullopt;
+    Validators v{request, answer.etag, std::nullopt};
+    if (answer.last_modified.empty()) return v;
+    v.last_modified = parse_http_date(answer.last_modified);
+    if (!v.last_modified || now - *v.last_modified < std::chrono::minutes(1)) return std::nullopt;
+    return v;
 }
 
 asio::awaitable<Fetched> fetch_system_roots(std::shared_ptr<Services> s, const Source& src) {
@@ -119,7 +139,7 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
     const auto where = [&] { return describe_request(src) + ": "; };
     const auto now = sys_now();
     std::string secret;
-    std::string request_key = src.api.origin() + src.target;
+    const std::size_t request_key = request_hash(src);
     const auto known = s->validators.find(inst.name);
     const bool conditional = known != s->validators.end() && known->second.request == request_key &&
                              s->served_last(inst.name) != nullptr;
@@ -151,7 +171,9 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
         // served is still known.
         if (conditional) {
             request.if_none_match = known->second.etag;
-            request.if_modified_since = known->second.last_modified;
+            if (known->second.last_modified) {
+                request.if_modified_since = http_date(*known->second.last_modified);
+            }
         }
         // 3. The request, one of at most `concurrency` in flight.
         {
@@ -193,10 +215,7 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
         out.not_modified = true;
         co_return out;
     }
-    if (answer.status == 200 && trustworthy_validators(answer, now)) {
-        out.validators = Validators{std::move(request_key), std::move(answer.etag),
-                                    std::move(answer.last_modified)};
-    }
+    if (answer.status == 200) out.validators = trustworthy_validators(answer, request_key, now);
     // A body whose CA validated before is not read again: on a fleet's warm
     // pass every instance of a data plane is sent the same bytes.
     if (answer.status == 200) {

@@ -17,12 +17,17 @@ namespace rootcertd {
 struct Services;
 
 // An answer's validators, sent back as If-None-Match / If-Modified-Since.
+// Kept per instance for a fleet's lifetime, so kept small: the request as a
+// hash, the date as a time (an ETag usually fits std::string's own buffer).
 struct Validators {
-    std::string request;  // origin and target they belong to
+    std::size_t request = 0;  // hash of the origin and target they belong to
     std::string etag;
-    std::string last_modified;
+    std::optional<SysTime> last_modified;
     bool operator==(const Validators&) const = default;
 };
+
+// The hash Validators::request holds for SOURCE's request.
+std::size_t request_hash(const Source& source);
 
 // What a source answered: the CA text, or why there is none, and what the
 // scheduler and the status board learn from the exchange either way.
