@@ -176,9 +176,10 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
         auto name = expand(d.name_template, o);
         if (!name) return fail(which + " " + name.error());
         inst.name = sanitise_name(*name);
-        inst.source = preset_source(
+        Source source = preset_source(
             preset, [&](const std::string& k) { return keys[k]; }, origin, d.credential);
-        inst.source.ca_file = d.ca_file;
+        source.ca_file = d.ca_file;
+        inst.source = std::move(source);
         if (!inst.host) inst.dbname.reset();
         out.instances.push_back(std::move(inst));
     }

@@ -347,13 +347,13 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     result.token_expiry = fetched.token_expiry;
     result.not_modified = fetched.not_modified;
     if (!fetched.pem) {
-        if (fetched.pem.unreachable()) result.unreachable_origin = inst.source.api.origin();
+        if (fetched.pem.unreachable()) result.unreachable_origin = inst.source->api.origin();
         co_return failed(fetched.pem.failure());
     }
     // 2. Validate it: only CA certificates (or leaves dropped, where the
     // source says so), expired ones left out, at least one valid now. Bytes
     // validated before are found without a coroutine frame.
-    const bool drop_leaves = inst.source.reading.drop_leaves;
+    const bool drop_leaves = inst.source->reading.drop_leaves;
     Outcome<CertBundle> served = fail("not validated");
     if (auto hit = cached_bundle(*s, fetched.pem.value(), now); hit && !drop_leaves) {
         served = std::move(*hit);
@@ -361,7 +361,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         served = co_await validate_with_cache(s, fetched.pem.value(), now, drop_leaves);
     }
     if (!served) {
-        co_return failed(fail(Stage::validate, describe_request(inst.source) +
+        co_return failed(fail(Stage::validate, describe_request(*inst.source) +
                                                    ": invalid CA: " + served.error()));
     }
     for (const auto& left_out : served->dropped) {
@@ -369,7 +369,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     }
     if (fetched.extracted_from) {
         s->seen.extracted.put(*fetched.extracted_from,
-                              {inst.source.reading, fetched.pem.value()},
+                              {inst.source->reading, fetched.pem.value()},
                               fetched.pem.value().size());
     }
     // 3. Read what the file and the rotation state hold now.

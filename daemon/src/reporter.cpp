@@ -25,10 +25,10 @@ unsigned FailureLog::on_success() {
 }
 
 LogFields labels_of(const Instance& instance) {
-    if (instance.source.provider == "tembo") {
+    if (instance.source->provider == "tembo") {
         return {{"name", instance.name}, {"org", instance.org}, {"id", instance.id}};
     }
-    return {{"name", instance.name}, {"provider", std::string(instance.source.provider)}};
+    return {{"name", instance.name}, {"provider", std::string(instance.source->provider)}};
 }
 
 std::string human(Duration d) {

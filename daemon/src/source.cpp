@@ -132,7 +132,7 @@ asio::awaitable<Fetched> fetch_system_roots(std::shared_ptr<Services> s, const S
 }  // namespace
 
 asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& inst) {
-    const Source& src = inst.source;
+    const Source& src = *inst.source;
     if (src.roots != nullptr) co_return co_await fetch_system_roots(s, src);
     Fetched out;
     // Every error names the request; built only for an error.

@@ -24,7 +24,7 @@ void StatusBoard::sync(const Config& config) {
         s.name = inst.name;
         s.org = inst.org;
         s.id = inst.id;
-        s.provider = std::string(inst.source.provider);
+        s.provider = std::string(inst.source->provider);
         s.file = config.cert_file(inst);
         if (!inst.host) {
             s.live_ok.reset();

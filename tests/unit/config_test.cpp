@@ -80,7 +80,7 @@ TEST(Config, MinimalGetsDocumentedDefaults) {
     ASSERT_EQ(cfg.instances.size(), 1u);
     const auto& inst = cfg.instances[0];
     EXPECT_EQ(inst.name, "inst_1");
-    EXPECT_EQ(inst.source.api.host, "api.data-1.use1.tembo.io");
+    EXPECT_EQ(inst.source->api.host, "api.data-1.use1.tembo.io");
     EXPECT_EQ(inst.refresh_interval, 1h);
     EXPECT_EQ(inst.file.mode, 0644u);
     EXPECT_EQ(cfg.cert_path(inst), "/tmp/certs/inst_1.crt");
@@ -122,8 +122,8 @@ instances:
     EXPECT_EQ(cfg.instances[0].name, "prod");
     EXPECT_EQ(cfg.instances[0].refresh_interval, 30min);
     EXPECT_EQ(cfg.instances[0].file.mode, 0640u);
-    EXPECT_EQ(cfg.instances[1].source.api.host, "api.data-1.euc1.tembo.io");
-    EXPECT_EQ(cfg.instances[1].source.api.port, 8443);
+    EXPECT_EQ(cfg.instances[1].source->api.host, "api.data-1.euc1.tembo.io");
+    EXPECT_EQ(cfg.instances[1].source->api.port, 8443);
     EXPECT_EQ(cfg.instances[1].refresh_interval, 5min);
     EXPECT_EQ(cfg.instances[1].file.mode, 0600u);
 }
@@ -476,29 +476,29 @@ instances:
                                   "/etc/rootcertd/test.yaml");
     const auto& i = cfg.instances;
     ASSERT_EQ(i.size(), 7u);
-    EXPECT_EQ(i[0].source.api.origin(), "https://api.digitalocean.com");
-    EXPECT_EQ(i[0].source.target, "/v2/databases/9cc10173-e9ea-4176-9dbc-a4cee4c4ff30/ca");
-    EXPECT_EQ(i[0].source.auth_scheme, "Bearer");
-    EXPECT_TRUE(i[0].source.reading.base64);
-    EXPECT_EQ(i[1].source.api.origin(), "https://api.aiven.io");
-    EXPECT_EQ(i[1].source.target, "/v1/project/my-project/kms/ca");
-    EXPECT_EQ(i[1].source.auth_scheme, "aivenv1");
-    EXPECT_EQ(i[2].source.target,
+    EXPECT_EQ(i[0].source->api.origin(), "https://api.digitalocean.com");
+    EXPECT_EQ(i[0].source->target, "/v2/databases/9cc10173-e9ea-4176-9dbc-a4cee4c4ff30/ca");
+    EXPECT_EQ(i[0].source->auth_scheme, "Bearer");
+    EXPECT_TRUE(i[0].source->reading.base64);
+    EXPECT_EQ(i[1].source->api.origin(), "https://api.aiven.io");
+    EXPECT_EQ(i[1].source->target, "/v1/project/my-project/kms/ca");
+    EXPECT_EQ(i[1].source->auth_scheme, "aivenv1");
+    EXPECT_EQ(i[2].source->target,
               "/v1/projects/example.com:my-proj/instances/sql-a/listServerCas");
-    EXPECT_EQ(i[2].source.reading.member, "cert");
+    EXPECT_EQ(i[2].source->reading.member, "cert");
     EXPECT_EQ(cfg.credentials.at(2).ttl, 10min);
     EXPECT_EQ(cfg.credentials.at(2).timeout, 5s);
-    EXPECT_EQ(i[3].source.target, "/teams/abc123.pem");
-    EXPECT_TRUE(i[3].source.reading.drop_leaves);
-    EXPECT_EQ(i[4].source.api.origin(), "https://truststore.pki.rds.amazonaws.com");
-    EXPECT_EQ(i[4].source.target, "/global/global-bundle.pem");
-    EXPECT_FALSE(i[4].source.sends_secret()) << "RDS bundles are public: no Authorization header";
-    ASSERT_NE(i[5].source.roots, nullptr);
-    EXPECT_EQ(i[5].source.roots->system_roots.size(), 2u);
+    EXPECT_EQ(i[3].source->target, "/teams/abc123.pem");
+    EXPECT_TRUE(i[3].source->reading.drop_leaves);
+    EXPECT_EQ(i[4].source->api.origin(), "https://truststore.pki.rds.amazonaws.com");
+    EXPECT_EQ(i[4].source->target, "/global/global-bundle.pem");
+    EXPECT_FALSE(i[4].source->sends_secret()) << "RDS bundles are public: no Authorization header";
+    ASSERT_NE(i[5].source->roots, nullptr);
+    EXPECT_EQ(i[5].source->roots->system_roots.size(), 2u);
     EXPECT_EQ(i[6].org, "org_a");
-    EXPECT_EQ(i[6].source.target, "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
-    EXPECT_EQ(i[6].source.api.port, 8443);
-    EXPECT_EQ(i[6].source.credential, "do");
+    EXPECT_EQ(i[6].source->target, "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
+    EXPECT_EQ(i[6].source->api.port, 8443);
+    EXPECT_EQ(i[6].source->credential, "do");
 }
 
 TEST(Config, ACustomSourceSpellsOutItsRequest) {
@@ -517,7 +517,7 @@ instances:
     source: {url: https://hub.example/certs/prod.crt}
 )",
                                   "/etc/rootcertd/test.yaml");
-    const auto& s = cfg.instances.at(0).source;
+    const auto& s = *cfg.instances.at(0).source;
     EXPECT_EQ(s.provider, "url");
     EXPECT_EQ(s.api.origin(), "https://vault.internal:8200");
     EXPECT_EQ(s.target, "/v1/pki/ca/pem?format=pem");
@@ -525,7 +525,7 @@ instances:
     EXPECT_TRUE(s.reading.base64);
     EXPECT_EQ(s.reading.format, CaFormat::der);
     EXPECT_EQ(s.auth_header, "X-Vault-Token");
-    EXPECT_FALSE(cfg.instances.at(1).source.sends_secret());
+    EXPECT_FALSE(cfg.instances.at(1).source->sends_secret());
     EXPECT_FALSE(cfg.api) << "no Tembo instance: no api section needed";
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -88,11 +89,26 @@ struct Source {
     bool operator==(const Source&) const = default;
 };
 
+// A value the copies of its holder share: an Instance is copied per loop,
+// and a fleet has thousands; its Source is the biggest part. Compares by value.
+template <class T>
+class Shared {
+  public:
+    Shared() : p_(std::make_shared<const T>()) {}
+    Shared(T value) : p_(std::make_shared<const T>(std::move(value))) {}  // NOLINT: a value
+    const T& operator*() const { return *p_; }
+    const T* operator->() const { return p_.get(); }
+    bool operator==(const Shared& other) const { return p_ == other.p_ || *p_ == *other.p_; }
+
+  private:
+    std::shared_ptr<const T> p_;
+};
+
 struct Instance {
     std::string org;   // Tembo instances only: metric labels and log fields
     std::string id;
     std::string name;  // file stem: the file is <cert_dir>/<name>.crt
-    Source source;
+    Shared<Source> source;
     Duration refresh_interval{};
     FileOwnership file;
     Duration keep_previous{};  // rotation.keep_previous
