@@ -292,8 +292,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
             bool keep_alive = false;
             bool stale = false;  // a reused connection the server had already closed
             conn->clean = false;
-            auto err = co_await exchange(*conn, request, deadline, response,
-                                         keep_alive, stale);
+            auto err = co_await exchange(*conn, request, deadline, response, keep_alive, stale);
             if (!err) {
                 conn->clean = true;
                 if (keep_alive && !closed_) put_idle(origin, std::move(conn));

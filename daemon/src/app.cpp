@@ -10,9 +10,9 @@
 
 #include "rootcertd/config.hpp"
 #include "rootcertd/discovery.hpp"
-#include "rootcertd/refresh.hpp"
 #include "rootcertd/logging.hpp"
 #include "rootcertd/proxy.hpp"
+#include "rootcertd/refresh.hpp"
 #include "rootcertd/runtime.hpp"
 #include "rootcertd/token_source.hpp"
 

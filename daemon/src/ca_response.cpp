@@ -127,9 +127,9 @@ Outcome<std::string> as_pem(std::string text, const Reading& reading) {
         if (!decoded) return fail("base64: " + decoded.error());
         text = std::move(decoded.value());
     }
-    const bool pem = reading.format == CaFormat::pem ||
-                     (reading.format == CaFormat::automatic &&
-                      text.find("-----BEGIN") != std::string::npos);
+    const bool pem =
+        reading.format == CaFormat::pem ||
+        (reading.format == CaFormat::automatic && text.find("-----BEGIN") != std::string::npos);
     if (pem) return text;
     auto converted = der_to_pem(text);
     if (!converted) {

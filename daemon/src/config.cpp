@@ -549,7 +549,8 @@ Source read_custom_source(MapReader& m, const Config& cfg) {
     std::tie(out.api, out.target) = std::move(*url);
     if (auto pointer = m.text("json_pointer")) {
         if (!pointer->empty() && !pointer->starts_with("/")) {
-            raise(m.site("json_pointer"), "'" + *pointer + "' must be empty or start with '/' (RFC 6901)");
+            raise(m.site("json_pointer"),
+                  "'" + *pointer + "' must be empty or start with '/' (RFC 6901)");
         }
         out.reading.json_pointer = *pointer;
     }
@@ -590,14 +591,16 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
                    Instance& inst) {
     Source out;
     if (m.has("url")) {
-        if (m.has("provider")) raise(m.site("provider"), "not with url: a custom source has no provider");
+        if (m.has("provider"))
+            raise(m.site("provider"), "not with url: a custom source has no provider");
         out = read_custom_source(m, cfg);
     } else {
         const std::string provider = m.required("provider");
         const Preset* preset = find_preset(provider);
         if (preset == nullptr) {
             std::string known;
-            for (const auto& p : presets()) known += (known.empty() ? "" : ", ") + std::string(p.name);
+            for (const auto& p : presets())
+                known += (known.empty() ? "" : ", ") + std::string(p.name);
             raise(m.site("provider"), "unknown provider '" + provider + "' (known: " + known +
                                           "; or a custom source with url)");
         }
@@ -608,13 +611,15 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
             }
         }
         if (preset->auth_scheme.empty() && m.has("credential")) {
-            raise(m.site("credential"), "not for " + provider + ": its CAs are public, no secret is sent");
+            raise(m.site("credential"),
+                  "not for " + provider + ": its CAs are public, no secret is sent");
         }
         std::map<std::string, std::string> values;
         for (const auto& key : path_keys(preset->path)) {
             auto value = m.required(key.c_str());
             if (!is_path_value(value)) {
-                raise(m.site(key.c_str()), "'" + value + "' may hold only letters, digits and '_.-:@'");
+                raise(m.site(key.c_str()),
+                      "'" + value + "' may hold only letters, digits and '_.-:@'");
             }
             values[key] = std::move(value);
         }
@@ -632,7 +637,8 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
             out = tembo_source(inst.org, inst.id, origin, credential, cfg, m.site());
         } else {
             if (!preset->auth_scheme.empty() && !credential) {
-                raise(m.site("credential"), "is required: " + provider + " needs a secret (see credentials)");
+                raise(m.site("credential"),
+                      "is required: " + provider + " needs a secret (see credentials)");
             }
             out = preset_source(
                 *preset, [&](const std::string& k) { return values[k]; }, origin,
@@ -642,7 +648,8 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
     if (auto ca = m.text("ca_file")) {
         out.ca_file = resolve(base_dir, *ca);
         if (::access(out.ca_file->c_str(), R_OK) != 0) {
-            raise(m.site("ca_file"), "cannot read '" + out.ca_file->string() + "': " + std::strerror(errno));
+            raise(m.site("ca_file"),
+                  "cannot read '" + out.ca_file->string() + "': " + std::strerror(errno));
         }
     }
     return out;
@@ -680,15 +687,16 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
     d.provider = m.required("provider");
     const bool tembo = d.provider == "tembo";
     if (!tembo && d.provider != "cloudsql" && d.provider != "digitalocean") {
-        raise(m.site("provider"),
-              "unknown provider '" + d.provider + "' (discovery knows tembo, cloudsql, digitalocean)");
+        raise(m.site("provider"), "unknown provider '" + d.provider +
+                                      "' (discovery knows tembo, cloudsql, digitalocean)");
     }
     if (tembo) {
         d.scope = m.required("org");
         if (!is_id(d.scope)) raise(m.site("org"), "'" + d.scope + "' must match ^[A-Za-z0-9_]+$");
         d.list_api = m.parsed<Endpoint>("control_plane", parse_https_url)
                          .value_or(parse_https_url("https://api.tembo.io").value());
-        d.data_plane = m.text("data_plane").value_or("https://api.{dataplane_index}.{region_id}.tembo.io");
+        d.data_plane =
+            m.text("data_plane").value_or("https://api.{dataplane_index}.{region_id}.tembo.io");
         check_template(m, "data_plane", d.data_plane);
         if (!d.data_plane.starts_with("https://")) {
             raise(m.site("data_plane"), "'" + d.data_plane + "' must start with https://");
@@ -697,12 +705,13 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
         if (d.provider == "cloudsql") {
             d.scope = m.required("project");
             if (!is_path_value(d.scope)) {
-                raise(m.site("project"), "'" + d.scope + "' may hold only letters, digits and '_.-:@'");
+                raise(m.site("project"),
+                      "'" + d.scope + "' may hold only letters, digits and '_.-:@'");
             }
         }
         d.ca_api = m.parsed<Endpoint>("api_url", parse_https_url);
-        d.list_api = d.ca_api ? *d.ca_api
-                              : parse_https_url(find_preset(d.provider)->origin).value();
+        d.list_api =
+            d.ca_api ? *d.ca_api : parse_https_url(find_preset(d.provider)->origin).value();
     }
     if (m.has("credential")) d.credential = credential_name(m, "credential", cfg);
     if (!d.credential && (!tembo || (!cfg.token_file && !cfg.token_env))) {
@@ -715,7 +724,8 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
     if (auto ca = m.text("ca_file")) {
         d.ca_file = resolve(base_dir, *ca);
         if (::access(d.ca_file->c_str(), R_OK) != 0) {
-            raise(m.site("ca_file"), "cannot read '" + d.ca_file->string() + "': " + std::strerror(errno));
+            raise(m.site("ca_file"),
+                  "cannot read '" + d.ca_file->string() + "': " + std::strerror(errno));
         }
     }
     read_settings(source, m, cfg, d.defaults);
@@ -740,8 +750,9 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
             *dest = m.required(field);
             if (!is_id(*dest)) raise(m.site(field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
         }
-        inst.source = tembo_source(inst.org, inst.id, m.parsed<Endpoint>("api_url", parse_https_url),
-                                   std::nullopt, cfg, m.site());
+        inst.source =
+            tembo_source(inst.org, inst.id, m.parsed<Endpoint>("api_url", parse_https_url),
+                         std::nullopt, cfg, m.site());
         inst.name = m.text("name").value_or(inst.id);
     } else {
         if (m.has("api_url")) {

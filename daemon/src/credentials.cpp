@@ -85,8 +85,9 @@ asio::awaitable<Outcome<std::string>> Credentials::get(std::optional<std::string
     }
     auto run = std::make_shared<Command::Run>(executor_);
     cmd->running = run;
-    auto job = [argv = cmd->spec.command, timeout = cmd->spec.timeout,
-                hidden = secret_variables_] { return run_for_output(argv, timeout, hidden); };
+    auto job = [argv = cmd->spec.command, timeout = cmd->spec.timeout, hidden = secret_variables_] {
+        return run_for_output(argv, timeout, hidden);
+    };
     auto output = co_await run_blocking(blocking_, std::move(job));
     const std::string what = "credential '" + *name + "' command";
     Outcome<std::string> result = fail(Stage::token, what + ": no output");

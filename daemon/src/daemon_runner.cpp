@@ -165,8 +165,8 @@ class DaemonRunner {
         auto shared = std::make_shared<const Instance>(inst);
         std::optional<Scheduler::Checker> checker;
         if (inst.host) {
-            checker = Scheduler::Checker{
-                [this, s, shared] { return check_and_record(s, *shared); }, inst.verify_interval};
+            checker = Scheduler::Checker{[this, s, shared] { return check_and_record(s, *shared); },
+                                         inst.verify_interval};
         }
         scheduler_.start(
             inst.name, labels_of(inst), policy,

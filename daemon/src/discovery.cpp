@@ -20,8 +20,8 @@ namespace json = boost::json;
 std::string sanitise_name(std::string_view text) {
     std::string out;
     for (const char c : text) {
-        const bool safe = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
-                          c == '-';
+        const bool safe =
+            std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
         out += safe ? c : '-';
     }
     for (auto at = out.find(".."); at != std::string::npos; at = out.find("..")) {
@@ -63,7 +63,8 @@ Outcome<std::string> expand(const std::string& text, const json::object& o) {
         const auto end = text.find('}', i);
         const std::string key = text.substr(i + 1, end - i - 1);
         auto value = field(o, key);
-        if (!value) return fail("has no string field '" + key + "' for the template '" + text + "'");
+        if (!value)
+            return fail("has no string field '" + key + "' for the template '" + text + "'");
         out += *value;
         i = end + 1;
     }
@@ -79,9 +80,8 @@ bool path_safe(const std::string& s) {
 }
 
 bool is_id(const std::string& s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
-        return std::isalnum(c) || c == '_';
-    });
+    return !s.empty() && std::all_of(s.begin(), s.end(),
+                                     [](unsigned char c) { return std::isalnum(c) || c == '_'; });
 }
 
 // host, port and user from a connection object, when it has a host.
@@ -95,8 +95,8 @@ void take_connection(const json::value* conn, Instance& inst) {
         const int p = std::atoi(port->c_str());
         if (p > 0 && p < 65536) inst.port = static_cast<std::uint16_t>(p);
     }
-    if (auto user = field(c, "user"); user && !user->empty() &&
-                                      user->find_first_of("\r\n\t") == std::string::npos) {
+    if (auto user = field(c, "user");
+        user && !user->empty() && user->find_first_of("\r\n\t") == std::string::npos) {
         inst.user = *user;
     }
 }
@@ -121,8 +121,8 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
     boost::system::error_code ec;
     const auto page = json::parse(body, ec);
     if (ec) {
-        return fail("the list is not JSON (" + ec.message() + "): '" +
-                    printable_snippet(body, 60) + "'");
+        return fail("the list is not JSON (" + ec.message() + "): '" + printable_snippet(body, 60) +
+                    "'");
     }
     const bool tembo = d.provider == "tembo", cloudsql = d.provider == "cloudsql";
     auto items = items_of(page, tembo ? nullptr : cloudsql ? "items" : "databases");
@@ -158,7 +158,8 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
             keys = {{"project", d.scope}, {"instance", *name}};
             inst.host = field(o, "dnsName");
             if (inst.host && inst.host->empty()) inst.host.reset();
-            if (const auto* ips = o.if_contains("ipAddresses"); !inst.host && ips && ips->is_array()) {
+            if (const auto* ips = o.if_contains("ipAddresses");
+                !inst.host && ips && ips->is_array()) {
                 for (const auto& ip : ips->get_array()) {
                     if (ip.is_object() && field(ip.get_object(), "type") == "PRIMARY") {
                         inst.host = field(ip.get_object(), "ipAddress");
@@ -185,16 +186,15 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
     }
     if (cloudsql && page.is_object()) {
         if (auto token = field(page.get_object(), "nextPageToken"); token && !token->empty()) {
-            out.next = first_page(d) + "?pageToken=" +
-                       boost::urls::encode(*token, boost::urls::unreserved_chars);
+            out.next = first_page(d) +
+                       "?pageToken=" + boost::urls::encode(*token, boost::urls::unreserved_chars);
         }
     } else if (!tembo && page.is_object()) {
         // links.pages.next is a whole URL: only its path and query are used,
         // asked of the same origin (the secret goes nowhere else).
         const auto* links = page.get_object().if_contains("links");
-        const json::value* pages = links && links->is_object()
-                                       ? links->get_object().if_contains("pages")
-                                       : nullptr;
+        const json::value* pages =
+            links && links->is_object() ? links->get_object().if_contains("pages") : nullptr;
         if (pages && pages->is_object()) {
             if (auto next = field(pages->get_object(), "next"); next && !next->empty()) {
                 const auto scheme = next->find("://");

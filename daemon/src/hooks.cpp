@@ -1,7 +1,5 @@
 #include "rootcertd/hooks.hpp"
 
-#include "rootcertd/process.hpp"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -19,6 +17,8 @@
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstring>
+
+#include "rootcertd/process.hpp"
 
 namespace rootcertd {
 

@@ -82,8 +82,8 @@ Outcome<pid_t> spawn_command(const std::vector<std::string>& args, std::vector<s
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = 0;
     const int err = ::posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
@@ -132,7 +132,8 @@ Outcome<std::string> run_for_output(const std::vector<std::string>& argv, Durati
                 continue;
             }
             auto& into = i == 0 ? stdout_text : stderr_text;
-            if (into.size() < limit) into.append(buf, std::min<std::size_t>(n, limit - into.size()));
+            if (into.size() < limit)
+                into.append(buf, std::min<std::size_t>(n, limit - into.size()));
         }
     }
     for (auto& f : fds) {

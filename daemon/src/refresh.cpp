@@ -171,8 +171,10 @@ std::optional<CertBundle> cached_bundle(const Services& s, std::string_view key,
     const CertBundle* hit = s.seen.validated.find(key);
     if (hit == nullptr) return std::nullopt;
     const auto& certs = hit->certs;
-    if (std::any_of(certs.begin(), certs.end(), [&](const CertInfo& c) { return c.not_after < now; }) ||
-        std::none_of(certs.begin(), certs.end(), [&](const CertInfo& c) { return c.not_before <= now; })) {
+    if (std::any_of(certs.begin(), certs.end(),
+                    [&](const CertInfo& c) { return c.not_after < now; }) ||
+        std::none_of(certs.begin(), certs.end(),
+                     [&](const CertInfo& c) { return c.not_before <= now; })) {
         return std::nullopt;
     }
     return *hit;
@@ -361,15 +363,14 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         served = co_await validate_with_cache(s, fetched.pem.value(), now, drop_leaves);
     }
     if (!served) {
-        co_return failed(fail(Stage::validate, describe_request(*inst.source) +
-                                                   ": invalid CA: " + served.error()));
+        co_return failed(fail(Stage::validate,
+                              describe_request(*inst.source) + ": invalid CA: " + served.error()));
     }
     for (const auto& left_out : served->dropped) {
         spdlog::debug("{}: left out {}", inst.name, left_out);
     }
     if (fetched.extracted_from) {
-        s->seen.extracted.put(*fetched.extracted_from,
-                              {inst.source->reading, fetched.pem.value()},
+        s->seen.extracted.put(*fetched.extracted_from, {inst.source->reading, fetched.pem.value()},
                               fetched.pem.value().size());
     }
     // 3. Read what the file and the rotation state hold now.

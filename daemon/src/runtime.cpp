@@ -1,7 +1,5 @@
 #include "rootcertd/runtime.hpp"
 
-#include "rootcertd/app.hpp"
-
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -19,8 +17,8 @@ std::optional<Config> Runtime::load(bool reloading) {
     try {
         return load_config(options_.config_path);
     } catch (const ConfigError& e) {
-        log_config_error(e, reloading ? "reload failed, still running the previous configuration: "
-                                      : "");
+        log_config_error(
+            e, reloading ? "reload failed, still running the previous configuration: " : "");
         return std::nullopt;
     }
 }

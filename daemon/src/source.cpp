@@ -6,8 +6,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <cstdlib>
 #include <ctime>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "rootcertd/blocking.hpp"
@@ -113,9 +113,9 @@ asio::awaitable<Fetched> fetch_system_roots(std::shared_ptr<Services> s, const S
     auto read = [path = trust_store_file(),
                  required = std::vector<std::string>(src.roots->system_roots.begin(),
                                                      src.roots->system_roots.end()),
-                 optional = std::vector<std::string>(src.roots->optional_roots.begin(),
-                                                     src.roots->optional_roots.end())]()
-        -> Outcome<std::string> {
+                 optional = std::vector<std::string>(
+                     src.roots->optional_roots.begin(),
+                     src.roots->optional_roots.end())]() -> Outcome<std::string> {
         std::ifstream in(path, std::ios::binary);
         if (!in) return fail("cannot read the system trust store " + path);
         std::ostringstream text;
@@ -219,7 +219,8 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
     // A body whose CA validated before is not read again: on a fleet's warm
     // pass every instance of a data plane is sent the same bytes.
     if (answer.status == 200) {
-        if (const auto* hit = s->seen.extracted.find(answer.body); hit && hit->reading == src.reading) {
+        if (const auto* hit = s->seen.extracted.find(answer.body);
+            hit && hit->reading == src.reading) {
             out.pem = hit->pem;
             co_return out;
         }

@@ -208,14 +208,16 @@ std::string StatusBoard::to_json() const {
     if (!discovery_.empty()) {
         json::array sources, refusals;
         for (const auto& [source, d] : discovery_) {
-            sources.push_back(json::object{
-                {"source", source},
-                {"instances", d.kept},
-                {"last_success", time_or_null(d.last_success)},
-                {"last_error", d.last_error.empty() ? json::value(nullptr) : json::value(d.last_error)}});
+            sources.push_back(
+                json::object{{"source", source},
+                             {"instances", d.kept},
+                             {"last_success", time_or_null(d.last_success)},
+                             {"last_error", d.last_error.empty() ? json::value(nullptr)
+                                                                 : json::value(d.last_error)}});
         }
         for (const auto& r : refused) {
-            refusals.push_back(json::object{{"name", r.name}, {"source", r.source}, {"reason", r.reason}});
+            refusals.push_back(
+                json::object{{"name", r.name}, {"source", r.source}, {"reason", r.reason}});
         }
         out["discovery"] = std::move(sources);
         out["refused"] = std::move(refusals);

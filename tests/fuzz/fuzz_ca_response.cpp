@@ -9,8 +9,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size < 3) return 0;
     rootcertd::Reading reading;
     const std::uint8_t how = data[0];
-    static constexpr const char* pointers[] = {"", "/ca.crt", "/ca/certificate", "/certs",
-                                               "/data/a~1b", "/0"};
+    static constexpr const char* pointers[] = {"",       "/ca.crt",    "/ca/certificate",
+                                               "/certs", "/data/a~1b", "/0"};
     reading.json_pointer = pointers[how % 6];
     reading.member = (how & 0x08) != 0 ? "cert" : "";
     reading.base64 = (how & 0x10) != 0;

@@ -20,7 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (page) {
         for (const auto& inst : page->instances) {
             // Every name is a safe file stem; every target a path.
-            if (inst.name.empty() || inst.name.size() > 200 || inst.name.find('/') != std::string::npos ||
+            if (inst.name.empty() || inst.name.size() > 200 ||
+                inst.name.find('/') != std::string::npos ||
                 inst.name.find("..") != std::string::npos || inst.source->target.empty() ||
                 inst.source->target[0] != '/') {
                 std::abort();

@@ -33,9 +33,9 @@ std::string json_string(const std::string& s) {
 }  // namespace
 
 TEST(ReadCa, ReturnsTheStringAtThePointer) {
-    auto r = read_ca(
-        R"({"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"})",
-        reading_of("tembo"));
+    auto r =
+        read_ca(R"({"ca.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"})",
+                reading_of("tembo"));
     ASSERT_TRUE(r.ok()) << r.error();
     EXPECT_EQ(r.value(), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
     // RFC 6901: "~1" is '/', "~0" is '~'.
@@ -64,7 +64,8 @@ TEST(ReadCa, ErrorStatusesCarryTheApisMessage) {
     EXPECT_EQ(http_error(404, "\"Secret not found\""), "HTTP 404: Secret not found");
     EXPECT_EQ(http_error(401, R"({"message": "token expired"})"), "HTTP 401: token expired");
     EXPECT_EQ(http_error(500, ""), "HTTP 500: (empty body)");
-    EXPECT_EQ(http_error(502, "<html>\n<b>502</b>\n</html>"), "HTTP 502: <html> <b>502</b> </html>");
+    EXPECT_EQ(http_error(502, "<html>\n<b>502</b>\n</html>"),
+              "HTTP 502: <html> <b>502</b> </html>");
 }
 
 TEST(ReadCa, SnippetsAreBoundedAndPrintable) {
@@ -96,7 +97,8 @@ TEST(ReadCa, CloudSqlListsEveryCaAsAnObjectsCert) {
     const auto a = test::make_cert_pem({.cn = "Cloud SQL A"});
     const auto b = test::make_cert_pem({.cn = "Cloud SQL B"});
     const auto body = R"({"certs": [{"cert": )" + json_string(a) + R"(, "sha1Fingerprint": "x"},
-        {"cert": )" + json_string(b) + R"(}], "activeVersion": "x", "kind": "sql#instancesListServerCas"})";
+        {"cert": )" + json_string(b) +
+                      R"(}], "activeVersion": "x", "kind": "sql#instancesListServerCas"})";
     auto r = read_ca(body, reading_of("cloudsql"));
     ASSERT_TRUE(r.ok()) << r.error();
     EXPECT_EQ(r.value(), a + b);
@@ -128,7 +130,8 @@ TEST(ReadCa, DerIsDetectedOrAskedForAndBecomesPem) {
     b64.json_pointer = "/data";
     std::string text(4 * ((der.size() + 2) / 3), '\0');
     EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()),
-                    reinterpret_cast<const unsigned char*>(der.data()), static_cast<int>(der.size()));
+                    reinterpret_cast<const unsigned char*>(der.data()),
+                    static_cast<int>(der.size()));
     EXPECT_EQ(read_ca(R"({"data": ")" + text + "\"}", b64).value(), a + b);
 }
 

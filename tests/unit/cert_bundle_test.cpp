@@ -86,7 +86,8 @@ TEST(CertBundle, APublishedChainKeepsItsCaWhenLeavesMayBeDropped) {
     auto b = validate_bundle(leaf + ca, now, true);
     ASSERT_TRUE(b.ok()) << b.error();
     EXPECT_EQ(b->pem, ca);
-    EXPECT_EQ(b->dropped, std::vector<std::string>{"leaf 'CN=p.abc.db.postgresbridge.com' (not a CA)"});
+    EXPECT_EQ(b->dropped,
+              std::vector<std::string>{"leaf 'CN=p.abc.db.postgresbridge.com' (not a CA)"});
     auto only_leaf = validate_bundle(leaf, now, true);
     ASSERT_FALSE(only_leaf.ok());
     EXPECT_EQ(only_leaf.error(), "no CA certificate among the certificates served");

@@ -564,7 +564,8 @@ TEST(Config, SourceMistakesNameTheKey) {
          "instances[0].source.colour: unknown key"},
         {one("{name: a, source: {url: http://x/ca.pem}}"),
          "instances[0].source.url: 'http://x/ca.pem' must start with https://"},
-        {one("{name: a, source: {url: https://x}}"), "instances[0].source.url: 'https://x' has no path"},
+        {one("{name: a, source: {url: https://x}}"),
+         "instances[0].source.url: 'https://x' has no path"},
         {one("{name: a, source: {url: https://x/a b}}"), "may not hold spaces"},
         {one("{name: a, source: {url: https://x/c, json_pointer: data}}"),
          "instances[0].source.json_pointer: 'data' must be empty or start with '/'"},
@@ -627,9 +628,9 @@ discover:
     const auto error = [](const std::string& entry) {
         return error_of("discover:\n  - " + entry + "\n");
     };
-    EXPECT_NE(error("{provider: aiven}").find(
-                  "discover[0].provider: unknown provider 'aiven' (discovery knows tembo, "
-                  "cloudsql, digitalocean)"),
+    EXPECT_NE(error("{provider: aiven}")
+                  .find("discover[0].provider: unknown provider 'aiven' (discovery knows tembo, "
+                        "cloudsql, digitalocean)"),
               std::string::npos);
     EXPECT_NE(error("{provider: tembo}").find("discover[0].org: is required"), std::string::npos);
     EXPECT_NE(error("{provider: tembo, org: o}")

@@ -77,8 +77,9 @@ TEST_F(CommandCredential, ATtlThatPassedRunsItAgain) {
 }
 
 TEST_F(CommandCredential, AFailureNamesStatusAndStderrButNeverStdout) {
-    Credentials creds(config_with("echo secret-ish; echo 'auth: expired' >&2; echo more >&2; exit 4"),
-                      ioc.get_executor(), pool);
+    Credentials creds(
+        config_with("echo secret-ish; echo 'auth: expired' >&2; echo more >&2; exit 4"),
+        ioc.get_executor(), pool);
     auto r = get(creds);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error(), "credential 'gcp' command: /bin/sh exited 4: auth: expired");

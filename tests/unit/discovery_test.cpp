@@ -95,7 +95,8 @@ TEST(Discovery, DigitalOceanFollowsNextOnTheSameOrigin) {
     ASSERT_TRUE(page.ok()) << page.error();
     ASSERT_EQ(page->instances.size(), 1u);
     EXPECT_EQ(page->instances[0].port, 25060);
-    EXPECT_EQ(page->next, "/v2/databases?page=2") << "only the path and query: the token stays home";
+    EXPECT_EQ(page->next, "/v2/databases?page=2")
+        << "only the path and query: the token stays home";
     EXPECT_TRUE(parse_list_page(d, R"({"databases": null})")->instances.empty());
 }
 
@@ -110,7 +111,8 @@ TEST(Discovery, ListedInstancesWinAndTheFirstFoundKeepsAName) {
     ASSERT_EQ(out.instances.size(), 2u);
     EXPECT_EQ(out.from, (std::vector<std::string>{"listed", "tembo:o"}));
     ASSERT_EQ(out.refused.size(), 2u);
-    EXPECT_EQ(out.refused[0], (Refused{"prod", "tembo:o", "the name is already used by a listed instance"}));
+    EXPECT_EQ(out.refused[0],
+              (Refused{"prod", "tembo:o", "the name is already used by a listed instance"}));
     EXPECT_EQ(out.refused[1].reason, "the name is already used by tembo:o (listed before it)");
     EXPECT_EQ(kept_from(out, "tembo:o", 2), 1u);
 }

@@ -42,9 +42,9 @@ struct HttpResponse {
 };
 
 struct ClientOptions {
-    std::optional<std::filesystem::path> ca_file;  // trusted besides the system store
+    std::optional<std::filesystem::path> ca_file;        // trusted besides the system store
     std::optional<std::filesystem::path> extra_ca_file;  // a source's own, trusted as well
-    Duration timeout{std::chrono::seconds(10)};    // whole request, connect included
+    Duration timeout{std::chrono::seconds(10)};          // whole request, connect included
     Duration connect_timeout{std::chrono::seconds(5)};
     Duration idle_timeout{std::chrono::seconds(30)};  // idle keep-alive connections close after
     std::size_t body_limit = 1 << 20;

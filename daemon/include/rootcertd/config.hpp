@@ -45,10 +45,10 @@ struct Hook {
 // A named secret of `credentials:`. Exactly one of file, env, command.
 struct Credential {
     std::string name;
-    std::optional<std::filesystem::path> file;  // re-read when it changes
-    std::optional<std::string> env;             // read at start and on reload
-    std::vector<std::string> command;           // argv; its trimmed stdout is the secret
-    Duration ttl{std::chrono::minutes(30)};     // command: run again after
+    std::optional<std::filesystem::path> file;   // re-read when it changes
+    std::optional<std::string> env;              // read at start and on reload
+    std::vector<std::string> command;            // argv; its trimmed stdout is the secret
+    Duration ttl{std::chrono::minutes(30)};      // command: run again after
     Duration timeout{std::chrono::seconds(10)};  // command: killed after
     bool operator==(const Credential&) const = default;
 };
@@ -72,8 +72,8 @@ struct Source {
     // "tembo", "aiven", ..., "url" for a custom source: static text (a
     // source is copied per instance and per loop; a fleet has thousands).
     std::string_view provider;
-    Endpoint api;          // the origin; unused without a request
-    std::string target;    // path and query
+    Endpoint api;        // the origin; unused without a request
+    std::string target;  // path and query
     // The Authorization scheme ("Bearer", "aivenv1"), or with auth_header
     // set, the bare secret goes in that field instead. Empty: no secret sent.
     std::string auth_scheme;
@@ -105,7 +105,7 @@ class Shared {
 };
 
 struct Instance {
-    std::string org;   // Tembo instances only: metric labels and log fields
+    std::string org;  // Tembo instances only: metric labels and log fields
     std::string id;
     std::string name;  // file stem: the file is <cert_dir>/<name>.crt
     Shared<Source> source;
@@ -130,7 +130,7 @@ struct Discovery {
     std::string provider;  // tembo, cloudsql, digitalocean
     std::string scope;     // the org (tembo) or project (cloudsql); empty for digitalocean
     Endpoint list_api;     // where the list comes from: control_plane, api_url or the default
-    std::optional<Endpoint> ca_api;  // cloudsql, digitalocean: api_url, for CA requests too
+    std::optional<Endpoint> ca_api;         // cloudsql, digitalocean: api_url, for CA requests too
     std::optional<std::string> credential;  // unset: api.token_file/token_env (tembo)
     Duration interval{std::chrono::minutes(10)};
     std::string name_template;  // {field}: top-level string fields of a listed object

@@ -26,7 +26,7 @@ struct Preset {
     // store; a store without a required one is a refresh error.
     std::vector<std::string_view> system_roots;
     std::vector<std::string_view> optional_roots;
-    std::string_view docs;                       // where the provider documents it
+    std::string_view docs;  // where the provider documents it
 };
 
 // Every preset, in documentation order.

@@ -19,8 +19,8 @@ class ResponseParser final : public boost::beast::http::basic_parser<false> {
   public:
     unsigned status = 0;
     std::string body;
-    std::string location;     // the first Location field
-    std::string retry_after;  // the first Retry-After field
+    std::string location;       // the first Location field
+    std::string retry_after;    // the first Retry-After field
     std::string etag;           // the first ETag field
     std::string last_modified;  // the first Last-Modified field
 

@@ -27,8 +27,8 @@ struct RefreshResult {
     // once it was installed, even when the live check after it failed.
     Change change = Change::unchanged;
     std::optional<CertBundle> bundle;
-    std::string warning;       // worth an operator's attention, file still fine
-    unsigned http_status = 0;  // of the API's answer, when there was one
+    std::string warning;        // worth an operator's attention, file still fine
+    unsigned http_status = 0;   // of the API's answer, when there was one
     bool not_modified = false;  // the source answered 304: nothing new was served
     std::optional<SysTime> token_expiry;
     std::optional<bool> live_ok;  // the server verified against the installed file

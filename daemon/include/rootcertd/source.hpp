@@ -36,7 +36,7 @@ struct Fetched {
     unsigned http_status = 0;                        // of the answer, when there was one
     std::optional<Duration> retry_after;             // from a 429 or 503
     std::optional<SysTime> token_expiry;             // the API token's JWT exp
-    bool not_modified = false;  // a 304: PEM is what was served last time
+    bool not_modified = false;                       // a 304: PEM is what was served last time
     // The answer the CA was just extracted from: remembered with it (in
     // Services::seen.extracted) once the CA validated.
     std::optional<std::string> extracted_from;
