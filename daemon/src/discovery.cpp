@@ -71,19 +71,6 @@ Outcome<std::string> expand(const std::string& text, const json::object& o) {
     return out;
 }
 
-// Whether TEXT may go into a request path (as config.cpp's is_path_value).
-bool path_safe(const std::string& s) {
-    return !s.empty() && s.size() <= 256 && s != "." && s != ".." &&
-           std::all_of(s.begin(), s.end(), [](unsigned char c) {
-               return std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == ':' || c == '@';
-           });
-}
-
-bool is_id(const std::string& s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(),
-                                     [](unsigned char c) { return std::isalnum(c) || c == '_'; });
-}
-
 // host, port and user from a connection object, when it has a host.
 void take_connection(const json::value* conn, Instance& inst) {
     if (conn == nullptr || !conn->is_object()) return;
@@ -153,7 +140,7 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
             if (const auto* conn = o.if_contains("connection_info")) take_connection(conn, inst);
         } else if (cloudsql) {
             auto name = field(o, "name");
-            if (!name || !path_safe(*name)) return fail(which + " has no usable name");
+            if (!name || !is_path_value(*name)) return fail(which + " has no usable name");
             if (!field(o, "databaseVersion").value_or("").starts_with("POSTGRES")) continue;
             keys = {{"project", d.scope}, {"instance", *name}};
             inst.host = field(o, "dnsName");
@@ -169,7 +156,7 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
             }
         } else {
             auto id = field(o, "id");
-            if (!id || !path_safe(*id)) return fail(which + " has no usable id");
+            if (!id || !is_path_value(*id)) return fail(which + " has no usable id");
             if (field(o, "engine") != "pg") continue;
             keys = {{"cluster", *id}};
             if (const auto* conn = o.if_contains("connection")) take_connection(conn, inst);

@@ -223,6 +223,13 @@ std::string url_host(const std::string& host);
 // checks become IP checks).
 bool is_ip_literal(const std::string& host);
 
+// ^[A-Za-z0-9_]+$: a Tembo org or instance id.
+bool is_id(const std::string& text);
+
+// A value that goes into a request path: letters, digits and "_.-:@", not
+// "." or "..", at most 256 characters (no '/', '?', '%' or space).
+bool is_path_value(const std::string& text);
+
 // Parses "https://host[:port][/]". Fails on other schemes, paths, userinfo.
 Outcome<Endpoint> parse_https_url(std::string_view text);
 
