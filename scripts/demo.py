@@ -1,6 +1,13 @@
 """Narrated demo: rootcertd keeps verify-full clients working through a CA rotation.
 
-Uses the integration tests' real peers (tests/integration/harness.py)."""
+An Aiven project's CA, served by nginx over TLS exactly as Aiven's API
+documents it (GET /v1/project/{project}/kms/ca, "Authorization: aivenv1
+TOKEN"), and a PostgreSQL with TLS; both on loopback. Uses the integration
+tests' real peers (tests/integration/harness.py).
+
+Every step waits for an outcome the daemon exposes (a file's contents, a
+counter in /metrics, /status), never for the wording of a log line."""
+import json
 import os
 import pathlib
 import shutil
@@ -9,9 +16,11 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "integration"))
-from harness import ConnectionLoop, Daemon, FakeApi, Pki, Postgres, wait_for  # noqa: E402
+from harness import (PROVIDER_TOKENS, ConnectionLoop, Daemon, Pki, Postgres,  # noqa: E402
+                     ProviderApis, free_port, http_get, parse_metrics, wait_for)
 
 LOCAL = "DNS:localhost,IP:127.0.0.1"
+PROJECT = "demo-project"
 
 
 def say(text):
@@ -36,27 +45,48 @@ def psql_service(services):
     return r.returncode == 0
 
 
+def serve(apis, ca):
+    """What Aiven's API answers for the project: its CA in "certificate"."""
+    apis.put(f"aiven/{PROJECT}.json", json.dumps(
+        {"certificate": ca.read_text(), "errors": [], "message": "Completed"}))
+
+
+def failures(port):
+    metrics = parse_metrics(http_get(port, "/metrics")[2])
+    return sum(v for (name, labels), v in metrics.items()
+               if name == "rootcertd_refresh_total" and ("result", "failure") in labels)
+
+
 def main():
     work = pathlib.Path(tempfile.mkdtemp(prefix="rootcertd-demo-"))
+    work.chmod(0o755)
     pki = Pki(work / "pki")
-    say("a fake Tembo data-plane API (nginx over TLS) and a PostgreSQL with TLS, on loopback")
-    api = FakeApi(work / "api", pki)
-    ca_v1 = pki.ca("instance-ca-v1", "Tembo Instance CA v1")
-    api.serve("org_demo", "inst_prod", ca_v1)
+    say("an Aiven-shaped API (nginx over TLS) and a PostgreSQL with TLS, on loopback")
+    apis = ProviderApis(work / "api", pki)
+    ca_v1 = pki.ca("project-ca-v1", "Aiven Project CA v1")
+    serve(apis, ca_v1)
     pg = Postgres(*pki.leaf("pg-v1", ca_v1, LOCAL, "localhost"))
+    token = work / "aiven-token"
+    token.write_text(PROVIDER_TOKENS["aiven"] + "\n")
+    token.chmod(0o600)
     services = work / "pg_service.conf"
-    daemon = Daemon(work / "rootcertd", api,
-                    [{"org": "org_demo", "id": "inst_prod", "name": "prod", "host": "localhost",
-                      "port": pg.port, "dbname": "postgres", "user": "postgres"}],
+    port = free_port()
+    source = {"provider": "aiven", "project": PROJECT, "credential": "aiven",
+              "api_url": apis.url, "ca_file": str(apis.trust)}
+    daemon = Daemon(work / "rootcertd", apis,
+                    [{"name": "prod", "source": source, "host": "localhost", "port": pg.port,
+                      "dbname": "postgres", "user": "postgres"}],
+                    api=None, credentials={"aiven": {"file": str(token)}},
                     refresh_interval="1s", jitter=0, verify_interval="1s",
-                    pg_service_file=str(services))
+                    pg_service_file=str(services), metrics={"listen": f"127.0.0.1:{port}"})
     log = LogTail(daemon)
     loop = None
     ok = True
     try:
         say(f"rootcertd --config {daemon.config}")
+        print("    " + "\n    ".join(daemon.config.read_text().splitlines()))
         daemon.start()
-        daemon.wait_log("installed CA")
+        wait_for(lambda: daemon.file("prod").exists(), 15, "the first install")
         log.show()
         say("clients connect by service name; rootcertd keeps the section in pg_service.conf")
         print("    " + "\n    ".join(services.read_text().splitlines()))
@@ -64,9 +94,9 @@ def main():
 
         say("a client keeps connecting with verify-full every 100 ms while the CA rotates")
         loop = ConnectionLoop(pg, daemon.file("prod"))
-        ca_v2 = pki.ca("instance-ca-v2", "Tembo Instance CA v2")
+        ca_v2 = pki.ca("project-ca-v2", "Aiven Project CA v2")
         say("1. the API starts serving CA v2: rootcertd installs v2 and keeps v1 for the overlap")
-        api.serve("org_demo", "inst_prod", ca_v2)
+        serve(apis, ca_v2)
         wait_for(lambda: daemon.file("prod").read_text().startswith(ca_v2.read_text()), 10, "v2")
         log.show()
         installed = time.monotonic()
@@ -82,9 +112,17 @@ def main():
         ok &= psql_service(services)
 
         say("a bad answer from the API never replaces a good file")
-        api.serve("org_demo", "inst_prod", body="{}")
-        daemon.wait_log("secret holds no CA")
+        good = daemon.file("prod").read_bytes()
+        before = failures(port)
+        apis.put(f"aiven/{PROJECT}.json", "{}")
+        wait_for(lambda: failures(port) > before, 10, "a failed refresh in /metrics")
         log.show()
+        prod = next(i for i in json.loads(http_get(port, "/status")[2])["instances"]
+                    if i["name"] == "prod")
+        print(f"    /status: prod last_error = {prod['last_error']!r}")
+        kept = daemon.file("prod").read_bytes() == good
+        print(f"    {daemon.file('prod')}: {'kept as it was' if kept else 'CHANGED'}")
+        ok &= kept
         ok &= psql_service(services)
 
         say("SIGTERM: rootcertd stops at once and leaves only whole files")
@@ -96,7 +134,7 @@ def main():
             loop.stop()
         daemon.stop()
         pg.stop()
-        api.stop()
+        apis.stop()
         shutil.rmtree(work, ignore_errors=True)
     say("done: every connection verified" if ok else "a connection failed")
     return 0 if ok else 1

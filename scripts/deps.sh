@@ -1,37 +1,47 @@
 #!/usr/bin/env bash
-# Installs everything rootcertd needs to build, test and run its demo on a
-# fresh Debian 12 machine. Idempotent: a second run installs nothing.
+# Installs what rootcertd needs on a fresh Debian 12 machine: to build, run
+# the demo and package (no option), to run every test (--test), to measure
+# client libraries (--clients). Idempotent: a second run installs nothing.
 set -euo pipefail
 
+# The demo, the build and the package: what scripts/demo needs on a fresh
+# Debian 12 (scripts/fresh-install proves it in a minimal chroot).
 packages=(
   # build (build-essential: dpkg-buildpackage checks for it by name)
   build-essential g++ cmake ninja-build pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libspdlog-dev libyaml-cpp-dev libssl-dev libc-ares-dev libgtest-dev
-  # real peers for the integration tests and the demo
+  # real peers for the demo and the integration tests
   nginx-light postgresql postgresql-client openssl curl jq ca-certificates
-  python3 python3-pytest procps util-linux
-  # the sidecar image: built with podman import, run by podman (runc)
-  podman runc
-  prometheus  # for promtool, which checks the /metrics exposition format
+  python3 procps util-linux
   # packaging and the service unit's checks
   debhelper lintian fakeroot dpkg-dev systemd python3-yaml groff-base man-db
-  # bench/fleet: the server's own keep-alive limit; valgrind for the leak check
-  wrk valgrind
-  # a real HTTP CONNECT proxy for the proxy tests
-  tinyproxy
-  # libFuzzer targets
-  clang libclang-rt-14-dev
-  # scripts/fresh-install: deps.sh in a minimal bookworm chroot
-  debootstrap
 )
 
-# bench/clients: the client libraries docs/clients.md measures.
-if [ "${1:-}" = --clients ]; then
-  packages+=(python3-psycopg2 python3-asyncpg libpostgresql-jdbc-java default-jdk-headless
-             golang-go golang-github-jackc-pgx-v4-dev)
-  command -v npm >/dev/null || packages+=(npm)  # a machine's own Node.js keeps its npm
-fi
+for profile in "$@"; do
+  case "$profile" in
+    # scripts/test: everything the test suites and the fuzzers use
+    --test) packages+=(
+      python3-pytest
+      # the sidecar image: built with podman import, run by podman (runc)
+      podman runc
+      prometheus  # for promtool, which checks the /metrics exposition format
+      # bench/fleet: the server's own keep-alive limit; valgrind for the leak check
+      wrk valgrind
+      # a real HTTP CONNECT proxy for the proxy tests
+      tinyproxy
+      # libFuzzer targets
+      clang libclang-rt-14-dev
+      # scripts/fresh-install: the demo in a minimal bookworm chroot
+      debootstrap) ;;
+    # bench/clients: the client libraries docs/clients.md measures.
+    --clients)
+      packages+=(python3-psycopg2 python3-asyncpg libpostgresql-jdbc-java default-jdk-headless
+                 golang-go golang-github-jackc-pgx-v4-dev)
+      command -v npm >/dev/null || packages+=(npm) ;;  # a machine's own Node.js keeps its npm
+    *) echo "deps: unknown option $profile (use --test, --clients)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

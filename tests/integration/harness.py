@@ -545,10 +545,13 @@ class Daemon:
     def write_config(self, instances, **settings):
         api = {"url": self.server.url, "token_file": str(self.token_file),
                "ca_file": str(self.server.trust), "timeout": "5s"}
-        api.update(settings.pop("api", {}))
-        cfg = {"api": api, "cert_dir": str(self.cert_dir), "state_dir": str(self.dir / "state"),
+        extra = settings.pop("api", {})
+        cfg = {"cert_dir": str(self.cert_dir), "state_dir": str(self.dir / "state"),
                "refresh_interval": "1h",
                "retry": {"min": "100ms", "max": "1s"}}
+        if extra is not None:  # api=None: a fleet without Tembo has no api section
+            api.update(extra)
+            cfg["api"] = api
         cfg.update(settings)
         cfg["instances"] = instances
         # JSON is YAML: no dependency on a YAML writer.
