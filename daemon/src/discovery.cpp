@@ -235,7 +235,7 @@ asio::awaitable<Outcome<std::vector<Instance>>> list_instances(std::shared_ptr<S
                            redact(where + http_error(answer.status, answer.body), secret.value()));
         }
         auto page = parse_list_page(d, answer.body);
-        if (!page) co_return fail(Stage::response, where + page.error());
+        if (!page) co_return fail(Stage::response, redact(where + page.error(), secret.value()));
         for (auto& inst : page->instances) all.push_back(std::move(inst));
         if (!page->next) co_return all;
         target = std::move(*page->next);

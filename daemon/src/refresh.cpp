@@ -86,8 +86,12 @@ void Services::close_clients() {
 
 std::string redact(std::string message, const std::string& secret) {
     if (secret.empty()) return message;
-    for (auto at = message.find(secret); at != std::string::npos; at = message.find(secret, at)) {
-        message.replace(at, secret.size(), "[redacted]");
+    static constexpr std::string_view mark = "[redacted]";
+    // The scan goes on after each replacement, never inside it: a secret
+    // such as "t" or "acted" occurs in the mark itself.
+    for (auto at = message.find(secret); at != std::string::npos;
+         at = message.find(secret, at + mark.size())) {
+        message.replace(at, secret.size(), mark);
     }
     return message;
 }

@@ -57,6 +57,14 @@ std::size_t request_hash(const Source& source) {
 
 namespace {
 
+// A redirect's Location as errors show it: its query and fragment, which may
+// carry a token (an SSO login page's access_token=...), are left out.
+std::string shown_location(std::string_view location) {
+    const auto cut = location.find_first_of("?#");
+    if (cut == std::string_view::npos) return printable_snippet(location);
+    return printable_snippet(location.substr(0, cut)) + "?...";
+}
+
 // "Sun, 06 Nov 1994 08:49:37 GMT", for If-Modified-Since.
 std::string http_date(SysTime t) {
     const std::time_t tt = t.time_since_epoch().count();
@@ -198,12 +206,13 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
     out.http_status = answer.status;
     out.retry_after = answer.retry_after;
     if (answer.status >= 300 && answer.status < 400 && answer.status != 304) {
-        out.pem = fail(Stage::http, where() + "HTTP " + std::to_string(answer.status) +
-                                        ": redirect to '" + printable_snippet(answer.location) +
-                                        "' not followed" +
-                                        (secret.empty() ? std::string()
-                                                        : " (the secret only goes to the "
-                                                          "configured host)"));
+        out.pem = fail(Stage::http, redact(where() + "HTTP " + std::to_string(answer.status) +
+                                               ": redirect to '" + shown_location(answer.location) +
+                                               "' not followed" +
+                                               (secret.empty() ? std::string()
+                                                               : " (the secret only goes to the "
+                                                                 "configured host)"),
+                                           secret));
         co_return out;
     }
     if (answer.status == 304) {

@@ -217,6 +217,31 @@ TEST_F(Refresh, RedirectsAreNotFollowed) {
     EXPECT_EQ(fake->calls, 1);
 }
 
+TEST_F(Refresh, ARedirectsQueryAndTheTokenNeverReachAnError) {
+    fake->next = HttpResponse{
+        302, "", "https://sso.example/login?access_token=tok-123.secret&next=%2F#frag", std::nullopt};
+    auto r = run();
+    EXPECT_EQ(r.error().find("tok-123.secret"), std::string::npos) << r.error();
+    EXPECT_EQ(r.error().find("access_token"), std::string::npos) << r.error();
+    EXPECT_NE(r.error().find("redirect to 'https://sso.example/login?...' not followed"),
+              std::string::npos)
+        << r.error();
+    // A token in the path is redacted all the same.
+    fake->next = HttpResponse{302, "", "https://sso.example/t/tok-123.secret/", std::nullopt};
+    r = run();
+    EXPECT_NE(r.error().find("redirect to 'https://sso.example/t/[redacted]/'"), std::string::npos)
+        << r.error();
+}
+
+TEST(Redact, ASecretInsideTheMarkStillEnds) {
+    // The scan restarted inside "[redacted]" and never ended (a secret "t" or "acted").
+    EXPECT_EQ(redact("a token text", "t"), "a [redacted]oken [redacted]ex[redacted]");
+    EXPECT_EQ(redact("enacted, acted", "acted"), "en[redacted], [redacted]");
+    EXPECT_EQ(redact("[redacted]", "[redacted]"), "[redacted]");
+    EXPECT_EQ(redact("xx", "x"), "[redacted][redacted]");
+    EXPECT_EQ(redact("no secret here", ""), "no secret here");
+}
+
 TEST_F(Refresh, TheTokenNeverReachesAnError) {
     stage(401, "\"invalid token tok-123.secret\"");
     auto r = run();
