@@ -6,7 +6,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "rootcertd/blocking.hpp"
 #include "rootcertd/process.hpp"
 
 namespace rootcertd {
@@ -35,9 +34,8 @@ struct Credentials::Command {
     static constexpr std::chrono::minutes refusal_rerun{1};
 };
 
-Credentials::Credentials(const Config& config, asio::any_io_executor executor,
-                         asio::thread_pool& blocking)
-    : executor_(std::move(executor)), blocking_(blocking) {
+Credentials::Credentials(const Config& config, asio::any_io_executor executor)
+    : executor_(std::move(executor)) {
     if (config.token_file) {
         api_token_ = TokenSource::from_file(*config.token_file);
     } else if (config.token_env) {
@@ -85,15 +83,14 @@ asio::awaitable<Outcome<std::string>> Credentials::get(std::optional<std::string
     }
     auto run = std::make_shared<Command::Run>(executor_);
     cmd->running = run;
-    auto job = [argv = cmd->spec.command, timeout = cmd->spec.timeout, hidden = secret_variables_] {
-        return run_for_output(argv, timeout, hidden);
-    };
-    auto output = co_await run_blocking(blocking_, std::move(job));
+    auto output = co_await run_command(executor_, cmd->spec.command,
+                                       child_environment({}, secret_variables_),
+                                       cmd->spec.timeout, false);
     const std::string what = "credential '" + *name + "' command";
     Outcome<std::string> result = fail(Stage::token, what + ": no output");
-    if (!output) {
-        result = fail(Stage::token, what + ": " + output.error());
-    } else if (auto token = clean_token(std::move(output.value()), what + " output"); !token) {
+    if (!output.result) {
+        result = fail(Stage::token, what + ": " + output.result.error());
+    } else if (auto token = clean_token(std::move(output.out), what + " output"); !token) {
         result = fail(Stage::token, token.error());
     } else {
         result = std::move(token);

@@ -15,6 +15,7 @@
 #include "rootcertd/config.hpp"
 #include "rootcertd/discovery.hpp"
 #include "rootcertd/http_server.hpp"
+#include "rootcertd/process.hpp"
 #include "rootcertd/refresh.hpp"
 #include "rootcertd/reporter.hpp"
 #include "rootcertd/runtime.hpp"
@@ -428,6 +429,7 @@ class DaemonRunner {
         for (auto& timer : discovery_timers_) timer->cancel();
         scheduler_.stop_all();
         services_->close_clients();
+        stop_running_commands(ioc_.get_executor(), command_stop_grace);
         if (server_) server_->stop();
         if (scheduler_.alive() == 0) {
             ioc_.stop();

@@ -5,6 +5,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "rootcertd/discovery.hpp"
+#include "rootcertd/process.hpp"
 #include "rootcertd/reporter.hpp"
 #include "rootcertd/runtime.hpp"
 
@@ -51,8 +52,10 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
     bool done = false;  // every refresh has ended; hooks may still run
     // SIGTERM aborts what is in flight: the files stay whole either way.
     asio::signal_set signals(ioc, SIGTERM, SIGINT);
-    signals.async_wait([s](boost::system::error_code ec, int) {
-        if (!ec) s->close_clients();
+    signals.async_wait([s, &ioc](boost::system::error_code ec, int) {
+        if (ec) return;
+        s->close_clients();
+        stop_running_commands(ioc.get_executor(), command_stop_grace);
     });
     rt.on_hook_end = [&](const std::string&, bool) {
         if (done && rt.hooks_running() == 0) ioc.stop();

@@ -58,7 +58,7 @@ Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& bloc
       resolver(make_resolver(ex)),
       make_client(client_factory),
       client(client_factory(ex, client_options(*this))),
-      credentials(config, ex, blocking_pool),
+      credentials(config, ex),
       store(config.cert_dir),
       installs(std::make_shared<InstallQueue>(ex, blocking_pool, store)),
       state_store(config.state_dir),

@@ -258,3 +258,33 @@ def test_hub_edges_get_304s_until_a_rotation(tmp_path, api, pki, providers):
         assert 200 in statuses()[3:]
     finally:
         assert edge.stop() == 0
+
+
+def aiven_via(providers, credential):
+    return [{"name": "aiven", "source": {
+        "provider": "aiven", "project": "my-project", "credential": credential,
+        "api_url": providers.url, "ca_file": str(providers.trust)}}]
+
+
+def test_a_command_that_closes_its_output_is_still_bounded_by_its_timeout(tmp_path, api, providers):
+    """The timeout stopped at end of file; waitpid then waited for the whole
+    command (60 s) and its token counted."""
+    script = "echo tok; exec >/dev/null 2>&1; sleep 60"
+    d = Daemon(tmp_path / "d", api, aiven_via(providers, "slow"),
+               credentials={"slow": {"command": ["/bin/sh", "-c", script], "timeout": "1s"}})
+    r = d.once(timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert "credential 'slow' command: /bin/sh killed after 1000 ms" in r.stderr
+
+
+def test_sigterm_ends_a_running_credential_command(tmp_path, api, providers):
+    """SIGTERM waited for a running command (8 s for "sleep 9; echo tok")."""
+    started = tmp_path / "started"
+    script = f"touch {started}; sleep 30; echo tok"
+    d = Daemon(tmp_path / "d", api, aiven_via(providers, "slow"),
+               credentials={"slow": {"command": ["/bin/sh", "-c", script], "timeout": "60s"}})
+    d.start()
+    wait_for(started.exists, 10, "the credential command to start")
+    assert d.stop(timeout=5) == 0, d.output()
+    assert "exiting anyway" not in d.output()
+    assert "killed by signal Terminated" in d.output()

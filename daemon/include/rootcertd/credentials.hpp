@@ -4,7 +4,6 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -20,8 +19,7 @@ namespace rootcertd {
 // Event loop only. No secret appears in any message it produces.
 class Credentials {
   public:
-    Credentials(const Config& config, boost::asio::any_io_executor executor,
-                boost::asio::thread_pool& blocking);
+    Credentials(const Config& config, boost::asio::any_io_executor executor);
 
     // The secret NAME holds now (nullopt: the API token). A file is re-read
     // when it changed; a command runs when first needed, when its ttl has
@@ -49,7 +47,6 @@ class Credentials {
         std::shared_ptr<Command> command;
     };
     boost::asio::any_io_executor executor_;
-    boost::asio::thread_pool& blocking_;
     std::optional<TokenSource> api_token_;
     std::map<std::string, Entry, std::less<>> named_;
     std::vector<std::string> secret_variables_;
