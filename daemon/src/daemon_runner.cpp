@@ -377,7 +377,6 @@ class DaemonRunner {
                 if (const auto n = failures.on_success(); n > 0) {
                     spdlog::info("discovery {}: listed again after {} failure(s)", label, n);
                 }
-                const std::size_t found = listed->size();
                 const auto at = std::find_if(found_.begin(), found_.end(),
                                              [&](const auto& e) { return e.first == label; });
                 if (at == found_.end()) {
@@ -387,7 +386,7 @@ class DaemonRunner {
                     at->second = std::move(listed.value());
                 }
                 auto next = composed();
-                const auto kept = kept_from(next, label, found);
+                const auto kept = kept_from(next, label);
                 board_.record_discovery(label, kept);
                 const auto change = apply_instances(std::move(next.instances));
                 if (!change.empty()) {
@@ -409,7 +408,7 @@ class DaemonRunner {
 
     // found_ in the order of CONFIG's discover entries: the first wins a name.
     void order_found(const Config& config) {
-        std::vector<std::pair<std::string, std::vector<Instance>>> ordered;
+        std::vector<std::pair<std::string, Listing>> ordered;
         for (const auto& d : config.discover) {
             for (auto& e : found_) {
                 if (e.first == d.label()) ordered.push_back(std::move(e));
@@ -466,7 +465,7 @@ class DaemonRunner {
     // Discovery: the file's instances, each source's last good list (in
     // config order), refusals already logged, and the running loops.
     std::vector<Instance> listed_;
-    std::vector<std::pair<std::string, std::vector<Instance>>> found_;
+    std::vector<std::pair<std::string, Listing>> found_;
     std::set<std::string> refused_logged_;
     std::map<std::string, FailureLog> discovery_failures_;
     std::vector<std::shared_ptr<asio::steady_timer>> discovery_timers_;

@@ -75,28 +75,52 @@ Outcome<std::string> expand(const std::string& text, const json::object& o) {
 void take_connection(const json::value* conn, Instance& inst) {
     if (conn == nullptr || !conn->is_object()) return;
     const auto& c = conn->get_object();
-    auto host = field(c, "host");
-    if (!host || host->empty() || host->find_first_of(" /\r\n\t") != std::string::npos) return;
-    inst.host = *host;
+    inst.host = field(c, "host");
     if (auto port = field(c, "port")) {
         const int p = std::atoi(port->c_str());
         if (p > 0 && p < 65536) inst.port = static_cast<std::uint16_t>(p);
     }
-    if (auto user = field(c, "user");
-        user && !user->empty() && user->find_first_of("\r\n\t") == std::string::npos) {
-        inst.user = *user;
-    }
+    inst.user = field(c, "user");
 }
 
-// The array of listed objects at KEY of a page (absent or null: none).
-Outcome<const json::array*> items_of(const json::value& page, const char* key) {
+// Why values from a list may not reach pg_service.conf, a live check, a log
+// line or /status as they are; nullopt when they may.
+std::optional<std::string> unsafe_values(const Instance& inst) {
+    if (inst.host && !is_host(*inst.host)) {
+        return "host '" + printable_snippet(*inst.host, 60) + "' is not a host name or address";
+    }
+    if (inst.user && (inst.user->empty() || std::any_of(inst.user->begin(), inst.user->end(),
+                                                        [](unsigned char c) {
+                                                            return c < 0x20 || c == 0x7f ||
+                                                                   c == ' ';
+                                                        }))) {
+        return "user '" + printable_snippet(*inst.user, 60) + "' is empty or has a space or "
+               "control character";
+    }
+    return std::nullopt;
+}
+
+// The array of listed objects on a page, as DISCOVERY's provider lists them.
+// A page of another shape is malformed: read as "no instances", it would
+// remove every instance found before.
+Outcome<const json::array*> items_of(const Discovery& d, const json::value& page) {
     static const json::array none;
-    if (key == nullptr) {
+    if (d.provider == "tembo") {
         if (!page.is_array()) return fail("the list is not a JSON array");
         return &page.get_array();
     }
     if (!page.is_object()) return fail("the list is not a JSON object");
-    const auto* items = page.get_object().if_contains(key);
+    const auto& o = page.get_object();
+    const bool cloudsql = d.provider == "cloudsql";
+    const char* key = cloudsql ? "items" : "databases";
+    // Cloud SQL leaves "items" out of an empty project's list, as Google's
+    // APIs leave out every empty list: "kind" says what the page is.
+    // DigitalOcean writes an empty list as null (Go's empty slice).
+    if (cloudsql && field(o, "kind") != "sql#instancesList") {
+        return fail("the list has no \"kind\": \"sql#instancesList\"");
+    }
+    const auto* items = o.if_contains(key);
+    if (items == nullptr && !cloudsql) return fail("the list has no \"databases\"");
     if (items == nullptr || items->is_null()) return &none;
     if (!items->is_array()) return fail(std::string("\"") + key + "\" is not an array");
     return &items->get_array();
@@ -112,8 +136,13 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
                     "'");
     }
     const bool tembo = d.provider == "tembo", cloudsql = d.provider == "cloudsql";
-    auto items = items_of(page, tembo ? nullptr : cloudsql ? "items" : "databases");
+    auto items = items_of(d, page);
     if (!items) return fail(items.error());
+    if (items.value()->size() > d.max_instances) {
+        return fail("the list holds " + std::to_string(items.value()->size()) +
+                    " objects, more than max_instances (" + std::to_string(d.max_instances) +
+                    ")");
+    }
     ListPage out;
     const Preset& preset = *find_preset(d.provider);
     for (std::size_t i = 0; i < items.value()->size(); ++i) {
@@ -144,7 +173,7 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
             if (!field(o, "databaseVersion").value_or("").starts_with("POSTGRES")) continue;
             keys = {{"project", d.scope}, {"instance", *name}};
             inst.host = field(o, "dnsName");
-            if (inst.host && inst.host->empty()) inst.host.reset();
+            if (inst.host && inst.host->empty()) inst.host.reset();  // no DNS name: its address
             if (const auto* ips = o.if_contains("ipAddresses");
                 !inst.host && ips && ips->is_array()) {
                 for (const auto& ip : ips->get_array()) {
@@ -164,6 +193,10 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
         auto name = expand(d.name_template, o);
         if (!name) return fail(which + " " + name.error());
         inst.name = sanitise_name(*name);
+        if (auto why = unsafe_values(inst)) {
+            out.refused.push_back({inst.name, d.label(), *why});
+            continue;
+        }
         Source source = preset_source(
             preset, [&](const std::string& k) { return keys[k]; }, origin, d.credential);
         source.ca_file = d.ca_file;
@@ -199,9 +232,8 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
     return out;
 }
 
-asio::awaitable<Outcome<std::vector<Instance>>> list_instances(std::shared_ptr<Services> s,
-                                                               Discovery d) {
-    std::vector<Instance> all;
+asio::awaitable<Outcome<Listing>> list_instances(std::shared_ptr<Services> s, Discovery d) {
+    Listing all;
     std::string target = first_page(d);
     std::set<std::string> seen_pages;
     for (std::size_t n = 0;; ++n) {
@@ -236,22 +268,27 @@ asio::awaitable<Outcome<std::vector<Instance>>> list_instances(std::shared_ptr<S
         }
         auto page = parse_list_page(d, answer.body);
         if (!page) co_return fail(Stage::response, redact(where + page.error(), secret.value()));
-        for (auto& inst : page->instances) all.push_back(std::move(inst));
+        for (auto& inst : page->instances) all.instances.push_back(std::move(inst));
+        for (auto& r : page->refused) all.refused.push_back(std::move(r));
+        if (all.instances.size() + all.refused.size() > d.max_instances) {
+            co_return fail(Stage::response, where + "the list holds more than max_instances (" +
+                                                std::to_string(d.max_instances) + ") instances");
+        }
         if (!page->next) co_return all;
         target = std::move(*page->next);
     }
 }
 
-Composed compose_instances(
-    const std::vector<Instance>& listed,
-    const std::vector<std::pair<std::string, std::vector<Instance>>>& found) {
+Composed compose_instances(const std::vector<Instance>& listed,
+                           const std::vector<std::pair<std::string, Listing>>& found) {
     Composed out;
     out.instances = listed;
     out.from.assign(listed.size(), "listed");
     std::map<std::string, std::string, std::less<>> taken;  // name -> who has it
     for (const auto& inst : listed) taken.emplace(inst.name, "a listed instance");
-    for (const auto& [label, instances] : found) {
-        for (const auto& inst : instances) {
+    for (const auto& [label, listing] : found) {
+        out.refused.insert(out.refused.end(), listing.refused.begin(), listing.refused.end());
+        for (const auto& inst : listing.instances) {
             const auto [it, fresh] = taken.emplace(inst.name, label + " (listed before it)");
             if (!fresh) {
                 out.refused.push_back(
@@ -265,16 +302,14 @@ Composed compose_instances(
     return out;
 }
 
-std::size_t kept_from(const Composed& composed, const std::string& source, std::size_t found) {
-    const auto refused = std::count_if(composed.refused.begin(), composed.refused.end(),
-                                       [&](const Refused& r) { return r.source == source; });
-    return found - static_cast<std::size_t>(refused);
+std::size_t kept_from(const Composed& composed, const std::string& source) {
+    return static_cast<std::size_t>(std::count(composed.from.begin(), composed.from.end(), source));
 }
 
 asio::awaitable<DiscoveredAll> discover_all(std::shared_ptr<Services> s,
                                             std::vector<Instance> listed) {
     DiscoveredAll out;
-    std::vector<std::pair<std::string, std::vector<Instance>>> found;
+    std::vector<std::pair<std::string, Listing>> found;
     for (const auto& d : s->config.discover) {
         auto instances = co_await list_instances(s, d);
         if (!instances) {
@@ -284,9 +319,7 @@ asio::awaitable<DiscoveredAll> discover_all(std::shared_ptr<Services> s,
         found.emplace_back(d.label(), std::move(instances.value()));
     }
     out.composed = compose_instances(listed, found);
-    for (const auto& [label, instances] : found) {
-        out.kept.emplace_back(label, kept_from(out.composed, label, instances.size()));
-    }
+    for (const auto& [label, _] : found) out.kept.emplace_back(label, kept_from(out.composed, label));
     co_return out;
 }
 

@@ -19,11 +19,11 @@ def providers(tmp_path, pki):
     server.stop()
 
 
-def tembo_instance(id, name, state="Running", port=None, conn=True):
+def tembo_instance(id, name, state="Running", port=None, conn=True, host=None):
     """One object of GET /api/v1/orgs/{org}/instances, as Tembo lists it."""
     return {"instance_id": id, "instance_name": name, "organization_id": "org_d",
             "state": state, "dataplane_index": str(port), "region_id": "use1",
-            "connection_info": {"host": f"{name}.data-1.use1.tembo.io", "port": 5432,
+            "connection_info": {"host": host or f"{name}.data-1.use1.tembo.io", "port": 5432,
                                 "user": "postgres", "password": "never-logged-pw"}
             if conn else None}
 
@@ -52,7 +52,7 @@ def test_list_instances_prints_what_discovery_would_keep_and_writes_nothing(api,
         tembo_instance("inst_b", "beta", port=p, conn=False),       # null connection_info
         tembo_instance("inst_c", "gone", state="Deleting", port=p),  # not kept
         tembo_instance("inst_d", "sleepy", state="Stopped", port=p),  # kept
-        tembo_instance("inst_e", "../My DB/prod", port=p),           # sanitised
+        tembo_instance("inst_e", "../My DB/prod", port=p, host="e.example"),  # sanitised
         tembo_instance("inst_f", "alpha", port=p),                   # duplicate: refused
         tembo_instance("inst_g", "static", port=p),                  # a listed name: refused
     ])
@@ -85,6 +85,7 @@ def test_once_discovers_every_page_then_refreshes(api, pki, providers, tmp_path)
                    "ipAddresses": [{"type": "PRIMARY", "ipAddress": "10.0.0.1"}]},
                   {"name": "my-mysql", "databaseVersion": "MYSQL_8_0"}]}))
     providers.put("cloudsql-list/proj/CiAKGjBpNDd2Nmp2Zml.json", json.dumps({
+        "kind": "sql#instancesList",
         "items": [{"name": "sql-b", "databaseVersion": "POSTGRES_16",
                    "ipAddresses": [{"type": "OUTGOING", "ipAddress": "10.9.9.9"},
                                    {"type": "PRIMARY", "ipAddress": "10.0.0.2"}]}]}))
@@ -191,5 +192,54 @@ def test_the_daemon_follows_creations_and_deletions_without_a_restart(api, pki, 
         d.wait_log("reloaded: 1 instance(s); nothing changed", timeout=5)
         assert "[beta]" in (tmp_path / "pg_service.conf").read_text()
         assert "never-logged-pw" not in d.output()
+    finally:
+        assert d.stop() == 0
+
+
+def test_list_values_cannot_inject_into_pg_service_and_a_wrong_shape_changes_nothing(
+        api, pki, providers, tmp_path):
+    """A dnsName with line breaks made `psql service=db1` connect in plaintext;
+    a 200 list without "items" removed every section and stopped every loop."""
+    ca = pki.ca("disc-inject")
+    good = {"kind": "sql#instancesList", "items": [
+        {"name": "db1", "databaseVersion": "POSTGRES_15",
+         "dnsName": "127.0.0.1\nport=15432\nsslmode=disable"},
+        {"name": "db2", "databaseVersion": "POSTGRES_15", "dnsName": "db2.proj.sql.goog"},
+        {"name": "db3", "databaseVersion": "POSTGRES_15", "dnsName": "db3.proj.sql.goog"}]}
+    providers.put("cloudsql-list/proj/first.json", json.dumps(good))
+    for name in ("db1", "db2", "db3"):
+        providers.put(f"cloudsql/proj/{name}.json", json.dumps(
+            {"certs": [{"cert": ca.read_text()}], "kind": "sql#instancesListServerCas"}))
+    gcp = ["/bin/sh", "-c", f"echo {PROVIDER_TOKENS['cloudsql']}"]
+    services = tmp_path / "pg_service.conf"
+    port = free_port()
+    d = Daemon(tmp_path / "d", api, [], pg_service_file=str(services),
+               metrics={"listen": f"127.0.0.1:{port}"}, credentials={"gcp": {"command": gcp}},
+               discover=[{"provider": "cloudsql", "project": "proj", "credential": "gcp",
+                          "interval": "300ms", "api_url": providers.url,
+                          "ca_file": str(providers.trust)}])
+    listed = subprocess.run([str(BINARY), "--config", str(d.config), "--list-instances"],
+                            capture_output=True, text=True, timeout=30)
+    assert "db1" in listed.stdout and "refused: host '127.0.0.1 port=15432 sslmode=disable' " \
+        "is not a host name or address" in listed.stdout, listed.stdout
+    d.start()
+    try:
+        wait_for(lambda: d.file("db3").exists() and d.file("db2").exists(), 10, "the files")
+        wait_for(lambda: "[db3]" in services.read_text(), 5, "the sections")
+        text = services.read_text()
+        assert "sslmode=disable" not in text and "[db1]" not in text, text
+        assert not d.file("db1").exists()
+        status = json.loads(http_get(port, "/status")[2])
+        assert {r["name"] for r in status["refused"]} == {"db1"}, status["refused"]
+        # The same list, but "items" is gone and "kind" with it: malformed.
+        providers.put("cloudsql-list/proj/first.json", json.dumps({"items": None}))
+        wait_for(lambda: 'the list has no "kind"' in
+                 (json.loads(http_get(port, "/status")[2])["discovery"][0]["last_error"] or ""),
+                 5, "the error in /status")
+        kept = parse_metrics(http_get(port, "/metrics")[2])[
+            ("rootcertd_discovery_instances", frozenset({"source": "cloudsql:proj"}.items()))]
+        assert kept == 2
+        assert "[db2]" in services.read_text() and "[db3]" in services.read_text()
+        assert "removed db" not in d.output()
     finally:
         assert d.stop() == 0

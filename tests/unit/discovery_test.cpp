@@ -70,7 +70,7 @@ TEST(Discovery, CloudSqlPagesAndKeepsPostgresOnly) {
     d.list_api = parse_https_url("https://sqladmin.googleapis.com").value();
     d.name_template = "{name}";
     d.credential = "gcp";
-    auto page = parse_list_page(d, R"({"items": [
+    auto page = parse_list_page(d, R"({"kind": "sql#instancesList", "items": [
         {"name": "a", "databaseVersion": "POSTGRES_15", "dnsName": "",
          "ipAddresses": [{"type": "PRIVATE", "ipAddress": "10.1.1.1"}, {"type": "PRIMARY", "ipAddress": "34.1.2.3"}]},
         {"name": "m", "databaseVersion": "MYSQL_8_0"}], "nextPageToken": "t/1+="})");
@@ -80,7 +80,92 @@ TEST(Discovery, CloudSqlPagesAndKeepsPostgresOnly) {
     EXPECT_EQ(page->instances[0].source->target, "/v1/projects/proj/instances/a/listServerCas");
     EXPECT_EQ(page->instances[0].source->credential, "gcp");
     EXPECT_EQ(page->next, "/v1/projects/proj/instances?pageToken=t%2F1%2B%3D");
-    EXPECT_TRUE(parse_list_page(d, "{}")->instances.empty()) << "an empty project lists no items";
+    EXPECT_TRUE(parse_list_page(d, R"({"kind": "sql#instancesList"})")->instances.empty())
+        << "an empty project's list leaves items out";
+}
+
+Discovery cloudsql() {
+    Discovery d;
+    d.provider = "cloudsql";
+    d.scope = "proj";
+    d.list_api = parse_https_url("https://sqladmin.googleapis.com").value();
+    d.name_template = "{name}";
+    d.credential = "gcp";
+    return d;
+}
+
+Discovery digitalocean() {
+    Discovery d;
+    d.provider = "digitalocean";
+    d.list_api = parse_https_url("https://api.digitalocean.com").value();
+    d.name_template = "{name}";
+    d.credential = "do";
+    return d;
+}
+
+TEST(Discovery, APageOfAnotherShapeIsMalformedNotEmpty) {
+    // Read as "no instances", {} removed every section and stopped every loop.
+    EXPECT_EQ(parse_list_page(cloudsql(), "{}").error(),
+              "the list has no \"kind\": \"sql#instancesList\"");
+    EXPECT_EQ(parse_list_page(cloudsql(), R"({"items": null})").error(),
+              "the list has no \"kind\": \"sql#instancesList\"");
+    EXPECT_EQ(parse_list_page(digitalocean(), "{}").error(), "the list has no \"databases\"");
+    EXPECT_EQ(parse_list_page(digitalocean(), R"({"error": "maintenance"})").error(),
+              "the list has no \"databases\"");
+    EXPECT_EQ(parse_list_page(digitalocean(), R"({"databases": {}})").error(),
+              "\"databases\" is not an array");
+}
+
+TEST(Discovery, ValuesThatWouldReachAFileAreCheckedAndTheirItemRefused) {
+    // A dnsName with a line break put "sslmode=disable" into pg_service.conf.
+    auto page = parse_list_page(cloudsql(), R"({"kind": "sql#instancesList", "items": [
+        {"name": "db1", "databaseVersion": "POSTGRES_15",
+         "dnsName": "127.0.0.1\nport=15432\nsslmode=disable"},
+        {"name": "db2", "databaseVersion": "POSTGRES_15", "dnsName": "",
+         "ipAddresses": [{"type": "PRIMARY", "ipAddress": "1.2.3.4 sslmode=disable"}]},
+        {"name": "db3", "databaseVersion": "POSTGRES_15", "dnsName": "db3.example.com"}]})");
+    ASSERT_TRUE(page.ok()) << page.error();
+    ASSERT_EQ(page->instances.size(), 1u);
+    EXPECT_EQ(page->instances[0].name, "db3");
+    ASSERT_EQ(page->refused.size(), 2u);
+    EXPECT_EQ(page->refused[0],
+              (Refused{"db1", "cloudsql:proj",
+                       "host '127.0.0.1 port=15432 sslmode=disable' is not a host name or "
+                       "address"}))
+        << "control characters never reach a log line either";
+    EXPECT_EQ(page->refused[1].name, "db2");
+    auto d = parse_list_page(digitalocean(), R"({"databases": [
+        {"id": "1", "name": "a", "engine": "pg", "connection": {"host": "h", "user": "x\ny"}},
+        {"id": "2", "name": "b", "engine": "pg", "connection": {"host": "h:5432", "user": "u"}}]})");
+    ASSERT_TRUE(d.ok()) << d.error();
+    EXPECT_TRUE(d->instances.empty());
+    ASSERT_EQ(d->refused.size(), 2u);
+    EXPECT_NE(d->refused[0].reason.find("user"), std::string::npos) << d->refused[0].reason;
+    EXPECT_NE(d->refused[1].reason.find("host"), std::string::npos) << d->refused[1].reason;
+}
+
+TEST(Discovery, AListLongerThanMaxInstancesIsRefusedWhole) {
+    auto d = digitalocean();
+    d.max_instances = 2;
+    const std::string item = R"({"id": "1", "name": "a", "engine": "pg"})";
+    EXPECT_TRUE(parse_list_page(d, "{\"databases\": [" + item + "," + item + "]}").ok());
+    EXPECT_EQ(
+        parse_list_page(d, "{\"databases\": [" + item + "," + item + "," + item + "]}").error(),
+        "the list holds 3 objects, more than max_instances (2)");
+}
+
+TEST(Config, HostsAreNamesOrAddressesWithoutAPort) {
+    for (const char* ok : {"db.example.com", "localhost", "db.", "10.0.0.1", "::1", "a_b-c.d"}) {
+        EXPECT_TRUE(is_host(ok)) << ok;
+    }
+    for (const char* bad : {"", ".", "db..example", "db example", "db\nx", "db:5432", "a/b",
+                            "[::1]"}) {
+        EXPECT_FALSE(is_host(bad)) << bad;
+    }
+    EXPECT_EQ(host_with_port("db.example.com:5432"),
+              (std::pair<std::string, std::string>{"db.example.com", "5432"}));
+    EXPECT_EQ(host_with_port("[::1]:5432"), (std::pair<std::string, std::string>{"::1", "5432"}));
+    EXPECT_FALSE(host_with_port("db.example.com"));
 }
 
 TEST(Discovery, DigitalOceanFollowsNextOnTheSameOrigin) {
@@ -107,12 +192,16 @@ TEST(Discovery, ListedInstancesWinAndTheFirstFoundKeepsAName) {
     a.name = "prod";
     b.name = "x";
     c.name = "x";
-    const auto out = compose_instances({listed}, {{"tembo:o", {a, b}}, {"digitalocean", {c}}});
+    const Refused bad{"y", "digitalocean", "host 'h x' is not a host name or address"};
+    const auto out = compose_instances(
+        {listed}, {{"tembo:o", Listing{{a, b}, {}}}, {"digitalocean", Listing{{c}, {bad}}}});
     ASSERT_EQ(out.instances.size(), 2u);
     EXPECT_EQ(out.from, (std::vector<std::string>{"listed", "tembo:o"}));
-    ASSERT_EQ(out.refused.size(), 2u);
+    ASSERT_EQ(out.refused.size(), 3u);
     EXPECT_EQ(out.refused[0],
               (Refused{"prod", "tembo:o", "the name is already used by a listed instance"}));
-    EXPECT_EQ(out.refused[1].reason, "the name is already used by tembo:o (listed before it)");
-    EXPECT_EQ(kept_from(out, "tembo:o", 2), 1u);
+    EXPECT_EQ(out.refused[1], bad) << "refused by its list, shown with the rest";
+    EXPECT_EQ(out.refused[2].reason, "the name is already used by tembo:o (listed before it)");
+    EXPECT_EQ(kept_from(out, "tembo:o"), 1u);
+    EXPECT_EQ(kept_from(out, "digitalocean"), 0u);
 }

@@ -133,6 +133,7 @@ struct Discovery {
     std::optional<Endpoint> ca_api;         // cloudsql, digitalocean: api_url, for CA requests too
     std::optional<std::string> credential;  // unset: api.token_file/token_env (tembo)
     Duration interval{std::chrono::minutes(10)};
+    std::size_t max_instances = 1000;  // a longer list is refused whole
     std::string name_template;  // {field}: top-level string fields of a listed object
     std::string data_plane;     // tembo: each instance's CA origin, a template
     std::optional<std::filesystem::path> ca_file;
@@ -222,6 +223,16 @@ std::string url_host(const std::string& host);
 // True for an IPv4 or IPv6 address (no SNI is sent to those, and name
 // checks become IP checks).
 bool is_ip_literal(const std::string& host);
+
+// A host name (labels of letters, digits, '-' and '_', 1 to 63 characters,
+// joined by '.', at most 253 in all) or an IPv4 or IPv6 address: what may
+// go into pg_service.conf's host= and a live check. No port, no space, no
+// control character.
+bool is_host(const std::string& text);
+
+// "db.example.com:5432" as ("db.example.com", "5432") when TEXT is a host
+// followed by a port, for an error that says what to write instead.
+std::optional<std::pair<std::string, std::string>> host_with_port(const std::string& text);
 
 // ^[A-Za-z0-9_]+$: a Tembo org or instance id.
 bool is_id(const std::string& text);

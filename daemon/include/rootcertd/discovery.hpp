@@ -21,10 +21,24 @@ inline constexpr std::size_t max_list_body = 16 << 20;
 // A list of more pages than this is refused (a server that pages forever).
 inline constexpr std::size_t max_list_pages = 1000;
 
-// One page of a list: the instances it keeps, in list order, and the path
-// and query of the next page, if any.
-struct ListPage {
+// A listed instance that is not kept, and why: its name taken by another,
+// or a value from the list that may not reach a file (a host that is not a
+// host name or address, a user with a control character).
+struct Refused {
+    std::string name;
+    std::string source;  // the discovery's label
+    std::string reason;
+    bool operator==(const Refused&) const = default;
+};
+
+// A source's list: the instances it keeps, in list order, and those refused.
+struct Listing {
     std::vector<Instance> instances;
+    std::vector<Refused> refused;
+};
+
+// One page of a list, and the path and query of the next page, if any.
+struct ListPage : Listing {
     std::optional<std::string> next;
 };
 
@@ -35,8 +49,11 @@ std::string first_page(const Discovery& discovery);
 // array (Deleting and Deleted ones left out), Cloud SQL's "items"
 // (databaseVersion POSTGRES* only), DigitalOcean's "databases" (engine pg
 // only). Each gets the entry's defaults, a name from its template
-// (sanitised), a source and, where the list says, host, port and user. Any
-// malformed object fails the whole page, naming it.
+// (sanitised), a source and, where the list says, host, port and user; one
+// whose host or user is not well formed is refused. A page without the
+// provider's array (Cloud SQL: a "kind" other than sql#instancesList;
+// DigitalOcean: no "databases") or with more than DISCOVERY.max_instances
+// objects, and any malformed object, fail the whole page, naming it.
 Outcome<ListPage> parse_list_page(const Discovery& discovery, std::string_view body);
 
 // TEXT as a safe file stem: characters outside [A-Za-z0-9._-] become '-',
@@ -45,25 +62,20 @@ Outcome<ListPage> parse_list_page(const Discovery& discovery, std::string_view b
 std::string sanitise_name(std::string_view text);
 
 // Every page of DISCOVERY's list, fetched with SERVICES' client, secrets,
-// proxy, trust, timeouts and request slots. Fails naming the request.
-boost::asio::awaitable<Outcome<std::vector<Instance>>> list_instances(
+// proxy, trust, timeouts and request slots. Fails naming the request, or
+// when the pages hold more than DISCOVERY.max_instances instances.
+boost::asio::awaitable<Outcome<Listing>> list_instances(
     std::shared_ptr<Services> services, Discovery discovery);
 
 // What is kept: LISTED first, then each source's instances in order. A name
 // already taken is refused, with why.
-struct Refused {
-    std::string name;
-    std::string source;  // the discovery's label
-    std::string reason;
-    bool operator==(const Refused&) const = default;
-};
 struct Composed {
     std::vector<Instance> instances;
     std::vector<std::string> from;  // for each instance: "listed" or its source's label
     std::vector<Refused> refused;
 };
 Composed compose_instances(const std::vector<Instance>& listed,
-                           const std::vector<std::pair<std::string, std::vector<Instance>>>& found);
+                           const std::vector<std::pair<std::string, Listing>>& found);
 
 // Every discovery source of SERVICES listed once, in order, and composed
 // with LISTED: what --once and --list-instances start from.
@@ -75,7 +87,7 @@ struct DiscoveredAll {
 boost::asio::awaitable<DiscoveredAll> discover_all(std::shared_ptr<Services> services,
                                                    std::vector<Instance> listed);
 
-// How many of SOURCE's FOUND instances COMPOSED kept.
-std::size_t kept_from(const Composed& composed, const std::string& source, std::size_t found);
+// How many of SOURCE's instances COMPOSED kept.
+std::size_t kept_from(const Composed& composed, const std::string& source);
 
 }  // namespace rootcertd
