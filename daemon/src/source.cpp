@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/container_hash/hash.hpp>
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
@@ -51,8 +52,20 @@ Outcome<std::string> roots_by_subject(std::string_view store_pem,
 }
 
 std::size_t request_hash(const Source& source) {
-    const std::hash<std::string_view> h;
-    return h(source.api.host) ^ (std::size_t{source.api.port} << 1) ^ (h(source.target) << 3);
+    // Everything that shapes the answer or how it is read: after a reload
+    // that changes any of it, a 304 would replay a CA read the old way.
+    std::size_t seed = 0;
+    const auto& r = source.reading;
+    const std::string credential = source.credential ? "credential " + *source.credential : "api";
+    const std::string ca_file = source.ca_file ? source.ca_file->native() : std::string();
+    const std::string_view texts[] = {source.provider,    source.api.host, source.target,
+                                      source.auth_scheme, source.auth_header, credential,
+                                      r.json_pointer,     r.member,        ca_file};
+    for (const auto text : texts) boost::hash_combine(seed, text);
+    const unsigned numbers[] = {source.api.port, r.base64, static_cast<unsigned>(r.format),
+                                r.drop_leaves};
+    for (const auto n : numbers) boost::hash_combine(seed, n);
+    return seed;
 }
 
 namespace {

@@ -3,7 +3,9 @@ credential command, conditional requests and the hub pattern."""
 import base64
 import json
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -288,3 +290,31 @@ def test_sigterm_ends_a_running_credential_command(tmp_path, api, providers):
     assert d.stop(timeout=5) == 0, d.output()
     assert "exiting anyway" not in d.output()
     assert "killed by signal Terminated" in d.output()
+
+
+def test_a_reload_that_changes_how_the_answer_is_read_drops_the_validators(
+        tmp_path, api, pki, providers):
+    """The validators' key was host, port and path: after json_pointer changed
+    and SIGHUP, If-None-Match went on, 304s came back, the old CA stayed."""
+    a, b = pki.ca("read-a"), pki.ca("read-b")
+    providers.hub.mkdir()
+    doc = providers.hub / "both.json"
+    doc.write_text(json.dumps({"a": a.read_text(), "b": b.read_text()}))
+    os.utime(doc, (time.time() - 3600, time.time() - 3600))  # validators a minute old are kept
+
+    def source(pointer):
+        return [{"name": "v", "source": {"url": providers.url + "/certs/both.json",
+                                         "json_pointer": pointer,
+                                         "ca_file": str(providers.trust)}}]
+    d = Daemon(tmp_path / "d", api, source("/a"), refresh_interval="200ms", jitter=0)
+    d.start()
+    try:
+        statuses = lambda: [row[0] for row in providers.requests("/certs/both.json")]
+        wait_for(lambda: statuses().count(304) >= 2, 10, "conditional requests answered 304")
+        assert fingerprints(d.file("v").read_text()) == [Pki.fingerprint(a)]
+        d.write_config(source("/b"), refresh_interval="200ms", jitter=0)
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: Pki.fingerprint(b) in fingerprints(d.file("v").read_text()), 10,
+                 "the CA the new pointer selects")
+    finally:
+        assert d.stop() == 0

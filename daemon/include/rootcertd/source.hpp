@@ -26,7 +26,8 @@ struct Validators {
     bool operator==(const Validators&) const = default;
 };
 
-// The hash Validators::request holds for SOURCE's request.
+// The hash Validators::request holds for SOURCE's request: of everything
+// that shapes the answer or how it is read (URL, secret, reading, trust).
 std::size_t request_hash(const Source& source);
 
 // What a source answered: the CA text, or why there is none, and what the
