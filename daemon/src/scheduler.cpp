@@ -92,6 +92,7 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
     InstanceLog log;
     FailureLog check_failures;
     unsigned consecutive = 0;
+    bool server_ahead = false;  // the last refresh failed at the live check alone
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     auto next_refresh = Steady::now();
     auto next_check = Steady::time_point::max();
@@ -123,7 +124,9 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
                 say(spdlog::level::warn, "live check: " + c.problem->message,
                     {{"error", c.problem->message}, {"stage", stage_name(c.problem->stage)}});
             }
-            if (c.refresh_now && consecutive == 0) next_refresh = Steady::now();
+            // While the API fails, its backoff holds; while only the server
+            // disagrees, the API is asked again at once.
+            if (c.refresh_now && (consecutive == 0 || server_ahead)) next_refresh = Steady::now();
             next_check = Steady::now() + checker->interval;
             continue;
         }
@@ -145,7 +148,13 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
         admitted.reset();
         if (co_await stopped()) break;
         consecutive = r.ok() ? 0 : consecutive + 1;
-        const auto delay = next_delay(policy, consecutive, r.retry_after, uniform(rng_));
+        // The API answered well but the server no longer verifies (it rotated
+        // first): ask the API again at the live checks' cadence, not the
+        // backoff, so clients recover within one verify_interval of the API
+        // serving the new CA.
+        server_ahead = r.failure && r.failure->stage == Stage::live && checker;
+        auto delay = next_delay(policy, consecutive, r.retry_after, uniform(rng_));
+        if (server_ahead) delay = std::min(delay, checker->interval);
         next_refresh = Steady::now() + delay;
         if (checker) next_check = Steady::now() + checker->interval;
         if (on_scheduled) on_scheduled(name, next_refresh);

@@ -99,6 +99,23 @@ def test_server_rotates_first_then_clients_recover_at_the_next_retry(world):
     assert delays and max(delays) <= 500, d.output()
 
 
+def test_server_rotates_first_then_the_api_is_asked_at_the_verify_cadence(world):
+    """With the API answering well and only the live check failing, retries
+    followed the backoff (retry.min here 30 s, up to retry.max): clients kept
+    failing for that long after the API served the new CA."""
+    d = world.daemon(refresh_interval="1h", retry={"min": "30s", "max": "5m"})
+    world.pg.use_certificate(*world.leaf2)  # the API still serves v1
+    d.wait_log("the API has not served its new CA yet")
+    # The daemon's own decision, from its log: the next try is one
+    # verify_interval (200 ms) away, not retry.min.
+    delays = re.findall(r"the API has not served its new CA yet; retrying in (\w+)", d.output())
+    assert delays == ["200ms"], d.output()
+    world.loop = ConnectionLoop(world.pg, d.file("inst_1"))
+    world.api.serve("org_a", "inst_1", world.ca2)
+    served = time.monotonic()
+    wait_for(lambda: world.loop.successes_after(served) >= 1, 10, "a connection on v2")
+
+
 def test_previous_ca_is_dropped_after_keep_previous(world):
     d = world.daemon(rotation={"keep_previous": "2s"})
     world.api.serve("org_a", "inst_1", world.ca2)
