@@ -98,6 +98,10 @@ Outcome<int> CertStore::prepare(std::vector<std::string>* names) const {
         std::filesystem::permissions(dir_, std::filesystem::perms(0755),
                                      std::filesystem::perm_options::add, ec);
     }
+    return sweep(names);
+}
+
+Outcome<int> CertStore::sweep(std::vector<std::string>* names) const {
     Fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dir.get() < 0) return fail(sys_error("open", dir_, errno));
     DIR* d = ::fdopendir(::dup(dir.get()));

@@ -39,6 +39,10 @@ constexpr std::size_t kStartChunk = 16;
 // this is abandoned (files are never half-written: installs are atomic).
 constexpr auto shutdown_grace = std::chrono::milliseconds(1500);
 
+// How often cert_dir and state_dir are swept for the temp files of a writer
+// that was killed (at start-up they may be too young to be provably stale).
+constexpr auto temp_sweep_interval = std::chrono::minutes(5);
+
 // READY=1 waits for every instance's first refresh, but no longer than this
 // (or api.timeout, if shorter). A stalling API answers ~concurrency
 // instances per timeout, so a large fleet's first pass could outlast
@@ -105,6 +109,7 @@ class DaemonRunner {
         if (const auto period = notify_.watchdog_period()) {
             asio::co_spawn(ioc_, watchdog_loop(*period), asio::detached);
         }
+        asio::co_spawn(ioc_, sweep_loop(), asio::detached);
         spdlog::info("rootcertd {} started: {} instance(s), certs in {}", ROOTCERTD_VERSION,
                      services_->config.instances.size(), services_->config.cert_dir.string());
         start_all(services_);
@@ -260,8 +265,31 @@ class DaemonRunner {
         spdlog::info("SIGHUP: reloading {}", rt_.options().config_path);
         notify_.reloading();
         apply_reload();
+        asio::co_spawn(ioc_, sweep_temps(services_), asio::detached);
         notify_.ready(board_.summary());
         last_status_ = board_.summary();
+    }
+
+    // Removes the stale temp files of cert_dir and state_dir, off the loop.
+    static asio::awaitable<void> sweep_temps(std::shared_ptr<Services> s) {
+        for (const CertStore* store : {&s->store, &s->state_store}) {
+            auto removed = co_await run_blocking(s->blocking, [store] { return store->sweep(); });
+            if (!removed) {
+                spdlog::warn("sweeping temp files: {}", removed.error());
+            } else if (removed.value() > 0) {
+                spdlog::info("removed {} temp file(s) left in {} by a writer that died",
+                             removed.value(), store->dir().string());
+            }
+        }
+    }
+
+    asio::awaitable<void> sweep_loop() {
+        for (;;) {
+            sweep_timer_.expires_after(temp_sweep_interval);
+            auto [ec] = co_await sweep_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (ec || stopping_) co_return;
+            co_await sweep_temps(services_);
+        }
     }
 
     void apply_reload() {
@@ -423,6 +451,7 @@ class DaemonRunner {
         stopping_ = true;
         starting_.reset();
         watchdog_.cancel();
+        sweep_timer_.cancel();
         ready_deadline_.cancel();
         signals_.cancel();
         for (auto& timer : discovery_timers_) timer->cancel();
@@ -457,6 +486,7 @@ class DaemonRunner {
     std::shared_ptr<HttpServer> server_;
     Notifier notify_ = Notifier::from_environment();
     asio::steady_timer watchdog_{ioc_};
+    asio::steady_timer sweep_timer_{ioc_};
     asio::steady_timer ready_deadline_{ioc_};
     bool ready_wait_over_ = false;
     bool ready_sent_ = false;

@@ -277,6 +277,29 @@ def test_stale_temp_files_are_removed_at_start(api, pki, make_daemon):
     assert "removed 1 temp file(s)" in r.stderr
 
 
+def test_temp_files_of_a_writer_killed_after_start_are_swept_while_running(api, pki,
+                                                                            make_daemon):
+    """Temps were swept only at start-up: one left by a writer killed after
+    that stayed for the daemon's whole life. The periodic sweep (every 5
+    minutes) also runs at each SIGHUP, the trigger this test uses."""
+    api.serve("org_a", "inst_1", pki.ca("ca-sweep"))
+    d = make_daemon([inst("org_a", "inst_1")])
+    d.start()
+    try:
+        wait_for(lambda: d.file("inst_1").exists(), 10, "the first file")
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        stale = d.cert_dir / f".inst_1.crt.tmp-{gone.pid}-0-1"
+        stale.write_text("half a cert")
+        os.utime(stale, (time.time() - 120, time.time() - 120))
+        d.signal(signal.SIGHUP)
+        d.wait_log("removed 1 temp file(s) left in")
+        assert not stale.exists()
+        assert d.file("inst_1").exists()
+    finally:
+        assert d.stop() == 0
+
+
 def test_daemon_picks_up_a_rotation_and_logs_it(api, pki, make_daemon):
     old, new = pki.ca("ca-old"), pki.ca("ca-new")
     api.serve("org_a", "inst_1", old)

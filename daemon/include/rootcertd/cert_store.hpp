@@ -62,6 +62,10 @@ class CertStore {
     // all other entries.
     Outcome<int> prepare(std::vector<std::string>* names = nullptr) const;
 
+    // prepare() without creating the directory: removes the provably stale
+    // temp files (a writer killed since start-up leaves some behind).
+    Outcome<int> sweep(std::vector<std::string>* names = nullptr) const;
+
     // The current bytes of FILE_NAME, or nullopt when there is no such file.
     // META, when given, receives the file's mode, owner and group.
     Outcome<std::optional<std::string>> read(const std::string& file_name,
