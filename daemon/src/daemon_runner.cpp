@@ -313,7 +313,9 @@ class DaemonRunner {
             services_->close_clients();
             services_ = fresh;
             services_->config.instances = composed().instances;
-            if (!services_->config.discover.empty()) rt_.write_service_file(services_->config);
+            if (!services_->config.discover.empty()) {
+                rt_.write_service_file(services_->config, a_source_has_not_listed());
+            }
             board_.sync(services_->config);
             start_all(services_);
             start_discovery(services_);
@@ -350,7 +352,7 @@ class DaemonRunner {
         if (added.empty() && changed.empty() && removed.empty()) return "";
         services_->config.instances = std::move(next);
         board_.sync(services_->config);
-        rt_.write_service_file(services_->config);
+        rt_.write_service_file(services_->config, a_source_has_not_listed());
         for (const auto& inst : services_->config.instances) {
             if (std::find(added.begin(), added.end(), inst.name) != added.end() ||
                 std::find(changed.begin(), changed.end(), inst.name) != changed.end()) {
@@ -364,6 +366,17 @@ class DaemonRunner {
         };
         return "added " + join(added) + "; changed " + join(changed) + "; removed " +
                join(removed) + " (files kept, no longer refreshed)";
+    }
+
+    // Whether a discovery source has not listed since start: the
+    // pg_service.conf sections it had then stay as they are in the file.
+    bool a_source_has_not_listed() const {
+        return std::any_of(services_->config.discover.begin(), services_->config.discover.end(),
+                           [&](const Discovery& d) {
+                               return std::none_of(
+                                   found_.begin(), found_.end(),
+                                   [&](const auto& e) { return e.first == d.label(); });
+                           });
     }
 
     // The listed instances and every source's last good list, names checked.

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <set>
+
 #include "rootcertd/cert_store.hpp"
 
 namespace rootcertd {
@@ -17,7 +19,7 @@ struct Marker {
 };
 }  // namespace
 
-std::string render_service_block(const Config& config) {
+std::string render_service_block(const Config& config, std::string_view kept) {
     std::string out(begin_marker);
     out += "\n";
     for (const auto& inst : config.instances) {
@@ -31,13 +33,17 @@ std::string render_service_block(const Config& config) {
         if (inst.user) out += "user=" + *inst.user + "\n";
         out += "\n";
     }
+    out += kept;
     out += end_marker;
     out += "\n";
     return out;
 }
 
-Outcome<std::string> merge_service_block(std::string_view existing, std::string_view block) {
-    std::vector<Marker> begins, ends;
+namespace {
+
+// Where EXISTING's marker lines are.
+void find_markers(std::string_view existing, std::vector<Marker>& begins,
+                  std::vector<Marker>& ends) {
     for (std::size_t at = 0; at < existing.size();) {
         const auto eol = existing.find('\n', at);
         const auto next = eol == std::string_view::npos ? existing.size() : eol + 1;
@@ -47,6 +53,41 @@ Outcome<std::string> merge_service_block(std::string_view existing, std::string_
         if (line == end_marker) ends.push_back({at, next});
         at = next;
     }
+}
+
+}  // namespace
+
+std::string sections_not_in(std::string_view existing, const Config& config) {
+    std::vector<Marker> begins, ends;
+    find_markers(existing, begins, ends);
+    if (begins.size() != 1 || ends.size() != 1 || ends[0].begin < begins[0].end) return "";
+    const auto block = existing.substr(begins[0].end, ends[0].begin - begins[0].end);
+    std::set<std::string_view> current;
+    for (const auto& inst : config.instances) {
+        if (inst.host) current.insert(inst.name);
+    }
+    std::string out;
+    bool keep = false;
+    for (std::size_t at = 0; at < block.size();) {
+        const auto eol = block.find('\n', at);
+        const auto next = eol == std::string_view::npos ? block.size() : eol + 1;
+        const auto line = block.substr(at, next - at);
+        if (line.starts_with('[')) {
+            const auto name = line.substr(1, line.find(']') == std::string_view::npos
+                                                 ? 0
+                                                 : line.find(']') - 1);
+            keep = !name.empty() && !current.contains(name);
+        }
+        if (keep) out += line;
+        at = next;
+    }
+    if (!out.empty() && out.back() != '\n') out += '\n';
+    return out;
+}
+
+Outcome<std::string> merge_service_block(std::string_view existing, std::string_view block) {
+    std::vector<Marker> begins, ends;
+    find_markers(existing, begins, ends);
     if (begins.empty() && ends.empty()) {
         std::string out(existing);
         if (!out.empty() && out.back() != '\n') out += '\n';
@@ -62,7 +103,8 @@ Outcome<std::string> merge_service_block(std::string_view existing, std::string_
            std::string(existing.substr(ends[0].end));
 }
 
-Outcome<bool> update_service_file(const std::filesystem::path& path, const Config& config) {
+Outcome<bool> update_service_file(const std::filesystem::path& path, const Config& config,
+                                  bool keep_others) {
     // A symlink is followed deliberately: the file it names is the one
     // libpq reads, and replacing the link would orphan the user's sections.
     std::error_code ec;
@@ -77,7 +119,8 @@ Outcome<bool> update_service_file(const std::filesystem::path& path, const Confi
     FileMeta meta;
     auto existing = dir.read(name, &meta);
     if (!existing) return fail(existing.error());
-    auto merged = merge_service_block(existing->value_or(""), render_service_block(config));
+    const std::string kept = keep_others ? sections_not_in(existing->value_or(""), config) : "";
+    auto merged = merge_service_block(existing->value_or(""), render_service_block(config, kept));
     if (!merged) return fail(real.string() + ": " + merged.error());
     // An existing file keeps its mode, owner and group: it may hold
     // passwords in sections of its own, and be private for that reason.

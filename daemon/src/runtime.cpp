@@ -65,9 +65,9 @@ std::shared_ptr<Services> Runtime::make_services(Config cfg) {
     }
 }
 
-void Runtime::write_service_file(const Config& cfg) {
+void Runtime::write_service_file(const Config& cfg, bool keep_others) {
     if (!cfg.pg_service_file) return;
-    auto done = update_service_file(*cfg.pg_service_file, cfg);
+    auto done = update_service_file(*cfg.pg_service_file, cfg, keep_others);
     service_file_ok_ = done.ok();
     if (!done) {
         spdlog::error("pg_service_file: {}", done.error());

@@ -1,6 +1,7 @@
 // libFuzzer: any pg_service.conf text is either refused untouched or merged
 // so that everything outside rootcertd's block survives byte for byte and a
-// second merge changes nothing.
+// second merge changes nothing, also when the block keeps the sections of
+// instances the config does not have.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -29,5 +30,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     auto again = rootcertd::merge_service_block(out, block);
     if (!again || again.value() != out) __builtin_trap();
+
+    // Keeping the sections of other instances (a discovery source not yet
+    // listed): the kept text is a part of the old block, never the config's
+    // own section, and a second write keeps the same.
+    static const rootcertd::Config config = [] {
+        rootcertd::Config c;
+        rootcertd::Instance prod;
+        prod.name = "prod";
+        prod.host = "db.example";
+        c.instances.push_back(prod);
+        c.cert_dir = "/c";
+        return c;
+    }();
+    const auto kept = rootcertd::sections_not_in(text, config);
+    if (kept.rfind("[prod]", 0) == 0 || kept.find("\n[prod]") != std::string::npos) {
+        __builtin_trap();
+    }
+    auto first = rootcertd::merge_service_block(text, rootcertd::render_service_block(config, kept));
+    if (!first) return 0;
+    const auto kept_again = rootcertd::sections_not_in(first.value(), config);
+    auto second = rootcertd::merge_service_block(
+        first.value(), rootcertd::render_service_block(config, kept_again));
+    if (!second || second.value() != first.value()) __builtin_trap();
     return 0;
 }

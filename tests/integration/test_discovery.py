@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness import (BINARY, PROVIDER_TOKENS, Daemon, Pki, ProviderApis, free_port,
-                     http_get, parse_metrics, wait_for)
+                     http_get, http_status, parse_metrics, wait_for)
 
 
 @pytest.fixture
@@ -241,5 +241,49 @@ def test_list_values_cannot_inject_into_pg_service_and_a_wrong_shape_changes_not
         assert kept == 2
         assert "[db2]" in services.read_text() and "[db3]" in services.read_text()
         assert "removed db" not in d.output()
+    finally:
+        assert d.stop() == 0
+
+
+def test_after_a_restart_a_failing_source_keeps_its_sections(api, pki, providers, tmp_path):
+    """With cloudsql failing at start and digitalocean answering,
+    pg_service.conf kept only the DigitalOcean sections."""
+    ca = pki.ca("disc-restart")
+    sql_list = {"kind": "sql#instancesList", "items": [
+        {"name": "sql-a", "databaseVersion": "POSTGRES_15", "dnsName": "sql-a.proj.sql.goog"}]}
+    providers.put("cloudsql-list/proj/first.json", json.dumps(sql_list))
+    providers.put("cloudsql/proj/sql-a.json", json.dumps(
+        {"certs": [{"cert": ca.read_text()}], "kind": "sql#instancesListServerCas"}))
+    providers.put("digitalocean-list/1.json", json.dumps({"databases": [
+        {"id": "d-1", "name": "do-main", "engine": "pg",
+         "connection": {"host": "do-main.db.ondigitalocean.com", "port": 25060}}]}))
+    providers.put("digitalocean/d-1.json", json.dumps(
+        {"ca": {"certificate": __import__("base64").b64encode(ca.read_bytes()).decode()}}))
+    gcp = ["/bin/sh", "-c", f"echo {PROVIDER_TOKENS['cloudsql']}"]
+    services = tmp_path / "pg_service.conf"
+    port = free_port()
+    d = Daemon(tmp_path / "d", api, [], pg_service_file=str(services),
+               metrics={"listen": f"127.0.0.1:{port}"},
+               credentials={"gcp": {"command": gcp}, "do": {"env": "ROOTCERTD_TEST_DO"}},
+               discover=[{"provider": "cloudsql", "project": "proj", "credential": "gcp",
+                          "api_url": providers.url, "ca_file": str(providers.trust)},
+                         {"provider": "digitalocean", "credential": "do",
+                          "api_url": providers.url, "ca_file": str(providers.trust)}])
+    env = dict(os.environ, ROOTCERTD_TEST_DO=PROVIDER_TOKENS["digitalocean"])
+    assert d.once(env=env).returncode == 0
+    assert "[sql-a]" in services.read_text() and "[do-main]" in services.read_text()
+    # Restarted while Cloud SQL's list fails; DigitalOcean's answers.
+    (providers.data / "cloudsql-list/proj/first.json").unlink()
+    d.start(env=env)
+    try:
+        wait_for(lambda: http_status(port, "/status") == 200, 10, "/status")
+        def source(label):
+            listed = json.loads(http_get(port, "/status")[2]).get("discovery", [])
+            return next((e for e in listed if e["source"] == label), {})
+        wait_for(lambda: "HTTP 404" in (source("cloudsql:proj").get("last_error") or ""), 10,
+                 "the failed list")
+        wait_for(lambda: source("digitalocean").get("last_success"), 10, "DigitalOcean's list")
+        text = services.read_text()
+        assert "[do-main]" in text and "[sql-a]\nhost=sql-a.proj.sql.goog\n" in text, text
     finally:
         assert d.stop() == 0

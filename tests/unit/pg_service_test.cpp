@@ -132,3 +132,18 @@ TEST(PgService, AnOrphanMarkerKeepsTheFileByteForByte) {
     EXPECT_NE(r.error().find(file.string()), std::string::npos) << r.error();
     EXPECT_EQ(read_file(file), text);
 }
+
+TEST(PgService, SectionsOfInstancesNotInTheConfigCanBeKeptAsTheyAre) {
+    // A discovery source that has not listed since start: its sections stay
+    // (another source's list dropped them).
+    const std::string theirs = "[sql-a]\nhost=sql-a.proj.sql.goog\nport=5432\n\n";
+    const std::string existing = "[mine]\nhost=x\n\n" + begin_line + theirs +
+                                 "[prod]\nhost=old.example\nport=5432\n\n" + end_line;
+    const auto cfg = two_instances();
+    EXPECT_EQ(sections_not_in(existing, cfg), theirs) << "prod is the config's own";
+    const auto block = render_service_block(cfg, sections_not_in(existing, cfg));
+    EXPECT_NE(block.find("[prod]\nhost=prod.data-1.use1.tembo.io"), std::string::npos) << block;
+    EXPECT_EQ(block.find("old.example"), std::string::npos) << block;
+    EXPECT_NE(block.find(theirs + end_line), std::string::npos) << block;
+    EXPECT_EQ(sections_not_in("[mine]\nhost=x\n", cfg), "") << "no block, nothing kept";
+}

@@ -37,9 +37,10 @@ class Runtime {
     // error logged, when they cannot be.
     std::shared_ptr<Services> make_services(Config config);
 
-    // Keeps the managed block of pg_service_file in step with CONFIG; an
-    // error is logged and remembered until a write succeeds.
-    void write_service_file(const Config& config);
+    // Keeps the managed block of pg_service_file in step with CONFIG (with
+    // KEEP_OTHERS, sections of other instances stay); an error is logged
+    // and remembered until a write succeeds.
+    void write_service_file(const Config& config, bool keep_others = false);
     bool service_file_ok() const { return service_file_ok_; }
 
     // refresh(), then INSTANCE's on_change hook when the file changed (even
