@@ -73,13 +73,16 @@ void log_config_error(const ConfigError& e, const std::string& prefix) {
 
 int check_config(const std::string& path, bool json) {
     // Plain text for a person at a terminal; one JSON line for a log collector.
-    const auto report = [&](const std::string& message) {
+    const auto say = [&](spdlog::level::level_enum level, const std::string& message) {
         if (json) {
-            log_event(spdlog::level::err, message, {{"config", path}});
+            log_event(level, message, {{"config", path}});
         } else {
-            std::fprintf(stderr, "%s\n", message.c_str());
+            std::fprintf(stderr, "%s%s\n", level == spdlog::level::warn ? "warning: " : "",
+                         message.c_str());
         }
     };
+    const auto report = [&](const std::string& message) { say(spdlog::level::err, message); };
+    const auto warn = [&](const std::string& message) { say(spdlog::level::warn, message); };
     try {
         const auto cfg = load_config(path);
         // Every secret that can be read without running anything; a
@@ -99,6 +102,7 @@ int check_config(const std::string& path, bool json) {
                 report(path + ": " + where + ": " + t.error());
                 return exit_usage;
             }
+            if (!source.exposure().empty()) warn(path + ": " + where + ": " + source.exposure());
         }
         if (auto route = resolve_proxy(cfg.proxy, std::getenv); !route) {
             report(path + ": api: " + route.error());

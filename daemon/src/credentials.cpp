@@ -66,9 +66,14 @@ asio::awaitable<Outcome<std::string>> Credentials::get(std::optional<std::string
     }
     const auto it = named_.find(*name);
     if (it == named_.end()) co_return fail(Stage::token, "no credential '" + *name + "'");
-    if (it->second.token) {
-        auto token = it->second.token->get();
+    if (auto& entry = it->second; entry.token) {
+        auto token = entry.token->get();
         if (!token) co_return fail(Stage::token, token.error());
+        // A file open to others is said once, as the API token's is.
+        if (entry.token->exposure() != entry.warned) {
+            entry.warned = entry.token->exposure();
+            if (!entry.warned.empty()) spdlog::warn("{}", entry.warned);
+        }
         co_return token;
     }
     const auto cmd = it->second.command;  // outlives a reload that drops this entry

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from harness import (PROVIDER_TOKENS, Daemon, Pki, Postgres, ProviderApis, free_port, http_get,
-                     parse_metrics, wait_for)
+from harness import (BINARY, PROVIDER_TOKENS, Daemon, Pki, Postgres, ProviderApis, free_port,
+                     http_get, parse_metrics, wait_for)
 
 SQL_INSTANCE = "/v1/projects/example.com:proj/instances/sql-a/listServerCas"
 
@@ -318,3 +318,28 @@ def test_a_reload_that_changes_how_the_answer_is_read_drops_the_validators(
                  "the CA the new pointer selects")
     finally:
         assert d.stop() == 0
+
+
+def test_a_credential_file_open_to_others_draws_the_api_tokens_warning(tmp_path, api, pki,
+                                                                      providers):
+    """Only the API token file's mode was checked; a named credential file at
+    0644 drew no word from the daemon or --check-config."""
+    ca = pki.ca("open-cred")
+    providers.put("aiven/my-project.json", json.dumps(
+        {"certificate": ca.read_text(), "errors": [], "message": "Completed"}))
+    key = tmp_path / "aiven-token"
+    key.write_text(PROVIDER_TOKENS["aiven"] + "\n")
+    key.chmod(0o644)
+    d = Daemon(tmp_path / "d", api, aiven_via(providers, "aiven"),
+               credentials={"aiven": {"file": str(key)}})
+    said = f"credential 'aiven' file {key} is open to others or group-writable (mode 0644)"
+    r = d.once()
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count(said) == 1, r.stderr
+    checked = subprocess.run([str(BINARY), "--config", str(d.config), "--check-config"],
+                             capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0
+    assert f"warning: {d.config}: credentials.aiven: " in checked.stderr, checked.stderr
+    assert "is open to others or group-writable (mode 0644)" in checked.stderr
+    key.chmod(0o600)
+    assert "open to others" not in d.once().stderr

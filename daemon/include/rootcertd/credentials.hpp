@@ -45,6 +45,7 @@ class Credentials {
     struct Entry {
         std::optional<TokenSource> token;  // file or env
         std::shared_ptr<Command> command;
+        std::string warned;  // the file's exposure last logged, logged again when it changes
     };
     boost::asio::any_io_executor executor_;
     std::optional<TokenSource> api_token_;
