@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/exceptions.h>
 
@@ -10,6 +11,7 @@
 #include <boost/url/parse.hpp>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -352,6 +354,44 @@ void read_ownership(MapReader& map, FileOwnership& file) {
 
 // on_change: {command: [argv...], timeout: DURATION}, global or per instance.
 // KEY: a program and its arguments (no shell), the program an absolute
+// Why PATH (and each directory above it) could be changed by someone other
+// than root and the daemon's own user: owned by another user, writable by
+// others, or by a group other than root's and the daemon's. A sticky
+// directory (/tmp) is fine: others cannot replace what they do not own.
+// Like sshd's StrictModes. Nullopt when it is safe.
+std::optional<std::string> unsafe_path(const std::filesystem::path& path) {
+    const auto judge = [](const std::filesystem::path& p,
+                          bool is_dir) -> std::optional<std::string> {
+        struct stat st {};
+        if (::stat(p.c_str(), &st) != 0) return std::nullopt;  // reported where it is read
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        const std::string what = (is_dir ? "its directory " : "") + p.string();
+        if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+            return what + " is owned by uid " + std::to_string(st.st_uid) +
+                   ", neither root nor the daemon's user";
+        }
+        if ((st.st_mode & S_IWOTH) != 0 && !(is_dir && (st.st_mode & S_ISVTX) != 0)) {
+            return what + " is writable by others (mode " + mode + ")";
+        }
+        if ((st.st_mode & S_IWGRP) != 0 && st.st_gid != 0 && st.st_gid != ::getegid()) {
+            return what + " is writable by group " + std::to_string(st.st_gid) + " (mode " +
+                   mode + ")";
+        }
+        return std::nullopt;
+    };
+    if (auto why = judge(path, false)) return why;
+    std::error_code ec;
+    const auto real = std::filesystem::canonical(path, ec);
+    for (const auto& p : {path, ec ? path : real}) {
+        for (auto dir = p.parent_path(); !dir.empty(); dir = dir.parent_path()) {
+            if (auto why = judge(dir, true)) return why;
+            if (dir == dir.root_path()) break;
+        }
+    }
+    return std::nullopt;
+}
+
 // path that can be executed now.
 std::vector<std::string> read_command(MapReader& m, const char* key) {
     auto command = m.take(key);
@@ -371,6 +411,9 @@ std::vector<std::string> read_command(MapReader& m, const char* key) {
     if (::access(argv[0].c_str(), X_OK) != 0) {
         raise(m.site((*command)[0], key),
               "cannot execute '" + argv[0] + "': " + std::strerror(errno));
+    }
+    if (auto why = unsafe_path(argv[0])) {
+        raise(m.site((*command)[0], key), "refusing to run '" + argv[0] + "': " + *why);
     }
     return argv;
 }
@@ -971,6 +1014,11 @@ Config parse_config(const std::string& yaml, const std::string& source) {
 Config load_config(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno), path);
+    // Whoever can change the file chooses the commands the daemon runs.
+    if (auto why = unsafe_path(path)) {
+        throw ConfigError(path + ": refusing a configuration that others can change: " + *why,
+                          path);
+    }
     std::ostringstream text;
     text << in.rdbuf();
     return parse_config(text.str(), path);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "rootcertd/providers.hpp"
 #include "tempdir.hpp"
@@ -650,4 +651,57 @@ discover:
                        "\"{}\"}\n")
                   .find("discover[0].name: '{}': every '{' needs a field name"),
               std::string::npos);
+}
+
+// Like sshd's StrictModes: whoever can change the config or a program it
+// names chooses what a root daemon runs.
+TEST(Config, ACommandOrConfigOthersCanChangeIsRefused) {
+    test::TempDir dir;
+    const auto script = dir.write("hook.sh", "#!/bin/sh\nexit 0\n");
+    std::filesystem::permissions(script, std::filesystem::perms(0777));
+    const auto with_hook = [&](const std::filesystem::path& program) {
+        return error_of("api: {url: https://h, token_env: T}\n"
+                        "on_change: {command: [" + program.string() + "]}\n"
+                        "instances: [{org: a, id: b}]\n");
+    };
+    EXPECT_NE(with_hook(script).find(":2:23: on_change.command: refusing to run '" +
+                                     script.string() + "': " + script.string() +
+                                     " is writable by others (mode 0777)"),
+              std::string::npos)
+        << with_hook(script);
+    std::filesystem::permissions(script, std::filesystem::perms(0755));
+    EXPECT_EQ(with_hook(script), "") << "0755 in a private directory is fine";
+    // A safe script in a directory anyone may write to: it can be replaced.
+    std::filesystem::permissions(dir.path(), std::filesystem::perms(0777));
+    EXPECT_NE(with_hook(script).find("its directory " + dir.path().string() +
+                                     " is writable by others (mode 0777)"),
+              std::string::npos)
+        << with_hook(script);
+    std::filesystem::permissions(dir.path(), std::filesystem::perms(01777));
+    EXPECT_EQ(with_hook(script), "") << "a sticky directory (/tmp) keeps others' hands off";
+    std::filesystem::permissions(dir.path(), std::filesystem::perms(0700));
+    // A credential command is held to the same rule.
+    std::filesystem::permissions(script, std::filesystem::perms(0757));
+    const auto cred = error_of("credentials: {gcp: {command: [" + script.string() +
+                               "]}}\ninstances: [{org: a, id: b, name: x}]\n");
+    EXPECT_NE(cred.find("credentials.gcp.command: refusing to run"), std::string::npos) << cred;
+    // The config file itself.
+    const auto path = dir.write("c.yaml", "api: {url: https://h, token_env: T}\n"
+                                          "instances: [{org: a, id: b}]\n");
+    std::filesystem::permissions(path, std::filesystem::perms(0666));
+    try {
+        load_config(path.string());
+        FAIL() << "loaded a config others can change";
+    } catch (const ConfigError& e) {
+        EXPECT_EQ(std::string(e.what()),
+                  path.string() + ": refusing a configuration that others can change: " +
+                      path.string() + " is writable by others (mode 0666)");
+    }
+    if (::geteuid() == 0) {  // only root can give a file away
+        std::filesystem::permissions(path, std::filesystem::perms(0644));
+        ASSERT_EQ(::chown(path.c_str(), 65534, 65534), 0);
+        EXPECT_THROW(load_config(path.string()), ConfigError);
+        ASSERT_EQ(::chown(path.c_str(), 0, 0), 0);
+        EXPECT_NO_THROW(load_config(path.string()));
+    }
 }

@@ -156,7 +156,7 @@ TEST(Scheduler, ChecksDoNotBypassTheBackoffOfAFailingInstance) {
         "x", {}, {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
         [&]() -> boost::asio::awaitable<RefreshResult> {
             ++runs;
-            co_return RefreshResult{.failure = fail(Stage::live, "API still serves the old CA")};
+            co_return RefreshResult{.failure = fail(Stage::http, "HTTP 503: unavailable")};
         },
         Scheduler::Checker{[&]() -> boost::asio::awaitable<CheckResult> {
                                if (++checks == 3) scheduler.stop_all();
@@ -167,6 +167,31 @@ TEST(Scheduler, ChecksDoNotBypassTheBackoffOfAFailingInstance) {
     ioc.run();
     EXPECT_EQ(runs, 1);
     EXPECT_EQ(checks, 3);
+}
+
+TEST(Scheduler, AServerAheadOfAnAnsweringApiIsRefetchedAtTheCheckCadence) {
+    // The API answers, but with the old CA: only the live check fails. The
+    // next refresh is one check interval away, not retry_min (1h) away.
+    boost::asio::io_context ioc;
+    Scheduler scheduler(ioc.get_executor());
+    std::vector<std::chrono::steady_clock::duration> delays;
+    scheduler.on_scheduled = [&](const std::string&, std::chrono::steady_clock::time_point at) {
+        delays.push_back(at - std::chrono::steady_clock::now());
+        if (delays.size() == 2) scheduler.stop_all();
+    };
+    scheduler.start(
+        "x", {}, {.interval = 1h, .jitter = 0, .retry_min = 1h, .retry_max = 1h},
+        [&]() -> boost::asio::awaitable<RefreshResult> {
+            co_return RefreshResult{.failure = fail(Stage::live, "the API has not served it yet")};
+        },
+        Scheduler::Checker{[&]() -> boost::asio::awaitable<CheckResult> {
+                               co_return CheckResult{.problem = fail(Stage::live, "rotated"),
+                                                     .refresh_now = true};
+                           },
+                           5ms});
+    ioc.run();
+    ASSERT_EQ(delays.size(), 2u) << "a second refresh came at the check cadence";
+    for (const auto d : delays) EXPECT_LE(d, 5ms);
 }
 
 TEST(Scheduler, WithAdmissionAJobRunsOnlyWhileItHoldsASlot) {
