@@ -804,6 +804,7 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
     }
     d.interval = m.parsed<Duration>("interval", positive_duration).value_or(d.interval);
     if (auto n = m.parsed<unsigned>("max_instances", whole_number(1, 100'000))) d.max_instances = *n;
+    if (auto b = m.parsed<bool>("confirm_mass_removal", parse_bool)) d.confirm_mass_removal = *b;
     d.name_template = m.text("name").value_or(tembo ? "{instance_name}" : "{name}");
     check_template(m, "name", d.name_template);
     if (auto ca = m.text("ca_file")) {

@@ -50,6 +50,13 @@ constexpr auto temp_sweep_interval = std::chrono::minutes(5);
 // restarts; /readyz keeps telling which files are missing.
 constexpr auto max_ready_wait = std::chrono::seconds(30);
 
+// "a,b,c", or "-" for none.
+std::string join_names(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& name : names) out += (out.empty() ? "" : ",") + name;
+    return out.empty() ? "-" : out;
+}
+
 bool same_globals(Config a, Config b) {
     a.instances.clear();
     b.instances.clear();
@@ -359,13 +366,8 @@ class DaemonRunner {
                 start(services_, inst);
             }
         }
-        const auto join = [](const std::vector<std::string>& v) {
-            std::string out;
-            for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
-            return out.empty() ? "-" : out;
-        };
-        return "added " + join(added) + "; changed " + join(changed) + "; removed " +
-               join(removed) + " (files kept, no longer refreshed)";
+        return "added " + join_names(added) + "; changed " + join_names(changed) + "; removed " +
+               join_names(removed) + " (files kept, no longer refreshed)";
     }
 
     // Whether a discovery source has not listed since start: the
@@ -420,11 +422,25 @@ class DaemonRunner {
                 }
                 const auto at = std::find_if(found_.begin(), found_.end(),
                                              [&](const auto& e) { return e.first == label; });
+                auto& pending = pending_removal_[label];
+                auto confirmed =
+                    confirm_removals(at == found_.end() ? nullptr : &at->second,
+                                     std::move(listed.value()), pending, d.confirm_mass_removal);
+                if (!confirmed.pending.empty() && confirmed.pending != pending) {
+                    spdlog::warn(
+                        "discovery {}: the list leaves out {} of {} instance(s): {}; kept until "
+                        "the next list, in {}, leaves them out too (confirm_mass_removal)",
+                        label, confirmed.pending.size(),
+                        at == found_.end() ? 0 : at->second.instances.size(),
+                        join_names(confirmed.pending), human(d.interval));
+                }
+                pending = std::move(confirmed.pending);
+                board_.record_pending_removal(label, pending);
                 if (at == found_.end()) {
-                    found_.emplace_back(label, std::move(listed.value()));
+                    found_.emplace_back(label, std::move(confirmed.listing));
                     order_found(s->config);
                 } else {
-                    at->second = std::move(listed.value());
+                    at->second = std::move(confirmed.listing);
                 }
                 auto next = composed();
                 const auto kept = kept_from(next, label);
@@ -509,6 +525,7 @@ class DaemonRunner {
     // config order), refusals already logged, and the running loops.
     std::vector<Instance> listed_;
     std::vector<std::pair<std::string, Listing>> found_;
+    std::map<std::string, std::vector<std::string>> pending_removal_;  // per source label
     std::set<std::string> refused_logged_;
     std::map<std::string, FailureLog> discovery_failures_;
     std::vector<std::shared_ptr<asio::steady_timer>> discovery_timers_;

@@ -302,6 +302,26 @@ Composed compose_instances(const std::vector<Instance>& listed,
     return out;
 }
 
+Confirmed confirm_removals(const Listing* previous, Listing next,
+                           const std::vector<std::string>& pending, bool confirm) {
+    if (!confirm || previous == nullptr) return {std::move(next), {}};
+    std::set<std::string_view> listed;
+    for (const auto& inst : next.instances) listed.insert(inst.name);
+    std::vector<const Instance*> missing;
+    for (const auto& inst : previous->instances) {
+        if (!listed.contains(inst.name)) missing.push_back(&inst);
+    }
+    if (missing.size() < 2 || missing.size() * 2 <= previous->instances.size()) {
+        return {std::move(next), {}};
+    }
+    std::vector<std::string> names;
+    for (const auto* inst : missing) names.push_back(inst->name);
+    std::sort(names.begin(), names.end());
+    if (names == pending) return {std::move(next), {}};  // a second list agrees
+    for (const auto* inst : missing) next.instances.push_back(*inst);
+    return {std::move(next), std::move(names)};
+}
+
 std::size_t kept_from(const Composed& composed, const std::string& source) {
     return static_cast<std::size_t>(std::count(composed.from.begin(), composed.from.end(), source));
 }

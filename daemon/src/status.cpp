@@ -76,6 +76,11 @@ void StatusBoard::record_discovery(const std::string& source, std::optional<std:
     }
 }
 
+void StatusBoard::record_pending_removal(const std::string& source,
+                                         std::vector<std::string> names) {
+    discovery_[source].pending_removal = std::move(names);
+}
+
 void StatusBoard::record_check(const std::string& name, const CheckResult& c) {
     auto* st = find(name);
     if (st == nullptr || !c.live_ok) return;  // the server could not be reached
@@ -208,12 +213,15 @@ std::string StatusBoard::to_json() const {
     if (!discovery_.empty()) {
         json::array sources, refusals;
         for (const auto& [source, d] : discovery_) {
+            json::array pending;
+            for (const auto& name : d.pending_removal) pending.emplace_back(name);
             sources.push_back(
                 json::object{{"source", source},
                              {"instances", d.kept},
                              {"last_success", time_or_null(d.last_success)},
                              {"last_error", d.last_error.empty() ? json::value(nullptr)
-                                                                 : json::value(d.last_error)}});
+                                                                 : json::value(d.last_error)},
+                             {"pending_removal", std::move(pending)}});
         }
         for (const auto& r : refused) {
             refusals.push_back(
@@ -310,6 +318,12 @@ std::string render_metrics(const StatusBoard& board) {
         for (const auto& [source, d] : board.discovery()) {
             out += "rootcertd_discovery_instances{source=\"" + escape(source) + "\"} " +
                    std::to_string(d.kept) + "\n";
+        }
+        family("rootcertd_discovery_pending_removals", "gauge",
+               "Instances the source's last list left out, kept until the next list agrees.");
+        for (const auto& [source, d] : board.discovery()) {
+            out += "rootcertd_discovery_pending_removals{source=\"" + escape(source) + "\"} " +
+                   std::to_string(d.pending_removal.size()) + "\n";
         }
         family("rootcertd_discovery_last_success_timestamp_seconds", "gauge",
                "Unix time of the discovery source's last successful list.");

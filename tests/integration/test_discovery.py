@@ -287,3 +287,39 @@ def test_after_a_restart_a_failing_source_keeps_its_sections(api, pki, providers
         assert "[do-main]" in text and "[sql-a]\nhost=sql-a.proj.sql.goog\n" in text, text
     finally:
         assert d.stop() == 0
+
+
+def test_a_mass_removal_is_applied_only_when_the_next_list_agrees(api, pki, tmp_path):
+    """A well-formed list can still be wrong (a token for another org, a
+    partial page): one that drops most instances at once waits a list."""
+    ca = pki.ca("disc-mass")
+    p = api.port
+    for inst in ("inst_a", "inst_b", "inst_c"):
+        api.serve("org_d", inst, ca)
+    everyone = [tembo_instance("inst_a", "alpha", port=p), tembo_instance("inst_b", "beta", port=p),
+                tembo_instance("inst_c", "gamma", port=p)]
+    put_list(api, "org_d", everyone)
+    port = free_port()
+    services = tmp_path / "pg_service.conf"
+    d = Daemon(tmp_path / "d", api, [], metrics={"listen": f"127.0.0.1:{port}"},
+               pg_service_file=str(services), refresh_interval="1h",
+               discover=[tembo_discovery(api, interval="1s")])
+    d.start()
+    try:
+        wait_for(lambda: all(d.file(n).exists() for n in ("alpha", "beta", "gamma")), 10, "files")
+        metric = lambda: parse_metrics(http_get(port, "/metrics")[2]).get(
+            ("rootcertd_discovery_pending_removals", frozenset({"source": "tembo:org_d"}.items())))
+        assert metric() == 0
+        put_list(api, "org_d", everyone[:1])
+        d.wait_log("discovery tembo:org_d: the list leaves out 2 of 3 instance(s): beta,gamma; "
+                   "kept until the next list, in 1000ms, leaves them out too")
+        wait_for(lambda: metric() == 2, 5, "the pending removal in /metrics")
+        status = json.loads(http_get(port, "/status")[2])
+        assert status["discovery"][0]["pending_removal"] == ["beta", "gamma"]
+        assert "[beta]" in services.read_text() and "removed beta" not in d.output()
+        # One interval later the list still leaves them out: they go.
+        d.wait_log("removed beta,gamma (files kept, no longer refreshed)", timeout=10)
+        wait_for(lambda: metric() == 0, 5, "nothing pending")
+        assert "[beta]" not in services.read_text()
+    finally:
+        assert d.stop() == 0

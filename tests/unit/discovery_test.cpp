@@ -205,3 +205,53 @@ TEST(Discovery, ListedInstancesWinAndTheFirstFoundKeepsAName) {
     EXPECT_EQ(kept_from(out, "tembo:o"), 1u);
     EXPECT_EQ(kept_from(out, "digitalocean"), 0u);
 }
+
+namespace {
+Listing named(std::initializer_list<const char*> names) {
+    Listing l;
+    for (const char* n : names) {
+        Instance inst;
+        inst.name = n;
+        l.instances.push_back(inst);
+    }
+    return l;
+}
+std::vector<std::string> names_of(const Listing& l) {
+    std::vector<std::string> out;
+    for (const auto& inst : l.instances) out.push_back(inst.name);
+    std::sort(out.begin(), out.end());
+    return out;
+}
+}  // namespace
+
+TEST(Discovery, AMassRemovalWaitsForTheNextListToAgree) {
+    const auto before = named({"a", "b", "c", "d"});
+    // A list without three of four (a token for another project?): kept.
+    auto first = confirm_removals(&before, named({"a"}), {}, true);
+    EXPECT_EQ(names_of(first.listing), (std::vector<std::string>{"a", "b", "c", "d"}));
+    EXPECT_EQ(first.pending, (std::vector<std::string>{"b", "c", "d"}));
+    // The next list leaves out the same: they go.
+    auto second = confirm_removals(&first.listing, named({"a"}), first.pending, true);
+    EXPECT_EQ(names_of(second.listing), (std::vector<std::string>{"a"}));
+    EXPECT_TRUE(second.pending.empty());
+    // The next list has them back: nothing goes, nothing waits.
+    auto back = confirm_removals(&first.listing, named({"a", "b", "c", "d"}), first.pending, true);
+    EXPECT_EQ(names_of(back.listing).size(), 4u);
+    EXPECT_TRUE(back.pending.empty());
+}
+
+TEST(Discovery, SmallRemovalsAndTurnedOffConfirmationApplyAtOnce) {
+    const auto before = named({"a", "b", "c", "d"});
+    EXPECT_EQ(names_of(confirm_removals(&before, named({"a", "b"}), {}, true).listing).size(), 2u)
+        << "exactly half is not more than half";
+    EXPECT_EQ(names_of(confirm_removals(&before, named({"a", "b", "c"}), {}, true).listing).size(),
+              3u);
+    const auto two = named({"a", "b"});
+    EXPECT_EQ(names_of(confirm_removals(&two, named({}), {}, true).listing).size(), 2u)
+        << "two of two is a mass removal";
+    const auto one = named({"a"});
+    EXPECT_TRUE(confirm_removals(&one, named({}), {}, true).listing.instances.empty())
+        << "one instance is not a mass";
+    EXPECT_TRUE(confirm_removals(&before, named({}), {}, false).listing.instances.empty());
+    EXPECT_TRUE(confirm_removals(nullptr, named({}), {}, true).pending.empty()) << "at start";
+}

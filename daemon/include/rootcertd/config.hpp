@@ -134,6 +134,9 @@ struct Discovery {
     std::optional<std::string> credential;  // unset: api.token_file/token_env (tembo)
     Duration interval{std::chrono::minutes(10)};
     std::size_t max_instances = 1000;  // a longer list is refused whole
+    // A list that would remove more than half of the instances (two or more)
+    // is applied only when the next list agrees.
+    bool confirm_mass_removal = true;
     std::string name_template;  // {field}: top-level string fields of a listed object
     std::string data_plane;     // tembo: each instance's CA origin, a template
     std::optional<std::filesystem::path> ca_file;

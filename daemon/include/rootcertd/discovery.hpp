@@ -87,6 +87,19 @@ struct DiscoveredAll {
 boost::asio::awaitable<DiscoveredAll> discover_all(std::shared_ptr<Services> services,
                                                    std::vector<Instance> listed);
 
+// NEXT, a source's new list, held against the list kept before (PREVIOUS,
+// none after a start) when CONFIRM: a list that leaves out more than half of
+// the previous instances, and at least two, may be wrong (a token for
+// another project, a partial page). Those instances are kept, and named in
+// `pending`, until a list leaves out the same ones again (PENDING, the
+// previous call's): then they go.
+struct Confirmed {
+    Listing listing;
+    std::vector<std::string> pending;
+};
+Confirmed confirm_removals(const Listing* previous, Listing next,
+                           const std::vector<std::string>& pending, bool confirm);
+
 // How many of SOURCE's instances COMPOSED kept.
 std::size_t kept_from(const Composed& composed, const std::string& source);
 

@@ -48,6 +48,7 @@ struct DiscoveryStatus {
     std::size_t kept = 0;
     std::optional<SysTime> last_success;
     std::string last_error;
+    std::vector<std::string> pending_removal;  // kept until the next list agrees
 };
 
 // Event-loop only. Instances are kept in name order.
@@ -70,6 +71,8 @@ class StatusBoard {
     // A discovery source listed KEPT instances, or failed with ERROR.
     void record_discovery(const std::string& source, std::optional<std::size_t> kept,
                           const std::string& error = "");
+    // The instances SOURCE's last list left out that wait for the next to agree.
+    void record_pending_removal(const std::string& source, std::vector<std::string> names);
     // Discovered instances refused for their name, and why.
     std::vector<Refused> refused;
     const std::map<std::string, DiscoveryStatus>& discovery() const { return discovery_; }
