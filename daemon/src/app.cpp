@@ -87,9 +87,17 @@ int check_config(const std::string& path, bool json) {
         const auto cfg = load_config(path);
         // Every secret that can be read without running anything; a
         // command credential is only checked to be executable (config.cpp).
+        // The API token only when a Tembo instance sends it: a fleet without
+        // Tembo runs with the packaged unit's empty token file.
         std::vector<std::pair<std::string, TokenSource>> secrets;
-        if (cfg.token_file) secrets.emplace_back("api", TokenSource::from_file(*cfg.token_file));
-        if (cfg.token_env) secrets.emplace_back("api", TokenSource::from_env(*cfg.token_env));
+        if (const auto users = api_token_users(cfg); !users.empty()) {
+            std::string who = users[0];
+            for (std::size_t i = 1; i < users.size() && i < 5; ++i) who += ", " + users[i];
+            if (users.size() > 5) who += " and " + std::to_string(users.size() - 5) + " more";
+            const std::string where = "api (the Tembo token, sent by " + who + ")";
+            if (cfg.token_file) secrets.emplace_back(where, TokenSource::from_file(*cfg.token_file));
+            if (cfg.token_env) secrets.emplace_back(where, TokenSource::from_env(*cfg.token_env));
+        }
         for (const auto& c : cfg.credentials) {
             const std::string where = "credentials." + c.name;
             if (c.file) {

@@ -92,6 +92,17 @@ Outcome<Endpoint> parse_https_url(std::string_view text) {
     return e;
 }
 
+std::vector<std::string> api_token_users(const Config& config) {
+    std::vector<std::string> users;
+    for (const auto& i : config.instances) {
+        if (i.source->sends_secret() && !i.source->credential) users.push_back(i.name);
+    }
+    for (const auto& d : config.discover) {
+        if (!d.credential) users.push_back("discover " + d.label());
+    }
+    return users;
+}
+
 bool is_host(const std::string& s) {
     if (is_ip_literal(s)) return true;
     if (s.empty() || s.size() > 253) return false;

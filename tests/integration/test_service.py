@@ -147,6 +147,32 @@ def test_packaged_config_reads_the_systemd_credential(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_the_units_start_without_a_tembo_token_and_the_daemon_says_who_needs_it(tmp_path):
+    """Both units carried ConditionPathExists=/etc/rootcertd/token: an RDS-only
+    host silently skipped the service. Now postinst creates the token file
+    empty; a fleet without Tembo never reads it, a Tembo one is told."""
+    for unit in ("rootcertd.service", "rootcertd-once.service"):
+        assert "ConditionPathExists" not in (ROOT / "systemd" / unit).read_text(), unit
+    assert "install -m 0600 /dev/null /etc/rootcertd/token" in (
+        ROOT / "packaging" / "debian" / "rootcertd.postinst").read_text()
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "token").write_text("")  # what LoadCredential= passes from postinst's file
+    (creds / "token").chmod(0o600)
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
+    tembo = subprocess.run([str(BINARY), "--config", str(ROOT / "config" / "rootcertd.yaml"),
+                            "--check-config"], capture_output=True, text=True, env=env)
+    assert tembo.returncode == 2
+    assert (f"api (the Tembo token, sent by prod): token file {creds}/token holds no token"
+            in tembo.stderr), tembo.stderr
+    rds_only = tmp_path / "rds.yaml"
+    rds_only.write_text('api: {token_file: "${CREDENTIALS_DIRECTORY}/token"}\n'
+                        'instances: [{name: rds, source: {provider: rds, region: eu-west-1}}]\n')
+    r = subprocess.run([str(BINARY), "--config", str(rds_only), "--check-config"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+
+
 @pytest.mark.parametrize("page", ["rootcertd.8", "rootcertd.yaml.5"])
 def test_man_pages_render_cleanly(page):
     r = subprocess.run(["man", "--warnings", "-l", str(ROOT / "docs" / "man" / page)],

@@ -227,6 +227,10 @@ std::string url_host(const std::string& host);
 // checks become IP checks).
 bool is_ip_literal(const std::string& host);
 
+// CONFIG's instances and discover entries ("discover tembo:org") that send
+// api.token_file / token_env's token: Tembo ones without a credential.
+std::vector<std::string> api_token_users(const Config& config);
+
 // A host name (labels of letters, digits, '-' and '_', 1 to 63 characters,
 // joined by '.', at most 253 in all) or an IPv4 or IPv6 address: what may
 // go into pg_service.conf's host= and a live check. No port, no space, no
