@@ -57,7 +57,9 @@ Outcome<Duration> parse_duration(std::string_view text) {
         {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
     const auto it = ms_per.find(unit);
     if (it == ms_per.end()) {
-        return fail("'" + std::string(text) + "' has no unit; use ms, s, m, h or d");
+        if (unit.empty()) return fail("'" + std::string(text) + "' has no unit; use ms, s, m, h or d");
+        return fail("unknown unit '" + std::string(unit) + "' in '" + std::string(text) +
+                    "' (use ms, s, m, h, d)");
     }
     // n < 10^9 and a day is < 10^8 ms: the product fits in 64 bits.
     const Duration d{static_cast<Duration::rep>(n * it->second)};
@@ -197,6 +199,25 @@ std::string expand_env(const MakeSite& site, const std::string& in) {
     return out;
 }
 
+std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::string& p);
+
+// Edits (insert, delete, replace, swap two neighbours) from A to B.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1,
+                                d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    return d[a.size()][b.size()];
+}
+
 // A YAML mapping read strictly: each key once, every key known.
 class MapReader {
     struct Entry {
@@ -261,8 +282,37 @@ class MapReader {
 
     std::string required(const char* key) {
         auto value = text(key);
-        if (!value || value->empty()) raise({source_, node_.Mark(), key_path(key)}, "is required");
+        if (!value || value->empty()) {
+            raise_typo_of({key});
+            raise({source_, node_.Mark(), key_path(key)}, "is required");
+        }
         return *value;
+    }
+
+    // A path value, relative to BASE_DIR. '~' is no home directory here.
+    std::optional<std::filesystem::path> path(const char* key,
+                                              const std::filesystem::path& base_dir) {
+        auto value = text(key);
+        if (!value) return std::nullopt;
+        if (value->starts_with("~")) {
+            raise(site(key), "'" + *value + "': '~' is not expanded; write the absolute path");
+        }
+        return resolve(base_dir, *value);
+    }
+
+    // Before an error about KEYS (one of them missing, or none set): a key
+    // nobody asked for that is a near miss of one of them is the mistake.
+    void raise_typo_of(std::initializer_list<std::string_view> keys) const {
+        for (const auto& entry : entries_) {
+            if (entry.used) continue;
+            for (const auto wanted : keys) {
+                if (near_miss(entry.name, wanted)) {
+                    raise({source_, entry.key.Mark(), key_path(std::string(entry.name))},
+                          "unknown key '" + std::string(entry.name) + "' (did you mean '" +
+                              std::string(wanted) + "'?)");
+                }
+            }
+        }
     }
 
     Site site(YamlNode node, const std::string& key) const {
@@ -281,14 +331,24 @@ class MapReader {
     void finish() const {
         for (const auto& entry : entries_) {
             if (entry.used) continue;
+            const Site where{source_, entry.key.Mark(), key_path(std::string(entry.name))};
+            const std::string unknown = "unknown key '" + std::string(entry.name) + "'";
+            for (const auto& k : known_) {
+                if (near_miss(entry.name, k)) raise(where, unknown + " (did you mean '" + k + "'?)");
+            }
             std::string known;
             for (const auto& k : known_) known += (known.empty() ? "" : ", ") + k;
-            raise({source_, entry.key.Mark(), key_path(std::string(entry.name))},
-                  "unknown key (expected one of: " + known + ")");
+            raise(where, unknown + " (expected one of: " + known + ")");
         }
     }
 
   private:
+    // A typo: one or two edits away, and not most of the word.
+    static bool near_miss(std::string_view typed, std::string_view key) {
+        const auto d = edit_distance(typed, key);
+        return d > 0 && d <= (key.size() <= 4 ? 1u : 2u);
+    }
+
     std::string key_path(const std::string& key) const {
         return path_.empty() ? key : path_ + "." + key;
     }
@@ -488,6 +548,20 @@ std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::
 }
 
 YamlTree read_tree(const std::string& yaml, const std::string& source, YamlTree::Marks marks) {
+    // yaml-cpp calls a tab in the indentation an "illegal map value".
+    std::size_t line = 0;
+    for (std::size_t at = 0; at < yaml.size(); ++line) {
+        const auto end = std::min(yaml.find('\n', at), yaml.size());
+        const auto text = std::min(yaml.find_first_not_of(" \t", at), end);
+        if (const auto tab = yaml.find('\t', at); tab < text && text < end) {
+            YAML::Mark mark;
+            mark.pos = static_cast<int>(tab);
+            mark.line = static_cast<int>(line);
+            mark.column = static_cast<int>(tab - at);
+            raise({source, mark, ""}, "tabs are not allowed in YAML indentation; indent with spaces");
+        }
+        at = end + 1;
+    }
     try {
         return YamlTree(yaml, marks);
     } catch (const YAML::ParserException& e) {
@@ -502,13 +576,13 @@ void read_api(const std::string& source, MapReader& top, const std::filesystem::
     if (!api_node) return;  // needed only by Tembo instances (checked with them)
     MapReader api(source, *api_node, "api");
     cfg.api = api.parsed<Endpoint>("url", parse_https_url);
-    if (auto f = api.text("token_file")) cfg.token_file = resolve(base_dir, *f);
+    cfg.token_file = api.path("token_file", base_dir);
     cfg.token_env = api.text("token_env");
     if (cfg.token_file && cfg.token_env) {
         raise(api.site(), "set one of token_file and token_env, not both");
     }
-    if (auto ca = api.text("ca_file")) {
-        cfg.ca_file = resolve(base_dir, *ca);
+    if (auto ca = api.path("ca_file", base_dir)) {
+        cfg.ca_file = *ca;
         if (::access(cfg.ca_file->c_str(), R_OK) != 0) {
             raise(api.site("ca_file"),
                   "cannot read '" + cfg.ca_file->string() + "': " + std::strerror(errno));
@@ -525,8 +599,8 @@ void read_api(const std::string& source, MapReader& top, const std::filesystem::
         }
         cfg.proxy = *proxy;
     }
-    if (auto f = api.text("proxy_auth_file")) {
-        cfg.proxy_auth_file = resolve(base_dir, *f);
+    if (auto f = api.path("proxy_auth_file", base_dir)) {
+        cfg.proxy_auth_file = *f;
         if (::access(cfg.proxy_auth_file->c_str(), R_OK) != 0) {
             raise(api.site("proxy_auth_file"),
                   "cannot read '" + cfg.proxy_auth_file->string() + "': " + std::strerror(errno));
@@ -554,10 +628,11 @@ void read_credentials(const std::string& source, MapReader& top,
         MapReader m(source, *all.take(name.c_str()), "credentials." + name);
         Credential c;
         c.name = name;
-        if (auto f = m.text("file")) c.file = resolve(base_dir, *f);
+        c.file = m.path("file", base_dir);
         c.env = m.text("env");
         if (m.has("command")) c.command = read_command(m, "command");
         if (int{c.file.has_value()} + int{c.env.has_value()} + int{!c.command.empty()} != 1) {
+            m.raise_typo_of({"file", "env", "command"});
             raise(m.site(), "set exactly one of file, env and command");
         }
         if (c.env && std::getenv(c.env->c_str()) == nullptr) {
@@ -727,8 +802,8 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
                 std::move(credential));
         }
     }
-    if (auto ca = m.text("ca_file")) {
-        out.ca_file = resolve(base_dir, *ca);
+    if (auto ca = m.path("ca_file", base_dir)) {
+        out.ca_file = *ca;
         if (::access(out.ca_file->c_str(), R_OK) != 0) {
             raise(m.site("ca_file"),
                   "cannot read '" + out.ca_file->string() + "': " + std::strerror(errno));
@@ -818,8 +893,8 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
     if (auto b = m.parsed<bool>("confirm_mass_removal", parse_bool)) d.confirm_mass_removal = *b;
     d.name_template = m.text("name").value_or(tembo ? "{instance_name}" : "{name}");
     check_template(m, "name", d.name_template);
-    if (auto ca = m.text("ca_file")) {
-        d.ca_file = resolve(base_dir, *ca);
+    if (auto ca = m.path("ca_file", base_dir)) {
+        d.ca_file = *ca;
         if (::access(d.ca_file->c_str(), R_OK) != 0) {
             raise(m.site("ca_file"),
                   "cannot read '" + d.ca_file->string() + "': " + std::strerror(errno));
@@ -891,8 +966,10 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
     inst.dbname = service_value(m, "dbname");
     inst.user = service_value(m, "user");
     for (const char* key : {"port", "verify_interval", "dbname", "user"}) {
-        if (!inst.host && m.has(key))
+        if (!inst.host && m.has(key)) {
+            m.raise_typo_of({"host"});
             raise(m.site(key), "needs 'host' (the PostgreSQL server to check)");
+        }
     }
     return inst;
 }
@@ -901,8 +978,8 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
 // scheduler's, metrics.
 void read_globals(const std::string& source, MapReader& top, const std::filesystem::path& base_dir,
                   Config& cfg) {
-    if (auto dir = top.text("cert_dir")) cfg.cert_dir = resolve(base_dir, *dir);
-    if (auto dir = top.text("state_dir")) cfg.state_dir = resolve(base_dir, *dir);
+    if (auto dir = top.path("cert_dir", base_dir)) cfg.cert_dir = *dir;
+    if (auto dir = top.path("state_dir", base_dir)) cfg.state_dir = *dir;
     {
         const auto cert = cfg.cert_dir.lexically_normal(), state = cfg.state_dir.lexically_normal();
         const auto rel = state.lexically_relative(cert);
@@ -911,7 +988,7 @@ void read_globals(const std::string& source, MapReader& top, const std::filesyst
                                   "' must not be inside cert_dir (clients read every file there)");
         }
     }
-    if (auto f = top.text("pg_service_file")) cfg.pg_service_file = resolve(base_dir, *f);
+    cfg.pg_service_file = top.path("pg_service_file", base_dir);
     if (auto d = top.parsed<Duration>("verify_interval", positive_duration))
         cfg.verify_interval = *d;
     cfg.keep_previous = read_rotation(source, top, "rotation").value_or(cfg.keep_previous);

@@ -437,7 +437,7 @@ TEST(Config, JsonThatYamlCppRefusesIsReadAsJson) {
         " \"instances\"\n : [{\"org\": \"a\", \"id\": \"b\"}]}";
     EXPECT_EQ(parse_config(json, "f.json").instances.at(0).id, "b");
     auto bad = json;
-    bad.replace(bad.find("\"id\""), 4, "\"di\"");
+    bad.replace(bad.find("\"id\""), 4, "\"xyz\"");  // no near miss of "id": "is required"
     EXPECT_EQ(error_of(bad).rfind("/etc/rootcertd/test.yaml: instances[0].id: is required", 0), 0u)
         << error_of(bad);
 }
@@ -704,4 +704,43 @@ TEST(Config, ACommandOrConfigOthersCanChangeIsRefused) {
         ASSERT_EQ(::chown(path.c_str(), 0, 0), 0);
         EXPECT_NO_THROW(load_config(path.string()));
     }
+}
+
+TEST(Config, ATypoIsReportedAsATypoWhereItIs) {
+    const std::string api = "api: {url: https://h, token_env: HOME}\n";
+    const std::vector<std::pair<std::string, std::string>> cases{
+        // It said "instances[0].dbname: needs 'host'".
+        {"instances:\n  - {org: a, id: b, hots: db.example.com, dbname: app}\n",
+         ":3:21: instances[0].hots: unknown key 'hots' (did you mean 'host'?)"},
+        // It said "set exactly one of file, env and command".
+        {"credentials: {c: {flie: /x}}\ninstances: [{org: a, id: b}]\n",
+         ":2:19: credentials.c.flie: unknown key 'flie' (did you mean 'file'?)"},
+        // It said "source.project: is required".
+        {"credentials: {c: {env: HOME}}\n"
+         "instances: [{name: x, source: {provider: aiven, projet: p, credential: c}}]\n",
+         "instances[0].source.projet: unknown key 'projet' (did you mean 'project'?)"},
+        {"instances: [{org: a, id: b, rotaton: {keep_previous: 1d}}]\n",
+         "unknown key 'rotaton' (did you mean 'rotation'?)"},
+        // It said "'10min' has no unit".
+        {"refresh_interval: 10min\ninstances: [{org: a, id: b}]\n",
+         ":2:19: refresh_interval: unknown unit 'min' in '10min' (use ms, s, m, h, d)"},
+        // It said "illegal map value".
+        {"instances:\n\t- {org: a, id: b}\n",
+         ":3:1: tabs are not allowed in YAML indentation; indent with spaces"},
+        // It created a directory named "~".
+        {"cert_dir: ~/certs\ninstances: [{org: a, id: b}]\n",
+         ":2:11: cert_dir: '~/certs': '~' is not expanded; write the absolute path"},
+        // It wrote "...:5432:5432" into pg_service.conf.
+        {"instances: [{org: a, id: b, host: \"db.example.com:5432\"}]\n",
+         "instances[0].host: 'db.example.com:5432' holds a port: write host: db.example.com "
+         "and port: 5432"},
+    };
+    for (const auto& [yaml, expect] : cases) {
+        const auto error = error_of(api + yaml);
+        EXPECT_NE(error.find(expect), std::string::npos) << yaml << "\n-> " << error;
+    }
+    // Far from every key: the list of keys, as before.
+    EXPECT_NE(error_of(api + "instances: [{org: a, id: b, zzzzzz: 1}]\n")
+                  .find("unknown key 'zzzzzz' (expected one of: "),
+              std::string::npos);
 }
