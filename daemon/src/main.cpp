@@ -16,7 +16,7 @@ namespace {
 
 constexpr const char* usage_text =
     "Usage: rootcertd [--config FILE] [--once | --check-config | --list-instances]\n"
-    "                 [--log-level LEVEL] [--log-format text|json]\n"
+    "                 [--log-level LEVEL] [--log-format text|json] [--log-output stderr|stdout]\n"
     "\n"
     "Fetches the root CA of every configured managed PostgreSQL instance (Tembo,\n"
     "Aiven, DigitalOcean, Cloud SQL, Crunchy Bridge, RDS, Azure, any https URL),\n"
@@ -31,8 +31,8 @@ constexpr const char* usage_text =
     "  --log-level LEVEL   trace, debug, info (default), warning, error, off\n"
     "  --log-format FMT    text (default) or json (one object per line)\n"
     "  --log-output OUT    stderr (default) or stdout\n"
-    "  --version           print the version\n"
-    "  --help              print this help\n"
+    "  -V, --version       print the version and the commit it was built from\n"
+    "  -h, --help          print this help\n"
     "\n"
     "Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop (exit 0).\n";
 
@@ -77,8 +77,8 @@ int main(int argc, char** argv) {
         if (arg == "--help" || arg == "-h") {
             std::fputs(usage_text, stdout);
             return rootcertd::exit_ok;
-        } else if (arg == "--version") {
-            std::printf("rootcertd %s\n", ROOTCERTD_VERSION);
+        } else if (arg == "--version" || arg == "-V") {
+            std::printf("rootcertd %s (commit %s)\n", ROOTCERTD_VERSION, ROOTCERTD_COMMIT);
             return rootcertd::exit_ok;
         } else if (arg == "--once") {
             options.once = true;

@@ -261,3 +261,25 @@ def test_debian_package_builds_installs_and_purges():
     finally:
         subprocess.run(["dpkg", "--purge", "rootcertd"], check=True, capture_output=True)
     assert not pathlib.Path("/usr/sbin/rootcertd").exists()
+
+
+def test_version_names_the_commit_and_every_option_is_documented():
+    """--version named no commit, -V was refused, and the README, --help and
+    rootcertd(8) each lacked an option the binary accepts."""
+    v = subprocess.run([str(BINARY), "--version"], capture_output=True, text=True)
+    assert v.returncode == 0
+    assert subprocess.run([str(BINARY), "-V"], capture_output=True, text=True).stdout == v.stdout
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout: the commit it was built from
+        assert re.fullmatch(r"rootcertd \S+ \(commit " + head.stdout.strip() + r"(-dirty)?\)\n",
+                            v.stdout), v.stdout
+    help_text = subprocess.run([str(BINARY), "--help"], capture_output=True, text=True).stdout
+    options = set(re.findall(r"(--[a-z-]+|-[A-Za-z])\b", help_text))
+    assert {"--config", "--once", "--check-config", "--list-instances", "--log-level",
+            "--log-format", "--log-output", "--version", "-V", "--help", "-h"} <= options
+    readme = (ROOT / "README.md").read_text()
+    man = (ROOT / "docs" / "man" / "rootcertd.8").read_text().replace("\\-", "-")
+    for option in options:
+        assert f"`{option}" in readme, f"README lacks {option}"
+        assert option in man, f"rootcertd(8) lacks {option}"
