@@ -72,7 +72,7 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
             ioc, rt.refresh_and_hook(s, inst),
             [&, name = inst.name, labels = labels_of(inst)](std::exception_ptr e, RefreshResult r) {
                 if (e) r.failure = fail("aborted");
-                if (!r.ok()) ++failed;
+                if (Reporter::failed_pass(r)) ++failed;
                 InstanceLog log;
                 reporter.refreshed(name, labels, r, log, std::nullopt,
                                    std::chrono::steady_clock::now());
@@ -95,9 +95,7 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - began);
     rt.on_hook_end = nullptr;  // it refers to this frame
-    reporter.summarize_unreachable();
-    spdlog::info("refreshed {}/{} instance(s) in {} ms", instances.size() - failed,
-                 instances.size(), took.count());
+    reporter.summarize_pass(instances.size(), took);
     return failed == 0 && discovered && rt.service_file_ok() ? exit_ok : exit_failed;
 }
 

@@ -321,7 +321,10 @@ asio::awaitable<void> verify_live(std::shared_ptr<Services> s, const Instance& i
                                   RefreshResult& result) {
     if (!chain) {
         auto probed = co_await probe(s, inst);
-        if (!probed) co_return;
+        if (!probed) {
+            result.live_unreachable = probed.failure();
+            co_return;
+        }
         chain = std::move(probed.value());
     }
     const auto verdict = verify_chain(*chain, installed, *inst.host);

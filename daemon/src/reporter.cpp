@@ -64,6 +64,16 @@ void Reporter::refreshed(const std::string& name, const LogFields& labels, const
         }
         log.outage.reset();
     }
+    if (!retry && failed_pass(r)) {  // --once: named again in the summary
+        failed_.emplace_back(name, r.ok() ? "live check: " + r.live_unreachable->message
+                                          : r.error());
+    }
+    if (r.ok() && !retry && r.live_unreachable) {
+        say(spdlog::level::err,
+            "live check: the server could not be reached: " + r.live_unreachable->message,
+            {{"error", r.live_unreachable->message},
+             {"stage", stage_name(r.live_unreachable->stage)}});
+    }
     if (r.ok()) {
         if (const auto n = log.failures.on_success(); n > 0) {
             say(spdlog::level::info, "recovered after " + std::to_string(n) + " failed attempt(s)");
@@ -119,11 +129,22 @@ void Reporter::refreshed(const std::string& name, const LogFields& labels, const
     }
 }
 
-void Reporter::summarize_unreachable() const {
+void Reporter::summarize_pass(std::size_t total, std::chrono::milliseconds took) const {
     for (const auto& [origin, log] : unreachable_) {
         if (log.failures() > 0) {
             spdlog::error("{} instance(s) could not reach {}", log.failures(), origin);
         }
+    }
+    spdlog::info("refreshed {}/{} instance(s) in {} ms{}", total - failed_.size(), total,
+                 took.count(), failed_.empty() ? "" : "; failed:");
+    constexpr std::size_t named = 20;
+    for (std::size_t i = 0; i < failed_.size() && i < named; ++i) {
+        log_event(spdlog::level::err, "failed: " + failed_[i].first + ": " + failed_[i].second,
+                  {{"name", failed_[i].first}});
+    }
+    if (failed_.size() > named) {
+        spdlog::error("failed: {} more instance(s), named in the lines above",
+                      failed_.size() - named);
     }
 }
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from harness import (API_PATH, BINARY, GOOD_TOKEN, OTHER_TOKEN, NotifySocket, Postgres, peak_rss,
-                     serve_fleet, wait_for, with_mounts)
+                     free_port, serve_fleet, wait_for, with_mounts)
 
 
 def inst(org, id, **kw):
@@ -526,3 +526,24 @@ def test_a_token_file_others_can_read_is_warned_about_once_without_the_token(api
     # One token, one warning: not one per instance sharing it.
     assert r.stderr.count(f"token file {d.token_file} is open to others or group-writable (mode 0644)") == 1
     assert d.token_file.read_text().strip() not in r.stderr
+
+
+def test_once_names_each_failed_instance_and_an_unreachable_live_check_fails_it(api, pki,
+                                                                               make_daemon):
+    """--once said "refreshed 0/5 instance(s)" naming none, and an unreachable
+    live-check host was silent (exit 0)."""
+    ca = pki.ca("ca-summary")
+    api.serve("org_a", "good", ca)
+    api.serve("org_a", "noserver", ca)
+    closed = free_port()  # nothing listens: the live check cannot reach it
+    d = make_daemon([inst("org_a", "good"), inst("org_a", "missing"),
+                     {**inst("org_a", "noserver"), "host": "127.0.0.1", "port": closed}])
+    r = d.once()
+    assert r.returncode == 1, r.stderr
+    assert "refreshed 1/3 instance(s) in " in r.stderr and "; failed:" in r.stderr
+    lines = [line.split(" ", 2)[2] for line in r.stderr.splitlines() if " failed: " in line]
+    assert any(line.startswith("failed: missing: GET /api/v1/orgs/org_a/instances/missing/") and
+               "HTTP 404" in line for line in lines), r.stderr
+    assert any(line.startswith("failed: noserver: live check: ") for line in lines), r.stderr
+    assert not any(line.startswith("failed: good") for line in lines)
+    assert d.file("noserver").exists(), "the file was still written: the API is the source"

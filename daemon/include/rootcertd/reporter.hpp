@@ -48,11 +48,20 @@ class Reporter {
                    InstanceLog& log, std::optional<Duration> retry,
                    std::chrono::steady_clock::time_point now);
 
-    // --once, at the end: "N instance(s) could not reach ORIGIN", per origin.
-    void summarize_unreachable() const;
+    // --once, at the end: "N instance(s) could not reach ORIGIN", per origin,
+    // then "refreshed X/TOTAL instance(s) in N ms", naming each failed
+    // instance with its reason (up to 20; the rest are counted).
+    void summarize_pass(std::size_t total, std::chrono::milliseconds took) const;
+
+    // Whether --once counts RESULT as a failure: the refresh failed, or the
+    // live check could not reach the instance's host.
+    static bool failed_pass(const RefreshResult& result) {
+        return !result.ok() || result.live_unreachable;
+    }
 
   private:
     std::map<std::string, FailureLog> unreachable_;  // by origin, shared by its instances
+    std::vector<std::pair<std::string, std::string>> failed_;  // --once: name, reason
 };
 
 // The structured fields of every log line about INSTANCE: name, org, id.

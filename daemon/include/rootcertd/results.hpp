@@ -33,6 +33,9 @@ struct RefreshResult {
     std::optional<SysTime> token_expiry;
     std::optional<bool> live_ok;  // the server verified against the installed file
     std::optional<SysTime> server_not_after;
+    // Why the live check could not reach the server (a `host` that does not
+    // answer): a warning for the daemon, a failure of the instance for --once.
+    std::optional<Failure> live_unreachable;
     // The API origin, when the failure is that nothing reached it: every
     // instance behind it fails alike, and the log says so once.
     std::optional<std::string> unreachable_origin;
