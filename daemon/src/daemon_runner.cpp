@@ -486,6 +486,7 @@ class DaemonRunner {
         for (auto& timer : discovery_timers_) timer->cancel();
         scheduler_.stop_all();
         services_->close_clients();
+        rt_.stop_hook_retries();
         stop_running_commands(ioc_.get_executor(), command_stop_grace);
         if (server_) server_->stop();
         if (scheduler_.alive() == 0) {

@@ -57,7 +57,9 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
         s->close_clients();
         stop_running_commands(ioc.get_executor(), command_stop_grace);
     });
-    rt.on_hook_end = [&](const std::string&, bool) {
+    bool hook_failed = false;
+    rt.on_hook_end = [&](const std::string&, bool ok) {
+        hook_failed = hook_failed || !ok;
         if (done && rt.hooks_running() == 0) ioc.stop();
     };
     // As many refreshes under way as the admission bound allows; each that
@@ -96,7 +98,8 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
         std::chrono::steady_clock::now() - began);
     rt.on_hook_end = nullptr;  // it refers to this frame
     reporter.summarize_pass(instances.size(), took);
-    return failed == 0 && discovered && rt.service_file_ok() ? exit_ok : exit_failed;
+    return failed == 0 && !hook_failed && discovered && rt.service_file_ok() ? exit_ok
+                                                                              : exit_failed;
 }
 
 }  // namespace rootcertd

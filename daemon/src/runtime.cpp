@@ -2,7 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "rootcertd/app.hpp"
 #include "rootcertd/hooks.hpp"
@@ -86,23 +90,46 @@ asio::awaitable<RefreshResult> Runtime::refresh_and_hook(std::shared_ptr<Service
 void Runtime::start_hook(const std::shared_ptr<Services>& s, const Instance& inst,
                          const CertBundle& b) {
     if (!inst.on_change) return;
-    const auto& hidden = s->credentials.secret_variables();
     ++hooks_running_;
     asio::co_spawn(ioc_,
-                   run_hook(ioc_.get_executor(), *inst.on_change,
-                            {{"ROOTCERTD_NAME", inst.name},
-                             {"ROOTCERTD_PATH", s->config.cert_path(inst).string()},
-                             {"ROOTCERTD_SHA256", b.certs.front().sha256}},
-                            hidden, inst.name),
-                   [this, inst](std::exception_ptr e, HookRun run) {
-                       if (e) run = fail(Stage::hook, "aborted");
-                       log_event(run ? spdlog::level::info : spdlog::level::warn,
-                                 inst.name + ": on_change " + inst.on_change->command[0] + " " +
-                                     (run ? run.value() : run.error()),
-                                 labels_of(inst));
-                       --hooks_running_;
-                       if (on_hook_end) on_hook_end(inst.name, run.ok());
-                   });
+                   hook_until_done(s, inst, b.certs.front().sha256, ++hook_generation_[inst.name]),
+                   asio::detached);
+}
+
+asio::awaitable<void> Runtime::hook_until_done(std::shared_ptr<Services> s, Instance inst,
+                                               std::string sha256, unsigned generation) {
+    const auto& hook = *inst.on_change;
+    Duration delay = s->config.retry_min;
+    asio::steady_timer timer(ioc_);
+    // Built before the loop (GCC12-COROUTINE-TEMPORARY: no braced
+    // temporaries in a co_await expression).
+    std::vector<std::pair<std::string, std::string>> env;
+    env.emplace_back("ROOTCERTD_NAME", inst.name);
+    env.emplace_back("ROOTCERTD_PATH", s->config.cert_path(inst).string());
+    env.emplace_back("ROOTCERTD_SHA256", sha256);
+    for (;;) {
+        HookRun run = fail(Stage::hook, "aborted");
+        try {
+            run = co_await run_hook(ioc_.get_executor(), hook, env,
+                                    s->credentials.secret_variables(), inst.name);
+        } catch (const std::exception&) {
+        }
+        // Retried while this change is the instance's latest, in the daemon.
+        const bool retry = !run && !options_.once && !hook_retries_stopped_ &&
+                           hook_generation_[inst.name] == generation;
+        log_event(run ? spdlog::level::info : spdlog::level::warn,
+                  inst.name + ": on_change " + hook.command[0] + " " +
+                      (run ? run.value() : run.error()) +
+                      (retry ? "; retrying in " + human(delay) : ""),
+                  labels_of(inst));
+        if (on_hook_end) on_hook_end(inst.name, run.ok());
+        if (!retry) break;
+        timer.expires_after(delay);
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        delay = std::min(delay * 2, s->config.retry_max);
+        if (hook_retries_stopped_ || hook_generation_[inst.name] != generation) break;
+    }
+    --hooks_running_;
 }
 
 }  // namespace rootcertd

@@ -82,13 +82,13 @@ def test_once_discovers_every_page_then_refreshes(api, pki, providers, tmp_path)
         "kind": "sql#instancesList", "nextPageToken": "CiAKGjBpNDd2Nmp2Zml",
         "items": [{"name": "sql-a", "databaseVersion": "POSTGRES_15",
                    "dnsName": "sql-a.proj.sql.goog",
-                   "ipAddresses": [{"type": "PRIMARY", "ipAddress": "10.0.0.1"}]},
+                   "ipAddresses": [{"type": "PRIMARY", "ipAddress": "127.0.0.11"}]},
                   {"name": "my-mysql", "databaseVersion": "MYSQL_8_0"}]}))
     providers.put("cloudsql-list/proj/CiAKGjBpNDd2Nmp2Zml.json", json.dumps({
         "kind": "sql#instancesList",
         "items": [{"name": "sql-b", "databaseVersion": "POSTGRES_16",
-                   "ipAddresses": [{"type": "OUTGOING", "ipAddress": "10.9.9.9"},
-                                   {"type": "PRIMARY", "ipAddress": "10.0.0.2"}]}]}))
+                   "ipAddresses": [{"type": "OUTGOING", "ipAddress": "127.9.9.9"},
+                                   {"type": "PRIMARY", "ipAddress": "127.0.0.12"}]}]}))
     for name in ("sql-a", "sql-b"):
         providers.put(f"cloudsql/proj/{name}.json", json.dumps(
             {"certs": [{"cert": sql_ca.read_text()}], "kind": "sql#instancesListServerCas"}))
@@ -113,14 +113,18 @@ def test_once_discovers_every_page_then_refreshes(api, pki, providers, tmp_path)
                           "api_url": providers.url, "ca_file": str(providers.trust)}])
     env = dict(os.environ, ROOTCERTD_TEST_DO=PROVIDER_TOKENS["digitalocean"])
     r = d.once(env=env)
-    assert r.returncode == 0, r.stderr
+    # The listed servers are not there: their live checks fail, nothing else.
+    assert r.returncode == 1, r.stderr
+    failed = [line.split(" ", 2)[2] for line in r.stderr.splitlines() if " failed: " in line]
+    assert sorted(line.split(":")[1].strip() for line in failed) == ["do-main", "sql-a", "sql-b"]
+    assert all(": live check: " in line for line in failed), failed
     assert sorted(p.name for p in d.cert_dir.iterdir()) == [
         "do-main.crt", "do-two.crt", "sql-a.crt", "sql-b.crt"]
     assert "discovery cloudsql:proj: 2 instance(s) kept" in r.stderr
     assert "discovery digitalocean: 2 instance(s) kept" in r.stderr
     service = (tmp_path / "pg_service.conf").read_text()
     assert "[sql-a]\nhost=sql-a.proj.sql.goog\nport=5432" in service
-    assert "[sql-b]\nhost=10.0.0.2\n" in service
+    assert "[sql-b]\nhost=127.0.0.12\n" in service
     assert "[do-main]\nhost=do-main.db.ondigitalocean.com\nport=25060\n" in service
     assert "user=doadmin" in service and "[do-two]" not in service  # no connection: no host
     assert "never-logged-pw" not in r.stderr + service
@@ -270,7 +274,7 @@ def test_after_a_restart_a_failing_source_keeps_its_sections(api, pki, providers
                          {"provider": "digitalocean", "credential": "do",
                           "api_url": providers.url, "ca_file": str(providers.trust)}])
     env = dict(os.environ, ROOTCERTD_TEST_DO=PROVIDER_TOKENS["digitalocean"])
-    assert d.once(env=env).returncode == 0
+    d.once(env=env)  # exit 1: the listed servers are not there for live checks
     assert "[sql-a]" in services.read_text() and "[do-main]" in services.read_text()
     # Restarted while Cloud SQL's list fails; DigitalOcean's answers.
     (providers.data / "cloudsql-list/proj/first.json").unlink()

@@ -172,10 +172,15 @@ def write_hook(path, body):
 
 
 def test_hook_runs_once_per_change_with_its_environment(api, pki, make_daemon, tmp_path):
+    """A change runs the hook; a failed run is retried with the retry backoff
+    (it was not: a consumer missed the change for good) until one succeeds;
+    unchanged refreshes run nothing."""
     calls = tmp_path / "calls"
     hook = write_hook(tmp_path / "hook.sh",
                       f'echo "$ROOTCERTD_NAME $ROOTCERTD_PATH $ROOTCERTD_SHA256" >> {calls}\n'
-                      f'env > {tmp_path}/env.$$\necho hello-from-hook\necho oops >&2\nexit 3\n')
+                      f'env > {tmp_path}/env.$$\necho hello-from-hook\necho oops >&2\n'
+                      f'[ -e {tmp_path}/failed-once ] && exit 0\n'
+                      f'touch {tmp_path}/failed-once\nexit 3\n')
     first, second = pki.ca("hook-ca"), pki.ca("hook-ca-next")
     api.serve("org_a", "inst_1", first)
     port = free_port()
@@ -187,19 +192,22 @@ def test_hook_runs_once_per_change_with_its_environment(api, pki, make_daemon, t
     d.start(env=env)
     d.wait_log("hook: hello-from-hook")
     d.wait_log("hook: oops")
-    d.wait_log("on_change " + hook + " exited 3")
+    d.wait_log("on_change " + hook + " exited 3; retrying in 100ms")
+    d.wait_log("on_change " + hook + " exited 0")
     labels = inst_labels("prod", id="inst_1")
 
     def metric(name, **extra):
         return parse_metrics(http_get(port, "/metrics")[2]).get(key(name, **labels, **extra), 0)
 
-    # Five unchanged refreshes later, still one run.
+    # Five unchanged refreshes later, still the failed run and its retry.
     wait_for(lambda: metric("rootcertd_refresh_total", result="success") >= 6, 10, "refreshes")
-    assert calls.read_text().splitlines() == [f"prod {d.file('prod')} {pki.fingerprint(first)}"]
+    run = f"prod {d.file('prod')} {pki.fingerprint(first)}"
+    assert calls.read_text().splitlines() == [run, run]
     assert metric("rootcertd_hook_runs_total", result="failure") == 1
+    assert metric("rootcertd_hook_runs_total", result="success") == 1
     api.serve("org_a", "inst_1", second)
-    wait_for(lambda: len(calls.read_text().splitlines()) == 2, 10, "the second hook run")
-    assert calls.read_text().splitlines()[1] == f"prod {d.file('prod')} {pki.fingerprint(second)}"
+    wait_for(lambda: len(calls.read_text().splitlines()) == 3, 10, "the next change's hook run")
+    assert calls.read_text().splitlines()[2] == f"prod {d.file('prod')} {pki.fingerprint(second)}"
     for env_file in tmp_path.glob("env.*"):
         text = env_file.read_text()
         assert "ROOTCERTD_TEST_TOKEN" not in text and env["ROOTCERTD_TEST_TOKEN"] not in text
@@ -210,8 +218,10 @@ def test_a_hanging_hook_is_killed_and_refreshes_go_on(api, pki, make_daemon, tmp
     hook = write_hook(tmp_path / "hang.sh", f"sleep {marker} &\nwait\n")
     api.serve("org_a", "inst_1", pki.ca("hang-ca"))
     api.serve("org_a", "inst_2", pki.ca("hang-other"))
+    # retry.min 1h: the killed hook's retry is due long after this test.
     d = make_daemon([{"org": "org_a", "id": "inst_1", "on_change": {"command": [hook], "timeout": "700ms"}},
-                     {"org": "org_a", "id": "inst_2"}], refresh_interval="200ms", jitter=0)
+                     {"org": "org_a", "id": "inst_2"}], refresh_interval="200ms", jitter=0,
+                    retry={"min": "1h", "max": "1h"})
     d.start()
     wait_for(lambda: subprocess.run(["pgrep", "-f", f"sleep {marker}"]).returncode == 0, 10,
              "the hook's child")
@@ -223,6 +233,7 @@ def test_a_hanging_hook_is_killed_and_refreshes_go_on(api, pki, make_daemon, tmp
     wait_for(lambda: subprocess.run(["pgrep", "-f", f"sleep {marker}"]).returncode != 0, 5,
              "the whole process group gone")
     assert d.output().count("on_change") == 1, "no re-fetch loop, no second run"
+    d.wait_log("on_change " + hook + " killed after 700 ms; retrying in 60m")
 
 
 def test_token_expiry_is_exported_and_warned(api, pki, make_daemon):
@@ -258,3 +269,14 @@ def test_the_token_reaches_no_log_metric_status_or_process_title(observed):
     for text in [observed.output(), *served, *titles]:
         assert token not in text
         assert token.split(".")[1] not in text, "not even the JWT's payload"
+
+
+def test_once_exits_1_when_a_hook_failed(api, pki, make_daemon, tmp_path):
+    """A failed on_change left --once exiting 0: a timer unit never told."""
+    hook = write_hook(tmp_path / "fail.sh", "exit 4\n")
+    api.serve("org_a", "inst_1", pki.ca("hook-once"))
+    d = make_daemon([{"org": "org_a", "id": "inst_1", "on_change": {"command": [hook]}}])
+    r = d.once()
+    assert r.returncode == 1, r.stderr
+    assert f"on_change {hook} exited 4" in r.stderr and "retrying" not in r.stderr
+    assert d.file("inst_1").exists()

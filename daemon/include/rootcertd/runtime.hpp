@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,14 +50,23 @@ class Runtime {
     boost::asio::awaitable<RefreshResult> refresh_and_hook(std::shared_ptr<Services> services,
                                                            Instance instance);
 
-    // Hooks started and not yet ended.
+    // Hooks started and not yet ended (a hook waiting to be retried counts).
     std::size_t hooks_running() const { return hooks_running_; }
-    // Called as each hook ends, with its instance's name and whether it
+    // Called as each hook run ends, with its instance's name and whether it
     // succeeded (the daemon counts them; --once waits for the last).
     std::function<void(const std::string& name, bool ok)> on_hook_end;
+    // No more hook retries: the daemon is stopping.
+    void stop_hook_retries() { hook_retries_stopped_ = true; }
 
   private:
     void start_hook(const std::shared_ptr<Services>& s, const Instance& inst, const CertBundle& b);
+    // Runs INST's hook; in the daemon a failed run is retried with the
+    // retry backoff until it succeeds, the file changes again (GENERATION
+    // is no longer the instance's latest) or the daemon stops.
+    boost::asio::awaitable<void> hook_until_done(std::shared_ptr<Services> s, Instance inst,
+                                                 std::string sha256, unsigned generation);
+    std::map<std::string, unsigned> hook_generation_;  // per instance: its latest change
+    bool hook_retries_stopped_ = false;
 
     RunOptions options_;
     boost::asio::io_context ioc_{1};
