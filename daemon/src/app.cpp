@@ -95,7 +95,8 @@ int check_config(const std::string& path, bool json) {
             for (std::size_t i = 1; i < users.size() && i < 5; ++i) who += ", " + users[i];
             if (users.size() > 5) who += " and " + std::to_string(users.size() - 5) + " more";
             const std::string where = "api (the Tembo token, sent by " + who + ")";
-            if (cfg.token_file) secrets.emplace_back(where, TokenSource::from_file(*cfg.token_file));
+            if (cfg.token_file)
+                secrets.emplace_back(where, TokenSource::from_file(*cfg.token_file));
             if (cfg.token_env) secrets.emplace_back(where, TokenSource::from_env(*cfg.token_env));
         }
         for (const auto& c : cfg.credentials) {

@@ -57,7 +57,8 @@ Outcome<Duration> parse_duration(std::string_view text) {
         {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
     const auto it = ms_per.find(unit);
     if (it == ms_per.end()) {
-        if (unit.empty()) return fail("'" + std::string(text) + "' has no unit; use ms, s, m, h or d");
+        if (unit.empty())
+            return fail("'" + std::string(text) + "' has no unit; use ms, s, m, h or d");
         return fail("unknown unit '" + std::string(unit) + "' in '" + std::string(text) +
                     "' (use ms, s, m, h, d)");
     }
@@ -334,7 +335,8 @@ class MapReader {
             const Site where{source_, entry.key.Mark(), key_path(std::string(entry.name))};
             const std::string unknown = "unknown key '" + std::string(entry.name) + "'";
             for (const auto& k : known_) {
-                if (near_miss(entry.name, k)) raise(where, unknown + " (did you mean '" + k + "'?)");
+                if (near_miss(entry.name, k))
+                    raise(where, unknown + " (did you mean '" + k + "'?)");
             }
             std::string known;
             for (const auto& k : known_) known += (known.empty() ? "" : ", ") + k;
@@ -446,8 +448,8 @@ std::optional<std::string> unsafe_path(const std::filesystem::path& path) {
             return what + " is writable by others (mode " + mode + ")";
         }
         if ((st.st_mode & S_IWGRP) != 0 && st.st_gid != 0 && st.st_gid != ::getegid()) {
-            return what + " is writable by group " + std::to_string(st.st_gid) + " (mode " +
-                   mode + ")";
+            return what + " is writable by group " + std::to_string(st.st_gid) + " (mode " + mode +
+                   ")";
         }
         return std::nullopt;
     };
@@ -558,7 +560,8 @@ YamlTree read_tree(const std::string& yaml, const std::string& source, YamlTree:
             mark.pos = static_cast<int>(tab);
             mark.line = static_cast<int>(line);
             mark.column = static_cast<int>(tab - at);
-            raise({source, mark, ""}, "tabs are not allowed in YAML indentation; indent with spaces");
+            raise({source, mark, ""},
+                  "tabs are not allowed in YAML indentation; indent with spaces");
         }
         at = end + 1;
     }
@@ -889,7 +892,8 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
                                           : "is required: " + d.provider + " needs a secret");
     }
     d.interval = m.parsed<Duration>("interval", positive_duration).value_or(d.interval);
-    if (auto n = m.parsed<unsigned>("max_instances", whole_number(1, 100'000))) d.max_instances = *n;
+    if (auto n = m.parsed<unsigned>("max_instances", whole_number(1, 100'000)))
+        d.max_instances = *n;
     if (auto b = m.parsed<bool>("confirm_mass_removal", parse_bool)) d.confirm_mass_removal = *b;
     d.name_template = m.text("name").value_or(tembo ? "{instance_name}" : "{name}");
     check_template(m, "name", d.name_template);
@@ -947,8 +951,8 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
     inst.host = service_value(m, "host");
     if (inst.host && !is_host(*inst.host)) {
         if (const auto split = host_with_port(*inst.host)) {
-            raise(m.site("host"), "'" + *inst.host + "' holds a port: write host: " +
-                                      split->first + " and port: " + split->second);
+            raise(m.site("host"), "'" + *inst.host + "' holds a port: write host: " + split->first +
+                                      " and port: " + split->second);
         }
         raise(m.site("host"), "'" + *inst.host + "' is not a host name or address");
     }

@@ -88,9 +88,9 @@ asio::awaitable<Outcome<std::string>> Credentials::get(std::optional<std::string
     }
     auto run = std::make_shared<Command::Run>(executor_);
     cmd->running = run;
-    auto output = co_await run_command(executor_, cmd->spec.command,
-                                       child_environment({}, secret_variables_),
-                                       cmd->spec.timeout, false);
+    auto output =
+        co_await run_command(executor_, cmd->spec.command, child_environment({}, secret_variables_),
+                             cmd->spec.timeout, false);
     const std::string what = "credential '" + *name + "' command";
     Outcome<std::string> result = fail(Stage::token, what + ": no output");
     if (!output.result) {

@@ -89,12 +89,12 @@ std::optional<std::string> unsafe_values(const Instance& inst) {
     if (inst.host && !is_host(*inst.host)) {
         return "host '" + printable_snippet(*inst.host, 60) + "' is not a host name or address";
     }
-    if (inst.user && (inst.user->empty() || std::any_of(inst.user->begin(), inst.user->end(),
-                                                        [](unsigned char c) {
-                                                            return c < 0x20 || c == 0x7f ||
-                                                                   c == ' ';
-                                                        }))) {
-        return "user '" + printable_snippet(*inst.user, 60) + "' is empty or has a space or "
+    if (inst.user && (inst.user->empty() ||
+                      std::any_of(inst.user->begin(), inst.user->end(), [](unsigned char c) {
+                          return c < 0x20 || c == 0x7f || c == ' ';
+                      }))) {
+        return "user '" + printable_snippet(*inst.user, 60) +
+               "' is empty or has a space or "
                "control character";
     }
     return std::nullopt;
@@ -140,8 +140,7 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
     if (!items) return fail(items.error());
     if (items.value()->size() > d.max_instances) {
         return fail("the list holds " + std::to_string(items.value()->size()) +
-                    " objects, more than max_instances (" + std::to_string(d.max_instances) +
-                    ")");
+                    " objects, more than max_instances (" + std::to_string(d.max_instances) + ")");
     }
     ListPage out;
     const Preset& preset = *find_preset(d.provider);
@@ -339,7 +338,8 @@ asio::awaitable<DiscoveredAll> discover_all(std::shared_ptr<Services> s,
         found.emplace_back(d.label(), std::move(instances.value()));
     }
     out.composed = compose_instances(listed, found);
-    for (const auto& [label, _] : found) out.kept.emplace_back(label, kept_from(out.composed, label));
+    for (const auto& [label, _] : found)
+        out.kept.emplace_back(label, kept_from(out.composed, label));
     co_return out;
 }
 

@@ -99,7 +99,7 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
     rt.on_hook_end = nullptr;  // it refers to this frame
     reporter.summarize_pass(instances.size(), took);
     return failed == 0 && !hook_failed && discovered && rt.service_file_ok() ? exit_ok
-                                                                              : exit_failed;
+                                                                             : exit_failed;
 }
 
 }  // namespace rootcertd

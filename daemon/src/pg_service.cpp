@@ -73,9 +73,8 @@ std::string sections_not_in(std::string_view existing, const Config& config) {
         const auto next = eol == std::string_view::npos ? block.size() : eol + 1;
         const auto line = block.substr(at, next - at);
         if (line.starts_with('[')) {
-            const auto name = line.substr(1, line.find(']') == std::string_view::npos
-                                                 ? 0
-                                                 : line.find(']') - 1);
+            const auto name =
+                line.substr(1, line.find(']') == std::string_view::npos ? 0 : line.find(']') - 1);
             keep = !name.empty() && !current.contains(name);
         }
         if (keep) out += line;

@@ -145,8 +145,8 @@ struct Pipe {
 
 asio::awaitable<void> collect(std::shared_ptr<Pipe> pipe) {
     for (;;) {
-        auto [ec] = co_await pipe->end.async_wait(asio::posix::stream_descriptor::wait_read,
-                                                  tuple_token());
+        auto [ec] =
+            co_await pipe->end.async_wait(asio::posix::stream_descriptor::wait_read, tuple_token());
         if (ec || !pipe->drain()) co_return;
     }
 }
@@ -199,10 +199,9 @@ asio::awaitable<std::pair<int, bool>> reap(asio::any_io_executor ex, pid_t pid,
 
 }  // namespace
 
-asio::awaitable<CommandRun> run_command(asio::any_io_executor ex,
-                                                 std::vector<std::string> argv,
-                                                 std::vector<std::string> env, Duration timeout,
-                                                 bool merge_stderr) {
+asio::awaitable<CommandRun> run_command(asio::any_io_executor ex, std::vector<std::string> argv,
+                                        std::vector<std::string> env, Duration timeout,
+                                        bool merge_stderr) {
     CommandRun run;
     int out[2], err[2] = {-1, -1};
     if (::pipe2(out, O_CLOEXEC) != 0) {

@@ -65,8 +65,8 @@ void Reporter::refreshed(const std::string& name, const LogFields& labels, const
         log.outage.reset();
     }
     if (!retry && failed_pass(r)) {  // --once: named again in the summary
-        failed_.emplace_back(name, r.ok() ? "live check: " + r.live_unreachable->message
-                                          : r.error());
+        failed_.emplace_back(name,
+                             r.ok() ? "live check: " + r.live_unreachable->message : r.error());
     }
     if (r.ok() && !retry && r.live_unreachable) {
         say(spdlog::level::err,

@@ -58,9 +58,9 @@ std::size_t request_hash(const Source& source) {
     const auto& r = source.reading;
     const std::string credential = source.credential ? "credential " + *source.credential : "api";
     const std::string ca_file = source.ca_file ? source.ca_file->native() : std::string();
-    const std::string_view texts[] = {source.provider,    source.api.host, source.target,
+    const std::string_view texts[] = {source.provider,    source.api.host,    source.target,
                                       source.auth_scheme, source.auth_header, credential,
-                                      r.json_pointer,     r.member,        ca_file};
+                                      r.json_pointer,     r.member,           ca_file};
     for (const auto text : texts) boost::hash_combine(seed, text);
     const unsigned numbers[] = {source.api.port, r.base64, static_cast<unsigned>(r.format),
                                 r.drop_leaves};

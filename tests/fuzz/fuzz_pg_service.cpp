@@ -47,7 +47,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (kept.rfind("[prod]", 0) == 0 || kept.find("\n[prod]") != std::string::npos) {
         __builtin_trap();
     }
-    auto first = rootcertd::merge_service_block(text, rootcertd::render_service_block(config, kept));
+    auto first =
+        rootcertd::merge_service_block(text, rootcertd::render_service_block(config, kept));
     if (!first) return 0;
     const auto kept_again = rootcertd::sections_not_in(first.value(), config);
     auto second = rootcertd::merge_service_block(

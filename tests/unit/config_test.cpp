@@ -660,14 +660,17 @@ TEST(Config, ACommandOrConfigOthersCanChangeIsRefused) {
     const auto script = dir.write("hook.sh", "#!/bin/sh\nexit 0\n");
     std::filesystem::permissions(script, std::filesystem::perms(0777));
     const auto with_hook = [&](const std::filesystem::path& program) {
-        return error_of("api: {url: https://h, token_env: T}\n"
-                        "on_change: {command: [" + program.string() + "]}\n"
-                        "instances: [{org: a, id: b}]\n");
+        return error_of(
+            "api: {url: https://h, token_env: T}\n"
+            "on_change: {command: [" +
+            program.string() +
+            "]}\n"
+            "instances: [{org: a, id: b}]\n");
     };
-    EXPECT_NE(with_hook(script).find(":2:23: on_change.command: refusing to run '" +
-                                     script.string() + "': " + script.string() +
-                                     " is writable by others (mode 0777)"),
-              std::string::npos)
+    EXPECT_NE(
+        with_hook(script).find(":2:23: on_change.command: refusing to run '" + script.string() +
+                               "': " + script.string() + " is writable by others (mode 0777)"),
+        std::string::npos)
         << with_hook(script);
     std::filesystem::permissions(script, std::filesystem::perms(0755));
     EXPECT_EQ(with_hook(script), "") << "0755 in a private directory is fine";
@@ -686,16 +689,17 @@ TEST(Config, ACommandOrConfigOthersCanChangeIsRefused) {
                                "]}}\ninstances: [{org: a, id: b, name: x}]\n");
     EXPECT_NE(cred.find("credentials.gcp.command: refusing to run"), std::string::npos) << cred;
     // The config file itself.
-    const auto path = dir.write("c.yaml", "api: {url: https://h, token_env: T}\n"
-                                          "instances: [{org: a, id: b}]\n");
+    const auto path = dir.write("c.yaml",
+                                "api: {url: https://h, token_env: T}\n"
+                                "instances: [{org: a, id: b}]\n");
     std::filesystem::permissions(path, std::filesystem::perms(0666));
     try {
         load_config(path.string());
         FAIL() << "loaded a config others can change";
     } catch (const ConfigError& e) {
-        EXPECT_EQ(std::string(e.what()),
-                  path.string() + ": refusing a configuration that others can change: " +
-                      path.string() + " is writable by others (mode 0666)");
+        EXPECT_EQ(std::string(e.what()), path.string() +
+                                             ": refusing a configuration that others can change: " +
+                                             path.string() + " is writable by others (mode 0666)");
     }
     if (::geteuid() == 0) {  // only root can give a file away
         std::filesystem::permissions(path, std::filesystem::perms(0644));

@@ -1,12 +1,11 @@
 #include "rootcertd/credentials.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <sys/stat.h>
-
 #include <csignal>
 #include <fstream>
 #include <functional>
@@ -82,7 +81,8 @@ TEST_F(CommandCredential, ATtlThatPassedRunsItAgain) {
 
 TEST_F(CommandCredential, AFailureNamesStatusAndStderrButNeverStdout) {
     Credentials creds(
-        config_with("echo secret-ish; echo 'auth: expired' >&2; echo more >&2; exit 4"), ioc.get_executor());
+        config_with("echo secret-ish; echo 'auth: expired' >&2; echo more >&2; exit 4"),
+        ioc.get_executor());
     auto r = get(creds);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error(), "credential 'gcp' command: /bin/sh exited 4: auth: expired");
@@ -140,9 +140,8 @@ TEST(RunCommand, TheExitDecidesThoughABackgroundChildHoldsTheOutput) {
 }
 
 TEST(RunCommand, StoppingEndsRunningCommandsWithSigtermThenSigkill) {
-    auto polite = run_on_loop({"/bin/sh", "-c", "sleep 30; echo tok"}, 60s, [](auto& ioc) {
-        stop_running_commands(ioc.get_executor(), 60s);
-    });
+    auto polite = run_on_loop({"/bin/sh", "-c", "sleep 30; echo tok"}, 60s,
+                              [](auto& ioc) { stop_running_commands(ioc.get_executor(), 60s); });
     ASSERT_FALSE(polite.result.ok());
     EXPECT_EQ(polite.result.error(), "/bin/sh killed by signal Terminated");
     // One that ignores SIGTERM gets SIGKILL after the grace. It says through

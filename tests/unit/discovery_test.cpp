@@ -158,8 +158,8 @@ TEST(Config, HostsAreNamesOrAddressesWithoutAPort) {
     for (const char* ok : {"db.example.com", "localhost", "db.", "10.0.0.1", "::1", "a_b-c.d"}) {
         EXPECT_TRUE(is_host(ok)) << ok;
     }
-    for (const char* bad : {"", ".", "db..example", "db example", "db\nx", "db:5432", "a/b",
-                            "[::1]"}) {
+    for (const char* bad :
+         {"", ".", "db..example", "db example", "db\nx", "db:5432", "a/b", "[::1]"}) {
         EXPECT_FALSE(is_host(bad)) << bad;
     }
     EXPECT_EQ(host_with_port("db.example.com:5432"),

@@ -218,8 +218,9 @@ TEST_F(Refresh, RedirectsAreNotFollowed) {
 }
 
 TEST_F(Refresh, ARedirectsQueryAndTheTokenNeverReachAnError) {
-    fake->next = HttpResponse{
-        302, "", "https://sso.example/login?access_token=tok-123.secret&next=%2F#frag", std::nullopt};
+    fake->next =
+        HttpResponse{302, "", "https://sso.example/login?access_token=tok-123.secret&next=%2F#frag",
+                     std::nullopt};
     auto r = run();
     EXPECT_EQ(r.error().find("tok-123.secret"), std::string::npos) << r.error();
     EXPECT_EQ(r.error().find("access_token"), std::string::npos) << r.error();

@@ -64,8 +64,8 @@ std::string sanitise_name(std::string_view text);
 // Every page of DISCOVERY's list, fetched with SERVICES' client, secrets,
 // proxy, trust, timeouts and request slots. Fails naming the request, or
 // when the pages hold more than DISCOVERY.max_instances instances.
-boost::asio::awaitable<Outcome<Listing>> list_instances(
-    std::shared_ptr<Services> services, Discovery discovery);
+boost::asio::awaitable<Outcome<Listing>> list_instances(std::shared_ptr<Services> services,
+                                                        Discovery discovery);
 
 // What is kept: LISTED first, then each source's instances in order. A name
 // already taken is refused, with why.

@@ -60,7 +60,7 @@ class Reporter {
     }
 
   private:
-    std::map<std::string, FailureLog> unreachable_;  // by origin, shared by its instances
+    std::map<std::string, FailureLog> unreachable_;            // by origin, shared by its instances
     std::vector<std::pair<std::string, std::string>> failed_;  // --once: name, reason
 };
 
