@@ -76,6 +76,20 @@ def test_list_instances_prints_what_discovery_would_keep_and_writes_nothing(api,
     assert "never-logged-pw" not in r.stdout + r.stderr
 
 
+def cloudsql_and_digitalocean(tmp_path, api, providers, **settings):
+    """A daemon discovering Cloud SQL project "proj" and a DigitalOcean
+    account from the providers' nginx, and the environment its secrets need."""
+    gcp = ["/bin/sh", "-c", f"echo {PROVIDER_TOKENS['cloudsql']}"]
+    d = Daemon(tmp_path / "d", api, [],
+               credentials={"gcp": {"command": gcp}, "do": {"env": "ROOTCERTD_TEST_DO"}},
+               discover=[{"provider": "cloudsql", "project": "proj", "credential": "gcp",
+                          "api_url": providers.url, "ca_file": str(providers.trust)},
+                         {"provider": "digitalocean", "credential": "do",
+                          "api_url": providers.url, "ca_file": str(providers.trust)}],
+               **settings)
+    return d, dict(os.environ, ROOTCERTD_TEST_DO=PROVIDER_TOKENS["digitalocean"])
+
+
 def test_once_discovers_every_page_then_refreshes(api, pki, providers, tmp_path):
     sql_ca, do_ca = pki.ca("disc-sql"), pki.ca("disc-do")
     providers.put("cloudsql-list/proj/first.json", json.dumps({
@@ -103,15 +117,8 @@ def test_once_discovers_every_page_then_refreshes(api, pki, providers, tmp_path)
     for cluster in ("d-1", "d-3"):
         providers.put(f"digitalocean/{cluster}.json", json.dumps(
             {"ca": {"certificate": __import__("base64").b64encode(do_ca.read_bytes()).decode()}}))
-    (tmp_path / "cmd-calls").write_text("1")  # the gcp command's right token at once
-    gcp = ["/bin/sh", "-c", f"echo {PROVIDER_TOKENS['cloudsql']}"]
-    d = Daemon(tmp_path / "d", api, [], pg_service_file=str(tmp_path / "pg_service.conf"),
-               credentials={"gcp": {"command": gcp}, "do": {"env": "ROOTCERTD_TEST_DO"}},
-               discover=[{"provider": "cloudsql", "project": "proj", "credential": "gcp",
-                          "api_url": providers.url, "ca_file": str(providers.trust)},
-                         {"provider": "digitalocean", "credential": "do",
-                          "api_url": providers.url, "ca_file": str(providers.trust)}])
-    env = dict(os.environ, ROOTCERTD_TEST_DO=PROVIDER_TOKENS["digitalocean"])
+    d, env = cloudsql_and_digitalocean(tmp_path, api, providers,
+                                       pg_service_file=str(tmp_path / "pg_service.conf"))
     r = d.once(env=env)
     # The listed servers are not there: their live checks fail, nothing else.
     assert r.returncode == 1, r.stderr
@@ -263,17 +270,10 @@ def test_after_a_restart_a_failing_source_keeps_its_sections(api, pki, providers
          "connection": {"host": "do-main.db.ondigitalocean.com", "port": 25060}}]}))
     providers.put("digitalocean/d-1.json", json.dumps(
         {"ca": {"certificate": __import__("base64").b64encode(ca.read_bytes()).decode()}}))
-    gcp = ["/bin/sh", "-c", f"echo {PROVIDER_TOKENS['cloudsql']}"]
     services = tmp_path / "pg_service.conf"
     port = free_port()
-    d = Daemon(tmp_path / "d", api, [], pg_service_file=str(services),
-               metrics={"listen": f"127.0.0.1:{port}"},
-               credentials={"gcp": {"command": gcp}, "do": {"env": "ROOTCERTD_TEST_DO"}},
-               discover=[{"provider": "cloudsql", "project": "proj", "credential": "gcp",
-                          "api_url": providers.url, "ca_file": str(providers.trust)},
-                         {"provider": "digitalocean", "credential": "do",
-                          "api_url": providers.url, "ca_file": str(providers.trust)}])
-    env = dict(os.environ, ROOTCERTD_TEST_DO=PROVIDER_TOKENS["digitalocean"])
+    d, env = cloudsql_and_digitalocean(tmp_path, api, providers, pg_service_file=str(services),
+                                       metrics={"listen": f"127.0.0.1:{port}"})
     d.once(env=env)  # exit 1: the listed servers are not there for live checks
     assert "[sql-a]" in services.read_text() and "[do-main]" in services.read_text()
     # Restarted while Cloud SQL's list fails; DigitalOcean's answers.

@@ -16,6 +16,25 @@ Discovery tembo() {
     return d;
 }
 
+Discovery cloudsql() {
+    Discovery d;
+    d.provider = "cloudsql";
+    d.scope = "proj";
+    d.list_api = parse_https_url("https://sqladmin.googleapis.com").value();
+    d.name_template = "{name}";
+    d.credential = "gcp";
+    return d;
+}
+
+Discovery digitalocean() {
+    Discovery d;
+    d.provider = "digitalocean";
+    d.list_api = parse_https_url("https://api.digitalocean.com").value();
+    d.name_template = "{name}";
+    d.credential = "do";
+    return d;
+}
+
 }  // namespace
 
 TEST(Discovery, NamesAreSanitisedToSafeStems) {
@@ -64,12 +83,7 @@ TEST(Discovery, AMalformedObjectFailsTheWholePage) {
 }
 
 TEST(Discovery, CloudSqlPagesAndKeepsPostgresOnly) {
-    Discovery d;
-    d.provider = "cloudsql";
-    d.scope = "proj";
-    d.list_api = parse_https_url("https://sqladmin.googleapis.com").value();
-    d.name_template = "{name}";
-    d.credential = "gcp";
+    const auto d = cloudsql();
     auto page = parse_list_page(d, R"({"kind": "sql#instancesList", "items": [
         {"name": "a", "databaseVersion": "POSTGRES_15", "dnsName": "",
          "ipAddresses": [{"type": "PRIVATE", "ipAddress": "10.1.1.1"}, {"type": "PRIMARY", "ipAddress": "34.1.2.3"}]},
@@ -82,25 +96,6 @@ TEST(Discovery, CloudSqlPagesAndKeepsPostgresOnly) {
     EXPECT_EQ(page->next, "/v1/projects/proj/instances?pageToken=t%2F1%2B%3D");
     EXPECT_TRUE(parse_list_page(d, R"({"kind": "sql#instancesList"})")->instances.empty())
         << "an empty project's list leaves items out";
-}
-
-Discovery cloudsql() {
-    Discovery d;
-    d.provider = "cloudsql";
-    d.scope = "proj";
-    d.list_api = parse_https_url("https://sqladmin.googleapis.com").value();
-    d.name_template = "{name}";
-    d.credential = "gcp";
-    return d;
-}
-
-Discovery digitalocean() {
-    Discovery d;
-    d.provider = "digitalocean";
-    d.list_api = parse_https_url("https://api.digitalocean.com").value();
-    d.name_template = "{name}";
-    d.credential = "do";
-    return d;
 }
 
 TEST(Discovery, APageOfAnotherShapeIsMalformedNotEmpty) {
@@ -169,10 +164,7 @@ TEST(Config, HostsAreNamesOrAddressesWithoutAPort) {
 }
 
 TEST(Discovery, DigitalOceanFollowsNextOnTheSameOrigin) {
-    Discovery d;
-    d.provider = "digitalocean";
-    d.list_api = parse_https_url("https://api.digitalocean.com").value();
-    d.name_template = "{name}";
+    const auto d = digitalocean();
     auto page = parse_list_page(d, R"({"databases": [
         {"id": "9cc1", "name": "main", "engine": "pg", "connection": {"host": "h", "port": 25060, "user": "doadmin"}},
         {"id": "r1", "name": "cache", "engine": "redis"}],
