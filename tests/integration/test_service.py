@@ -110,6 +110,11 @@ def units_for_build(tmp_path):
     for unit in ("rootcertd.service", "rootcertd-once.service", "rootcertd-once.timer"):
         text = (ROOT / "systemd" / unit).read_text().replace("/usr/sbin/rootcertd", str(BINARY))
         (out / unit).write_text(text)
+    # The reload template, instantiated for a consumer as an operator would.
+    for suffix in ("path", "service"):
+        text = (ROOT / "systemd" / f"rootcertd-reload@.{suffix}").read_text()
+        (out / f"rootcertd-reload@pgbouncer.{suffix}").write_text(text)
+    (out / "pgbouncer.service").write_text("[Service]\nExecStart=/bin/true\n")
     return out
 
 
@@ -135,6 +140,10 @@ def test_units_verify_and_are_hardened(tmp_path):
     assert not re.search(r"^DynamicUser=", service, re.M)
     assert "RandomizedDelaySec=" in (ROOT / "systemd" / "rootcertd-once.timer").read_text()
     assert "--once" in (ROOT / "systemd" / "rootcertd-once.service").read_text()
+    reload = (ROOT / "systemd" / "rootcertd-reload@.path").read_text()
+    assert "PathChanged=/var/lib/rootcertd/certs\n" in reload
+    assert "ExecStart=/bin/systemctl reload-or-restart %i.service" in (
+        ROOT / "systemd" / "rootcertd-reload@.service").read_text()
 
 
 def test_packaged_config_reads_the_systemd_credential(tmp_path):
