@@ -988,8 +988,10 @@ void read_globals(const std::string& source, MapReader& top, const std::filesyst
         const auto cert = cfg.cert_dir.lexically_normal(), state = cfg.state_dir.lexically_normal();
         const auto rel = state.lexically_relative(cert);
         if (!rel.empty() && *rel.begin() != "..") {
-            raise(top.site(), "state_dir '" + cfg.state_dir.string() +
-                                  "' must not be inside cert_dir (clients read every file there)");
+            // At the key that put it there: state_dir when set, else cert_dir.
+            raise(top.site(top.has("state_dir") ? "state_dir" : "cert_dir"),
+                  "state_dir '" + cfg.state_dir.string() +
+                      "' must not be inside cert_dir (clients read every file there)");
         }
     }
     cfg.pg_service_file = top.path("pg_service_file", base_dir);

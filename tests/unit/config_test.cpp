@@ -728,6 +728,11 @@ TEST(Config, ATypoIsReportedAsATypoWhereItIs) {
         // It said "'10min' has no unit".
         {"refresh_interval: 10min\ninstances: [{org: a, id: b}]\n",
          ":2:19: refresh_interval: unknown unit 'min' in '10min' (use ms, s, m, h, d)"},
+        // It pointed at the first line of the file (api:).
+        {"cert_dir: /srv/certs\nstate_dir: /srv/certs/state\ninstances: [{org: a, id: b}]\n",
+         ":3:12: state_dir: state_dir '/srv/certs/state' must not be inside cert_dir"},
+        {"cert_dir: /var/lib/rootcertd\ninstances: [{org: a, id: b}]\n",
+         ":2:11: cert_dir: state_dir '/var/lib/rootcertd/state' must not be inside cert_dir"},
         // It said "illegal map value".
         {"instances:\n\t- {org: a, id: b}\n",
          ":3:1: tabs are not allowed in YAML indentation; indent with spaces"},
