@@ -13,6 +13,7 @@
 #include "rootcertd/logging.hpp"
 #include "rootcertd/proxy.hpp"
 #include "rootcertd/refresh.hpp"
+#include "rootcertd/reporter.hpp"
 #include "rootcertd/runtime.hpp"
 #include "rootcertd/token_source.hpp"
 
@@ -27,6 +28,23 @@ int run(const RunOptions& options) {
     return options.once ? run_one_pass(runtime, std::move(services))
                         : run_daemon(runtime, std::move(services));
 }
+
+namespace {
+
+// Where INSTANCE's CA comes from, as an operator checks it: the whole URL
+// (for Tembo the data plane it derived), or the trust store.
+std::string ca_url(const Instance& instance) {
+    const auto& src = *instance.source;
+    if (src.roots != nullptr) return "system trust store (" + std::string(src.provider) + ")";
+    return src.api.origin() + src.target;
+}
+
+// host:port, or "-" without a host (one word: the table's columns split on spaces).
+std::string server_of(const Instance& instance) {
+    return instance.host ? *instance.host + ":" + std::to_string(instance.port) : "-";
+}
+
+}  // namespace
 
 int list_instances(const RunOptions& options) {
     Runtime runtime(options);
@@ -48,21 +66,23 @@ int list_instances(const RunOptions& options) {
                           });
     runtime.loop().run();
     if (!found) return exit_failed;
-    const auto where = [](const Instance& i) {
-        return i.host ? *i.host + ":" + std::to_string(i.port) : std::string("(no host)");
-    };
-    std::printf("%-32s %-24s %s\n", "NAME", "FROM", "SERVER");
+    std::printf("%-32s %-24s %-40s %s\n", "NAME", "FROM", "SERVER", "CA");
     const auto& kept = found->composed;
     for (std::size_t i = 0; i < kept.instances.size(); ++i) {
-        std::printf("%-32s %-24s %s\n", kept.instances[i].name.c_str(), kept.from[i].c_str(),
-                    where(kept.instances[i]).c_str());
+        const auto& inst = kept.instances[i];
+        std::printf("%-32s %-24s %-40s %s\n", inst.name.c_str(), kept.from[i].c_str(),
+                    server_of(inst).c_str(), ca_url(inst).c_str());
     }
     for (const auto& r : found->composed.refused) {
         std::printf("%-32s %-24s refused: %s\n", r.name.c_str(), r.source.c_str(),
                     r.reason.c_str());
     }
-    for (const auto& [source, error] : found->failures) spdlog::error("{}", error);
-    return found->failures.empty() ? exit_ok : exit_failed;
+    for (const auto& [source, error] : found->failures) {
+        std::printf("%-32s %-24s list failed: %s\n", "-", source.c_str(), error.c_str());
+        spdlog::error("{}", error);
+    }
+    // As --once: a failed list or a refused instance is exit 1.
+    return found->failures.empty() && found->composed.refused.empty() ? exit_ok : exit_failed;
 }
 
 void log_config_error(const ConfigError& e, const std::string& prefix) {
@@ -117,7 +137,21 @@ int check_config(const std::string& path, bool json) {
             report(path + ": api: " + route.error());
             return exit_usage;
         }
-        std::printf("%s: OK, %zu instance(s)\n", path.c_str(), cfg.instances.size());
+        std::printf("%s: OK, %zu instance(s), %zu discover entr%s\n", path.c_str(),
+                    cfg.instances.size(), cfg.discover.size(),
+                    cfg.discover.size() == 1 ? "y" : "ies");
+        // What will happen: each instance's source, file and live check.
+        for (const auto& inst : cfg.instances) {
+            std::printf("  %s: %s, CA from %s, file %s, live check %s\n", inst.name.c_str(),
+                        std::string(inst.source->provider).c_str(), ca_url(inst).c_str(),
+                        cfg.cert_path(inst).c_str(),
+                        inst.host ? server_of(inst).c_str() : "none (no host)");
+        }
+        for (const auto& d : cfg.discover) {
+            std::printf("  discover %s: lists %s%s every %s, files in %s\n", d.label().c_str(),
+                        d.list_api.origin().c_str(), first_page(d).c_str(),
+                        human(d.interval).c_str(), cfg.cert_dir.c_str());
+        }
         return exit_ok;
     } catch (const ConfigError& e) {
         if (json) {

@@ -60,12 +60,18 @@ def test_list_instances_prints_what_discovery_would_keep_and_writes_nothing(api,
                discover=[tembo_discovery(api)])
     r = subprocess.run([str(BINARY), "--config", str(d.config), "--list-instances"],
                        capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stderr
-    rows = {line.split()[0]: line.split(None, 2)[1:] for line in r.stdout.splitlines()[1:]
+    # Two names were refused: exit 1, as --once gives for the same lists.
+    assert r.returncode == 1, r.stderr
+    assert r.stdout.splitlines()[0].split() == ["NAME", "FROM", "SERVER", "CA"]
+    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[1:]
             if "refused:" not in line}
-    assert rows["static"] == ["listed", "(no host)"]
-    assert rows["alpha"] == ["tembo:org_d", "alpha.data-1.use1.tembo.io:5432"]
-    assert rows["beta"] == ["tembo:org_d", "(no host)"]
+    certificate = api.url + "/api/v1/orgs/{}/instances/{}/secrets/certificate"
+    assert rows["static"] == ["listed", "-", certificate.format("org_a", "static_1")]
+    # The CA URL on the data plane derived from the listed object.
+    assert rows["alpha"] == ["tembo:org_d", "alpha.data-1.use1.tembo.io:5432",
+                             f"https://localhost:{p}/api/v1/orgs/org_d/instances/inst_a/"
+                             "secrets/certificate"]
+    assert rows["beta"][:2] == ["tembo:org_d", "-"]
     assert rows["sleepy"][0] == "tembo:org_d"
     assert "_.-My-DB-prod" in rows and "gone" not in rows
     refused = [line for line in r.stdout.splitlines() if "refused:" in line]
@@ -74,6 +80,18 @@ def test_list_instances_prints_what_discovery_would_keep_and_writes_nothing(api,
     assert any(l.startswith("static") and "already used by a listed instance" in l for l in refused)
     assert not d.cert_dir.exists(), "a dry run writes nothing"
     assert "never-logged-pw" not in r.stdout + r.stderr
+
+
+def test_list_instances_puts_a_failed_list_in_its_table_and_exits_1(api, pki, tmp_path):
+    """A failed list showed only the header row."""
+    put_list(api, "org_d", '{"not": "a list"}')
+    d = Daemon(tmp_path / "d", api, [], discover=[tembo_discovery(api)])
+    r = subprocess.run([str(BINARY), "--config", str(d.config), "--list-instances"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    failed = [line.split(None, 2) for line in r.stdout.splitlines()[1:]]
+    assert failed[0][:2] == ["-", "tembo:org_d"] and failed[0][2].startswith(
+        "list failed: discovery tembo:org_d: GET /api/v1/orgs/org_d/instances on "), r.stdout
 
 
 def cloudsql_and_digitalocean(tmp_path, api, providers, **settings):

@@ -423,11 +423,23 @@ def test_token_file_rotation_needs_no_restart(api, pki, make_daemon):
 
 
 def test_check_config_and_exit_codes(api, make_daemon, tmp_path):
-    d = make_daemon([inst("org_a", "inst_1")])
+    d = make_daemon([inst("org_a", "inst_1"),
+                     inst("org_a", "inst_2", name="eu", host="db.example.com", port=6432)],
+                    discover=[{"provider": "tembo", "org": "org_d", "control_plane": api.url}])
     r = subprocess.run([str(BINARY), "--config", str(d.config), "--check-config"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "OK, 1 instance(s)" in r.stdout
+    assert "OK, 2 instance(s), 1 discover entry" in r.stdout
+    # What will happen, one line each (it said "OK, 0 instance(s)" for a
+    # discover-only config, and nothing about URLs or files).
+    lines = r.stdout.splitlines()[1:]
+    path = "/api/v1/orgs/org_a/instances/{}/secrets/certificate"
+    assert lines[0] == (f"  inst_1: tembo, CA from {api.url}{path.format('inst_1')}, "
+                        f"file {d.cert_dir}/inst_1.crt, live check none (no host)")
+    assert lines[1] == (f"  eu: tembo, CA from {api.url}{path.format('inst_2')}, "
+                        f"file {d.cert_dir}/eu.crt, live check db.example.com:6432")
+    assert lines[2] == (f"  discover tembo:org_d: lists {api.url}/api/v1/orgs/org_d/instances "
+                        f"every 10m, files in {d.cert_dir}")
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("api:\n  url: https://x\n  token_env: T\ninstances:\n  - org: a\n    id: b\n    nmae: c\n")
