@@ -131,6 +131,21 @@ bool StatusBoard::ready(std::string* reason) const {
     return false;
 }
 
+namespace {
+
+// TEXT cut to at most MAX characters at a word's end, "..." marking the cut.
+std::string shortened(const std::string& text, std::size_t max) {
+    if (text.size() <= max) return text;
+    auto cut = text.rfind(' ', max);
+    if (cut == std::string::npos || cut < max / 2) cut = max;  // one long word
+    while (cut > 0 && (text[cut - 1] == ' ' || text[cut - 1] == ':' || text[cut - 1] == ';')) {
+        --cut;
+    }
+    return text.substr(0, cut) + "...";
+}
+
+}  // namespace
+
 std::string StatusBoard::summary() const {
     std::size_t fresh = 0;
     std::string failing;
@@ -140,7 +155,7 @@ std::string StatusBoard::summary() const {
             ++fresh;
         } else if (++failing_count <= 3) {
             failing += (failing.empty() ? "" : ", ") + name +
-                       (s.last_error.empty() ? "" : " (" + s.last_error.substr(0, 80) + ")");
+                       (s.last_error.empty() ? "" : " (" + shortened(s.last_error, 80) + ")");
         }
     }
     std::string out = std::to_string(fresh) + "/" + std::to_string(instances_.size()) + " fresh";

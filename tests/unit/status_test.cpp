@@ -37,6 +37,13 @@ TEST(StatusBoard, SummaryNamesWhatFails) {
     two->consecutive_failures = 2;
     two->last_error = "HTTP 404: Secret not found";
     EXPECT_EQ(board.summary(), "2/3 fresh; failing: two (HTTP 404: Secret not found)");
+    // A long reason ends at a word, marked as cut (it was cut mid-word).
+    two->last_error =
+        "GET /api/v1/orgs/org_abc/instances/inst_123/secrets/certificate on "
+        "https://api.data-1.use1.tembo.io: connect: Connection refused";
+    EXPECT_EQ(board.summary(),
+              "2/3 fresh; failing: two (GET /api/v1/orgs/org_abc/instances/inst_123/secrets/"
+              "certificate on...)");
 }
 
 TEST(StatusBoard, SyncKeepsWhatItKnewAboutInstancesThatStay) {
