@@ -324,7 +324,12 @@ class MapReader {
         const auto it = find(key);
         return {source_, it == entries_.end() ? node_.Mark() : it->value.Mark(), key_path(key)};
     }
-    bool has(const char* key) const { return find(key) != entries_.end(); }
+    // Whether KEY is set; KEY is one this mapping may hold (an unknown key's
+    // "expected one of" lists it).
+    bool has(const char* key) {
+        if (std::find(known_.begin(), known_.end(), key) == known_.end()) known_.push_back(key);
+        return find(key) != entries_.end();
+    }
     Site site() const { return {source_, node_.Mark(), path_}; }
     const std::string& source() const { return source_; }
 
@@ -339,7 +344,10 @@ class MapReader {
                     raise(where, unknown + " (did you mean '" + k + "'?)");
             }
             std::string known;
-            for (const auto& k : known_) known += (known.empty() ? "" : ", ") + k;
+            std::set<std::string_view> listed;
+            for (const auto& k : known_) {
+                if (listed.insert(k).second) known += (known.empty() ? "" : ", ") + k;
+            }
             raise(where, unknown + " (expected one of: " + known + ")");
         }
     }
@@ -747,6 +755,53 @@ Source read_custom_source(MapReader& m, const Config& cfg) {
 }
 
 // An instance's `source:` mapping: a provider preset, or a custom url.
+// "eu-west-1", "us-gov-west-1", "ap-southeast-2": AWS's region names.
+bool is_aws_region(const std::string& s) {
+    std::vector<std::string_view> parts;
+    for (std::size_t at = 0; at <= s.size();) {
+        const auto dash = std::min(s.find('-', at), s.size());
+        parts.push_back(std::string_view(s).substr(at, dash - at));
+        at = dash + 1;
+    }
+    const auto letters = [](std::string_view p) {
+        return !p.empty() &&
+               std::all_of(p.begin(), p.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+    };
+    return parts.size() >= 3 && parts.front().size() == 2 && letters(parts.front()) &&
+           std::all_of(parts.begin() + 1, parts.end() - 1, letters) && !parts.back().empty() &&
+           std::all_of(parts.back().begin(), parts.back().end(),
+                       [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// What a preset's keys must look like beyond a path value.
+void check_preset_values(MapReader& m, const std::string& provider,
+                         const std::map<std::string, std::string>& values) {
+    if (provider == "rds") {
+        const auto& region = values.at("region");
+        if (region != "global" && !is_aws_region(region)) {
+            raise(m.site("region"), "'" + region +
+                                        "' is not an AWS region like eu-west-1 or us-gov-west-1, "
+                                        "nor global");
+        }
+    }
+    if (provider == "cloudsql") {
+        // A connection name is project:region:instance (the project may hold
+        // a ':' itself, as domain-scoped ones do: example.com:proj).
+        const auto& instance = values.at("instance");
+        if (instance.find(':') != std::string::npos) {
+            const auto last = instance.rfind(':');
+            const auto region = instance.rfind(':', last - 1);
+            raise(m.site("instance"),
+                  "'" + instance + "' looks like a connection name" +
+                      (region == std::string::npos || region == 0
+                           ? std::string()
+                           : " (project:region:instance): write project: " +
+                                 instance.substr(0, region) +
+                                 " and instance: " + instance.substr(last + 1)));
+        }
+    }
+}
+
 Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path& base_dir,
                    Instance& inst) {
     Source out;
@@ -783,6 +838,7 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
             }
             values[key] = std::move(value);
         }
+        check_preset_values(m, provider, values);
         auto origin = m.parsed<Endpoint>("api_url", parse_https_url);
         std::optional<std::string> credential;
         if (m.has("credential")) credential = credential_name(m, "credential", cfg);
@@ -888,6 +944,7 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
     }
     if (m.has("credential")) d.credential = credential_name(m, "credential", cfg);
     if (!d.credential && (!tembo || (!cfg.token_file && !cfg.token_env))) {
+        m.raise_typo_of({"credential"});
         raise(m.site("credential"), tembo ? "is required without api.token_file or api.token_env"
                                           : "is required: " + d.provider + " needs a secret");
     }

@@ -733,6 +733,16 @@ TEST(Config, ATypoIsReportedAsATypoWhereItIs) {
          ":3:12: state_dir: state_dir '/srv/certs/state' must not be inside cert_dir"},
         {"cert_dir: /var/lib/rootcertd\ninstances: [{org: a, id: b}]\n",
          ":2:11: cert_dir: state_dir '/var/lib/rootcertd/state' must not be inside cert_dir"},
+        {"credentials: {g: {env: HOME}}\ndiscover: [{provider: cloudsql, project: p, credentail: "
+         "g}]\n",
+         "discover[0].credentail: unknown key 'credentail' (did you mean 'credential'?)"},
+        {"instances: [{name: r, source: {provider: rds, region: eu-west}}]\n",
+         "instances[0].source.region: 'eu-west' is not an AWS region like eu-west-1 or "
+         "us-gov-west-1, nor global"},
+        {"credentials: {g: {env: HOME}}\ninstances: [{name: s, source: {provider: cloudsql, "
+         "project: p, instance: \"my-proj:us-central1:sql-a\", credential: g}}]\n",
+         "'my-proj:us-central1:sql-a' looks like a connection name (project:region:instance): "
+         "write project: my-proj and instance: sql-a"},
         // It said "illegal map value".
         {"instances:\n\t- {org: a, id: b}\n",
          ":3:1: tabs are not allowed in YAML indentation; indent with spaces"},
@@ -748,6 +758,9 @@ TEST(Config, ATypoIsReportedAsATypoWhereItIs) {
         const auto error = error_of(api + yaml);
         EXPECT_NE(error.find(expect), std::string::npos) << yaml << "\n-> " << error;
     }
+    // Keys only ever tested for (credential in a discover entry) are listed too.
+    const auto far = error_of(api + "discover: [{provider: tembo, org: o, zzzzzz: 1}]\n");
+    EXPECT_NE(far.find("credential"), std::string::npos) << far;
     // Far from every key: the list of keys, as before.
     EXPECT_NE(error_of(api + "instances: [{org: a, id: b, zzzzzz: 1}]\n")
                   .find("unknown key 'zzzzzz' (expected one of: "),
