@@ -352,7 +352,7 @@ http {{
 # says they are sent.
 PROVIDER_TOKENS = {"aiven": "aiven-token-1", "digitalocean": "dop_v1_token",
                    "cloudsql": "ya29.gcp-new", "crunchybridge": "cbkey_123",
-                   "vault": "hvs.vault-token"}
+                   "vault": "hvs.vault-token", "ubicloud": "pat-ubicloud-token"}
 
 PROVIDER_LOCATIONS = """
 # Aiven: GET /v1/project/{project}/kms/ca, "Authorization: aivenv1 TOKEN"
@@ -381,6 +381,13 @@ location ~ "^/(?<region>[a-z0-9-]+)/(?<region2>[a-z0-9-]+)-bundle\\.pem$" {
     if ($http_authorization != "") { return 400 'an Authorization header was sent'; }
     default_type application/x-pem-file;
     try_files /rds/$region.pem =404;
+}
+# Ubicloud: GET /project/{project}/location/{location}/postgres/{name or ubid}/ca-certificates,
+# Bearer, raw PEM (application/x-pem-file), 404 when it has none
+location ~ "^/project/(?<project>[^/]+)/location/(?<loc>[^/]+)/postgres/(?<db>[^/]+)/ca-certificates$" {
+    if ($ubi_ok = 0) { return 401 '{"error":{"code":401,"type":"InvalidCredentials","message":"invalid JWT format or claim in Authorization header"}}'; }
+    default_type application/x-pem-file;
+    try_files /ubicloud/$project/$loc/$db.pem =404;
 }
 # A Vault-like custom source: X-Vault-Token, JSON
 location = /v1/pki/ca {
@@ -443,6 +450,7 @@ http {{
     map $http_authorization $gcp_ok {{ "Bearer {t['cloudsql']}" 1; default 0; }}
     map $http_authorization $cb_ok {{ "Bearer {t['crunchybridge']}" 1; default 0; }}
     map $http_x_vault_token $vault_ok {{ "{t['vault']}" 1; default 0; }}
+    map $http_authorization $ubi_ok {{ "Bearer {t['ubicloud']}" 1; default 0; }}
     map $arg_pageToken $sql_page {{ "" first; default $arg_pageToken; }}
     map $arg_page $do_page {{ "" 1; default $arg_page; }}
     server {{

@@ -343,3 +343,30 @@ def test_a_credential_file_open_to_others_draws_the_api_tokens_warning(tmp_path,
     assert "is open to others or group-writable (mode 0644)" in checked.stderr
     key.chmod(0o600)
     assert "open to others" not in d.once().stderr
+
+
+def test_ubicloud_serves_its_ca_certificates_as_pem(tmp_path, api, pki, providers):
+    """Ubicloud: the database's CA certificates (current and next) as one
+    PEM download, Bearer token; a refused token names the path and status."""
+    current, upcoming = pki.ca("ubi-current"), pki.ca("ubi-next")
+    providers.put("ubicloud/pj1/eu-central-h1/main-db.pem",
+                  current.read_text() + upcoming.read_text())
+    (tmp_path / "ubi-token").write_text(PROVIDER_TOKENS["ubicloud"] + "\n")
+    (tmp_path / "ubi-token").chmod(0o600)
+    source = {"provider": "ubicloud", "project": "pj1", "location": "eu-central-h1",
+              "database": "main-db", "credential": "ubi", "api_url": providers.url,
+              "ca_file": str(providers.trust)}
+    d = Daemon(tmp_path / "d", api, [{"name": "ubi", "source": source}],
+               credentials={"ubi": {"file": str(tmp_path / "ubi-token")}})
+    r = d.once()
+    assert r.returncode == 0, r.stderr
+    assert sorted(fingerprints(d.file("ubi").read_text())) == sorted(
+        [Pki.fingerprint(current), Pki.fingerprint(upcoming)])
+    assert providers.requests(
+        "/project/pj1/location/eu-central-h1/postgres/main-db/ca-certificates")[-1][2] == "auth"
+    (tmp_path / "ubi-token").write_text("pat-wrong\n")
+    r = d.once()
+    assert r.returncode == 1
+    assert ("GET /project/pj1/location/eu-central-h1/postgres/main-db/ca-certificates on "
+            f"{providers.url}: HTTP 401") in r.stderr, r.stderr
+    assert "pat-wrong" not in r.stderr
