@@ -1,10 +1,15 @@
 #include "rootcertd/app.hpp"
 
+#include <grp.h>
+#include <pwd.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -37,6 +42,65 @@ std::string ca_url(const Instance& instance) {
     const auto& src = *instance.source;
     if (src.roots != nullptr) return "system trust store (" + std::string(src.provider) + ")";
     return src.api.origin() + src.target;
+}
+
+// Why USER (uid, gid, groups) could not read PATH, by its mode, owner and
+// the search bits of every directory above it; nullopt when it could.
+std::optional<std::string> unreadable_by(const std::filesystem::path& path, uid_t uid,
+                                         const std::vector<gid_t>& groups) {
+    const auto allows = [&](const struct stat& st, mode_t owner, mode_t group, mode_t other) {
+        if (st.st_uid == uid) return (st.st_mode & owner) != 0;
+        if (std::find(groups.begin(), groups.end(), st.st_gid) != groups.end()) {
+            return (st.st_mode & group) != 0;
+        }
+        return (st.st_mode & other) != 0;
+    };
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;  // reported where it is read
+    for (auto dir = path.parent_path(); !dir.empty(); dir = dir.parent_path()) {
+        struct stat d {};
+        if (::stat(dir.c_str(), &d) == 0 && !allows(d, S_IXUSR, S_IXGRP, S_IXOTH)) {
+            return "cannot enter " + dir.string();
+        }
+        if (dir == dir.root_path()) break;
+    }
+    if (allows(st, S_IRUSR, S_IRGRP, S_IROTH)) return std::nullopt;
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return std::string("mode ") + mode + ", owner uid " + std::to_string(st.st_uid) +
+           ", group gid " + std::to_string(st.st_gid);
+}
+
+// Run as root, --check-config tells which files the packaged unit's user
+// could not read: the secrets, the trust files.
+void check_service_user_can_read(const Config& cfg,
+                                 const std::function<void(const std::string&)>& warn) {
+    const passwd* pw = ::getpwnam("rootcertd");
+    if (::geteuid() != 0 || pw == nullptr) return;
+    int n = 0;
+    ::getgrouplist(pw->pw_name, pw->pw_gid, nullptr, &n);  // says how many there are
+    std::vector<gid_t> groups(static_cast<std::size_t>(std::max(n, 1)));
+    ::getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n);
+    groups.resize(static_cast<std::size_t>(std::max(n, 0)));
+    std::vector<std::pair<std::string, std::filesystem::path>> files;
+    if (cfg.token_file && !api_token_users(cfg).empty())
+        files.emplace_back("api.token_file", *cfg.token_file);
+    if (cfg.ca_file) files.emplace_back("api.ca_file", *cfg.ca_file);
+    if (cfg.proxy_auth_file) files.emplace_back("api.proxy_auth_file", *cfg.proxy_auth_file);
+    for (const auto& c : cfg.credentials) {
+        if (c.file) files.emplace_back("credentials." + c.name, *c.file);
+    }
+    for (const auto& inst : cfg.instances) {
+        if (inst.source->ca_file)
+            files.emplace_back(inst.name + ".source.ca_file", *inst.source->ca_file);
+    }
+    for (const auto& [key, file] : files) {
+        if (auto why = unreadable_by(file, pw->pw_uid, groups)) {
+            warn(key + ": the service user rootcertd cannot read " + file.string() + " (" + *why +
+                 "): under systemd pass it with LoadCredential= (rootcertd(8)), or give it "
+                 "group rootcertd and mode 0640");
+        }
+    }
 }
 
 // host:port, or "-" without a host (one word: the table's columns split on spaces).
@@ -133,6 +197,7 @@ int check_config(const std::string& path, bool json) {
             }
             if (!source.exposure().empty()) warn(path + ": " + where + ": " + source.exposure());
         }
+        check_service_user_can_read(cfg, [&](const std::string& m) { warn(path + ": " + m); });
         if (auto route = resolve_proxy(cfg.proxy, std::getenv); !route) {
             report(path + ": api: " + route.error());
             return exit_usage;

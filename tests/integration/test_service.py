@@ -292,3 +292,33 @@ def test_version_names_the_commit_and_every_option_is_documented():
     for option in options:
         assert f"`{option}" in readme, f"README lacks {option}"
         assert option in man, f"rootcertd(8) lacks {option}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks as root what user rootcertd can read")
+def test_check_config_as_root_names_files_the_service_user_cannot_read():
+    if subprocess.run(["getent", "passwd", "rootcertd"], capture_output=True).returncode != 0:
+        # As the package's postinst makes it (the package test reuses it).
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/var/lib/rootcertd", "rootcertd"], check=True)
+    work = pathlib.Path(tempfile.mkdtemp(prefix="rootcertd-svc-"))
+    try:
+        work.chmod(0o755)
+        key = work / "aiven"
+        key.write_text("aiven-token\n")
+        key.chmod(0o600)  # root's alone, as a careless operator leaves it
+        cfg = work / "rootcertd.yaml"
+        cfg.write_text(f"credentials: {{aiven: {{file: {key}}}}}\n"
+                       "instances: [{name: a, source: {provider: aiven, project: p, "
+                       "credential: aiven}}]\n")
+        r = subprocess.run([str(BINARY), "--config", str(cfg), "--check-config"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert (f"warning: {cfg}: credentials.aiven: the service user rootcertd cannot read "
+                f"{key} (mode 0600, owner uid 0") in r.stderr, r.stderr
+        shutil.chown(key, group="rootcertd")
+        key.chmod(0o640)
+        r = subprocess.run([str(BINARY), "--config", str(cfg), "--check-config"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and "cannot read" not in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(work)
