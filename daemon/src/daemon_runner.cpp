@@ -130,6 +130,9 @@ class DaemonRunner {
             update_notify();
         });
         ioc_.run();
+        // A command that ignored SIGTERM does not outlive the daemon, even
+        // when the loop stopped before its SIGKILL was due.
+        signal_running_commands(SIGKILL);
         spdlog::info("stopped");
         return exit_ok;
     }

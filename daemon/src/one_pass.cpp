@@ -94,6 +94,7 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
         s->close_clients();
     }
     ioc.run();  // until every refresh and every hook they started has ended
+    signal_running_commands(SIGKILL);  // nothing started here outlives the pass
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - began);
     rt.on_hook_end = nullptr;  // it refers to this frame

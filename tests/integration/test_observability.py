@@ -280,3 +280,25 @@ def test_once_exits_1_when_a_hook_failed(api, pki, make_daemon, tmp_path):
     assert r.returncode == 1, r.stderr
     assert f"on_change {hook} exited 4" in r.stderr and "retrying" not in r.stderr
     assert d.file("inst_1").exists()
+
+
+def test_a_hook_that_ignores_sigterm_does_not_outlive_the_daemon(api, pki, make_daemon, tmp_path):
+    """Stopping sends running hooks SIGTERM, then SIGKILL 500 ms later; the
+    loop could stop before that was due and leave the hook running."""
+    pid_file = tmp_path / "hook.pid"
+    hook = write_hook(tmp_path / "stubborn.sh",
+                      f"trap '' TERM\necho $$ > {pid_file}\nexec sleep 30\n")
+    api.serve("org_a", "inst_1", pki.ca("hook-stubborn"))
+    d = make_daemon([{"org": "org_a", "id": "inst_1",
+                      "on_change": {"command": [hook], "timeout": "60s"}}])
+    d.start()
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "the hook")
+    pid = int(pid_file.read_text())
+    assert d.stop() == 0
+
+    def running():  # a zombie waiting for its reaper counts as gone
+        try:
+            return pathlib.Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+        except (FileNotFoundError, IndexError):
+            return False
+    wait_for(lambda: not running(), 5, "the hook gone with the daemon")
