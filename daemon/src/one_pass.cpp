@@ -94,7 +94,8 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
         s->close_clients();
     }
     ioc.run();  // until every refresh and every hook they started has ended
-    signal_running_commands(SIGKILL);  // nothing started here outlives the pass
+    // Nothing started here outlives the pass.
+    signal_running_commands(SIGKILL);
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - began);
     rt.on_hook_end = nullptr;  // it refers to this frame
