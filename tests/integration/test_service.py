@@ -263,13 +263,22 @@ def test_debian_package_builds_installs_and_purges():
     if os.geteuid() != 0:
         return
     try:
+        token = pathlib.Path("/etc/rootcertd/token")
+        had_token = token.exists()  # an operator's token on this machine stays as it is
         subprocess.run(["dpkg", "-i", str(deb)], check=True, capture_output=True)
         assert pwd.getpwnam("rootcertd").pw_dir == "/var/lib/rootcertd"
         v = subprocess.run(["/usr/sbin/rootcertd", "--version"], capture_output=True, text=True)
         assert v.stdout.startswith("rootcertd ")
+        # LoadCredential= needs the token file: postinst makes it, empty and root's.
+        st = token.stat()
+        assert (st.st_mode & 0o7777, st.st_uid) == (0o600, 0)
+        assert had_token or st.st_size == 0
+        for unit in ("rootcertd-reload@.path", "rootcertd-reload@.service"):
+            assert pathlib.Path("/lib/systemd/system", unit).exists(), unit
     finally:
         subprocess.run(["dpkg", "--purge", "rootcertd"], check=True, capture_output=True)
     assert not pathlib.Path("/usr/sbin/rootcertd").exists()
+    assert not pathlib.Path("/etc/rootcertd/token").exists(), "a purge takes the secret too"
 
 
 def test_version_names_the_commit_and_every_option_is_documented():
