@@ -325,9 +325,10 @@ class MapReader {
         return {source_, it == entries_.end() ? node_.Mark() : it->value.Mark(), key_path(key)};
     }
     // Whether KEY is set; KEY is one this mapping may hold (an unknown key's
-    // "expected one of" lists it).
+    // "expected one of" lists it). KEY is a string literal: kept by address,
+    // no copy (a fleet's config asks this for every instance).
     bool has(const char* key) {
-        if (std::find(known_.begin(), known_.end(), key) == known_.end()) known_.push_back(key);
+        tested_.push_back(key);
         return find(key) != entries_.end();
     }
     Site site() const { return {source_, node_.Mark(), path_}; }
@@ -339,14 +340,17 @@ class MapReader {
             if (entry.used) continue;
             const Site where{source_, entry.key.Mark(), key_path(std::string(entry.name))};
             const std::string unknown = "unknown key '" + std::string(entry.name) + "'";
-            for (const auto& k : known_) {
-                if (near_miss(entry.name, k))
-                    raise(where, unknown + " (did you mean '" + k + "'?)");
+            std::vector<std::string_view> keys(known_.begin(), known_.end());
+            keys.insert(keys.end(), tested_.begin(), tested_.end());
+            for (const auto k : keys) {
+                if (near_miss(entry.name, k)) {
+                    raise(where, unknown + " (did you mean '" + std::string(k) + "'?)");
+                }
             }
             std::string known;
             std::set<std::string_view> listed;
-            for (const auto& k : known_) {
-                if (listed.insert(k).second) known += (known.empty() ? "" : ", ") + k;
+            for (const auto k : keys) {
+                if (listed.insert(k).second) known += (known.empty() ? "" : ", ") + std::string(k);
             }
             raise(where, unknown + " (expected one of: " + known + ")");
         }
@@ -370,6 +374,7 @@ class MapReader {
     // Copies: a provider's keys come from its path template. Short keys stay
     // in the string itself (no allocation).
     std::vector<std::string> known_;
+    std::vector<const char*> tested_;  // keys has() was asked about: literals
 };
 
 Outcome<bool> parse_bool(const std::string& text) {
