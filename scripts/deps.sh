@@ -28,6 +28,8 @@ for profile in "$@"; do
       prometheus  # for promtool, which checks the /metrics exposition format
       # bench/fleet: the server's own keep-alive limit; valgrind for the leak check
       wrk valgrind
+      # outputs: the consumers that read one CA file or a truststore
+      pgbouncer libpostgresql-jdbc-java default-jre-headless
       # a real HTTP CONNECT proxy for the proxy tests
       tinyproxy
       # libFuzzer targets

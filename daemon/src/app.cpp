@@ -16,6 +16,7 @@
 #include "rootcertd/config.hpp"
 #include "rootcertd/discovery.hpp"
 #include "rootcertd/logging.hpp"
+#include "rootcertd/outputs.hpp"
 #include "rootcertd/proxy.hpp"
 #include "rootcertd/refresh.hpp"
 #include "rootcertd/reporter.hpp"
@@ -108,6 +109,15 @@ std::string server_of(const Instance& instance) {
     return instance.host ? *instance.host + ":" + std::to_string(instance.port) : "-";
 }
 
+// "a,b,c" (up to 20, then "and N more"), or "none": an output's members.
+std::string member_list(const Output& output, const std::vector<Instance>& instances) {
+    const auto members = members_of(output, instances);
+    std::string out;
+    for (std::size_t i = 0; i < members.size() && i < 20; ++i) out += (i ? "," : "") + members[i];
+    if (members.size() > 20) out += " and " + std::to_string(members.size() - 20) + " more";
+    return out.empty() ? "none" : out;
+}
+
 }  // namespace
 
 int list_instances(const RunOptions& options) {
@@ -144,6 +154,14 @@ int list_instances(const RunOptions& options) {
     for (const auto& [source, error] : found->failures) {
         std::printf("%-32s %-24s list failed: %s\n", "-", source.c_str(), error.c_str());
         spdlog::error("{}", error);
+    }
+    if (!cfg->outputs.empty()) {
+        std::printf("\n%-32s %-8s %-40s %s\n", "OUTPUT", "FORMAT", "PATH", "MEMBERS");
+        for (const auto& output : cfg->outputs) {
+            std::printf("%-32s %-8s %-40s %s\n", output.name.c_str(),
+                        std::string(format_name(output.format)).c_str(), output.path.c_str(),
+                        member_list(output, kept.instances).c_str());
+        }
     }
     // As --once: a failed list or a refused instance is exit 1.
     return found->failures.empty() && found->composed.refused.empty() ? exit_ok : exit_failed;
@@ -216,6 +234,12 @@ int check_config(const std::string& path, bool json) {
             std::printf("  discover %s: lists %s%s every %s, files in %s\n", d.label().c_str(),
                         d.list_api.origin().c_str(), first_page(d).c_str(),
                         human(d.interval).c_str(), cfg.cert_dir.c_str());
+        }
+        for (const auto& output : cfg.outputs) {
+            std::printf("  output %s: %s at %s, members %s%s\n", output.name.c_str(),
+                        std::string(format_name(output.format)).c_str(), output.path.c_str(),
+                        member_list(output, cfg.instances).c_str(),
+                        cfg.discover.empty() ? "" : " (discovered ones join as listed)");
         }
         return exit_ok;
     } catch (const ConfigError& e) {

@@ -15,6 +15,7 @@
 #include "rootcertd/config.hpp"
 #include "rootcertd/discovery.hpp"
 #include "rootcertd/http_server.hpp"
+#include "rootcertd/output_writer.hpp"
 #include "rootcertd/process.hpp"
 #include "rootcertd/refresh.hpp"
 #include "rootcertd/reporter.hpp"
@@ -57,9 +58,13 @@ std::string join_names(const std::vector<std::string>& names) {
     return out.empty() ? "-" : out;
 }
 
+// Whether A and B differ only in their instances and outputs: those are
+// applied without restarting every loop.
 bool same_globals(Config a, Config b) {
     a.instances.clear();
     b.instances.clear();
+    a.outputs.clear();
+    b.outputs.clear();
     return a == b;
 }
 
@@ -86,6 +91,14 @@ class DaemonRunner {
         rt_.on_hook_end = [this](const std::string& name, bool ok) {
             board_.record_hook(name, ok);
         };
+        outputs_.on_written = [this](const Output& output, const std::vector<std::string>& members,
+                                     const Outcome<OutputWrite>& done) {
+            board_.record_output(output, members, done);
+        };
+        // Outputs are written once every member's file is in: existing
+        // files count, so an output added to a settled fleet is written now.
+        outputs_.hold(services_, a_source_has_not_listed());
+        outputs_.all_due(services_);
         signals_.add(SIGTERM);
         signals_.add(SIGINT);
         signals_.add(SIGHUP);
@@ -193,6 +206,7 @@ class DaemonRunner {
     asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s, Instance inst) {
         const auto started = std::chrono::steady_clock::now();
         auto r = co_await rt_.refresh_and_hook(s, inst);
+        if (r.change != Change::unchanged && s == services_) outputs_.member_changed(s, inst.name);
         board_.record_refresh(
             inst.name, r,
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
@@ -327,11 +341,19 @@ class DaemonRunner {
                 rt_.write_service_file(services_->config, a_source_has_not_listed());
             }
             board_.sync(services_->config);
+            outputs_.hold(services_, a_source_has_not_listed());
+            outputs_.all_due(services_);
             start_all(services_);
             start_discovery(services_);
             spdlog::info("reloaded: global settings changed; restarted all {} instance(s)",
                          services_->config.instances.size());
             return;
+        }
+        if (cfg->outputs != services_->config.outputs) {
+            services_->config.outputs = cfg->outputs;
+            board_.sync(services_->config);
+            outputs_.all_due(services_);
+            spdlog::info("reloaded: {} output(s)", services_->config.outputs.size());
         }
         const auto change = apply_instances(composed().instances);
         spdlog::info("reloaded: {} instance(s); {}", services_->config.instances.size(),
@@ -362,6 +384,7 @@ class DaemonRunner {
         if (added.empty() && changed.empty() && removed.empty()) return "";
         services_->config.instances = std::move(next);
         board_.sync(services_->config);
+        outputs_.all_due(services_);  // members may have joined or left
         rt_.write_service_file(services_->config, a_source_has_not_listed());
         for (const auto& inst : services_->config.instances) {
             if (std::find(added.begin(), added.end(), inst.name) != added.end() ||
@@ -449,6 +472,7 @@ class DaemonRunner {
                 const auto kept = kept_from(next, label);
                 board_.record_discovery(label, kept);
                 const auto change = apply_instances(std::move(next.instances));
+                outputs_.hold(services_, a_source_has_not_listed());
                 if (!change.empty()) {
                     spdlog::info("discovery {}: {} instance(s) kept; {}", label, kept, change);
                 }
@@ -490,6 +514,7 @@ class DaemonRunner {
         scheduler_.stop_all();
         services_->close_clients();
         rt_.stop_hook_retries();
+        outputs_.stop();
         stop_running_commands(ioc_.get_executor(), command_stop_grace);
         if (server_) server_->stop();
         if (scheduler_.alive() == 0) {
@@ -516,6 +541,7 @@ class DaemonRunner {
     std::shared_ptr<Services> starting_;  // whose instances start_some() is starting
     std::size_t next_start_ = 0;
     StatusBoard board_;
+    OutputWriter outputs_{rt_};
     std::shared_ptr<HttpServer> server_;
     Notifier notify_ = Notifier::from_environment();
     asio::steady_timer watchdog_{ioc_};

@@ -150,6 +150,7 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
         if (!item.is_object()) return fail(which + " is not an object");
         const auto& o = item.get_object();
         Instance inst = d.defaults;
+        inst.discovered_by = d.label();
         std::map<std::string, std::string> keys;
         std::optional<Endpoint> origin = d.ca_api;
         if (tembo) {

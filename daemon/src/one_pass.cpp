@@ -5,6 +5,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "rootcertd/discovery.hpp"
+#include "rootcertd/output_writer.hpp"
 #include "rootcertd/process.hpp"
 #include "rootcertd/reporter.hpp"
 #include "rootcertd/runtime.hpp"
@@ -39,6 +40,37 @@ bool discover_first(Runtime& rt, const std::shared_ptr<Services>& s) {
     // A failed list would drop its instances' sections: the block is kept.
     if (result->failures.empty()) rt.write_service_file(s->config);
     return result->failures.empty() && result->composed.refused.empty();
+}
+
+// After the pass, every output once, and the hooks of those that changed.
+// Not after a failed list: its instances' CAs would leave the outputs.
+bool write_outputs(Runtime& rt, const std::shared_ptr<Services>& s, bool discovered,
+                   bool& hook_failed) {
+    if (s->config.outputs.empty()) return true;
+    if (!discovered) {
+        spdlog::error(
+            "outputs not written: a discovery list failed, and its instances' CAs "
+            "would leave them");
+        return false;
+    }
+    auto& ioc = rt.loop();
+    ioc.restart();
+    OutputWriter writer(rt);
+    std::set<std::string> all;
+    for (const auto& output : s->config.outputs) all.insert(output.name);
+    bool ok = false, written = false;
+    rt.on_hook_end = [&](const std::string&, bool hook_ok) {
+        hook_failed = hook_failed || !hook_ok;
+        if (written && rt.hooks_running() == 0) ioc.stop();
+    };
+    asio::co_spawn(ioc, writer.write(s, std::move(all)), [&](std::exception_ptr e, bool all_ok) {
+        ok = !e && all_ok;
+        written = true;
+        if (rt.hooks_running() == 0) ioc.stop();
+    });
+    ioc.run();
+    rt.on_hook_end = nullptr;  // it refers to this frame
+    return ok;
 }
 
 }  // namespace
@@ -94,14 +126,16 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
         s->close_clients();
     }
     ioc.run();  // until every refresh and every hook they started has ended
+    const bool outputs_ok = write_outputs(rt, s, discovered, hook_failed);
     // Nothing started here outlives the pass.
     signal_running_commands(SIGKILL);
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - began);
     rt.on_hook_end = nullptr;  // it refers to this frame
     reporter.summarize_pass(instances.size(), took);
-    return failed == 0 && !hook_failed && discovered && rt.service_file_ok() ? exit_ok
-                                                                             : exit_failed;
+    return failed == 0 && !hook_failed && discovered && outputs_ok && rt.service_file_ok()
+               ? exit_ok
+               : exit_failed;
 }
 
 }  // namespace rootcertd

@@ -148,4 +148,45 @@ void Reporter::summarize_pass(std::size_t total, std::chrono::milliseconds took)
     }
 }
 
+namespace {
+// "a, b, c and 4 more": at most five of NAMES.
+std::string some_of(const std::vector<std::string>& names) {
+    std::string out;
+    for (std::size_t i = 0; i < names.size() && i < 5; ++i) out += (i ? ", " : "") + names[i];
+    if (names.size() > 5) out += " and " + std::to_string(names.size() - 5) + " more";
+    return out.empty() ? "none" : out;
+}
+}  // namespace
+
+void log_output_write(const Output& output, const std::vector<std::string>& members,
+                      const Outcome<OutputWrite>& done) {
+    const LogFields fields{{"output", output.name}};
+    const std::string head = "output " + output.name + ": ";
+    if (!done) {
+        log_event(
+            spdlog::level::err,
+            head + "not written, " + output.path.string() + " kept as it was: " + done.error(),
+            fields);
+        return;
+    }
+    const auto& w = done.value();
+    if (!w.waiting_for.empty()) {
+        log_event(spdlog::level::info,
+                  head + "waiting for the file of " + std::to_string(w.waiting_for.size()) +
+                      " of " + std::to_string(members.size()) + " member(s) (" +
+                      some_of(w.waiting_for) + ") before the first write",
+                  fields);
+    } else if (w.changed) {
+        log_event(spdlog::level::info,
+                  head + "wrote " + output.path.string() + " (" +
+                      std::string(format_name(output.format)) + ", " +
+                      std::to_string(w.certificates) + " CA(s) of " +
+                      std::to_string(members.size()) + " instance(s)); added " + some_of(w.added) +
+                      "; removed " + some_of(w.removed),
+                  fields);
+    } else {
+        log_event(spdlog::level::debug, head + "unchanged", fields);
+    }
+}
+
 }  // namespace rootcertd

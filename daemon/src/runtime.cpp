@@ -83,51 +83,48 @@ void Runtime::write_service_file(const Config& cfg, bool keep_others) {
 asio::awaitable<RefreshResult> Runtime::refresh_and_hook(std::shared_ptr<Services> s,
                                                          Instance inst) {
     auto r = co_await refresh(s, inst);
-    if (r.change != Change::unchanged) start_hook(s, inst, *r.bundle);
+    if (r.change != Change::unchanged && inst.on_change) {
+        std::vector<std::pair<std::string, std::string>> env;
+        env.emplace_back("ROOTCERTD_NAME", inst.name);
+        env.emplace_back("ROOTCERTD_PATH", s->config.cert_file(inst));
+        env.emplace_back("ROOTCERTD_SHA256", r.bundle->certs.front().sha256);
+        start_hook(s, HookJob{inst.name, *inst.on_change, std::move(env), labels_of(inst)});
+    }
     co_return r;
 }
 
-void Runtime::start_hook(const std::shared_ptr<Services>& s, const Instance& inst,
-                         const CertBundle& b) {
-    if (!inst.on_change) return;
+void Runtime::start_hook(const std::shared_ptr<Services>& s, HookJob job) {
     ++hooks_running_;
-    asio::co_spawn(ioc_,
-                   hook_until_done(s, inst, b.certs.front().sha256, ++hook_generation_[inst.name]),
-                   asio::detached);
+    const unsigned generation = ++hook_generation_[job.name];
+    asio::co_spawn(ioc_, hook_until_done(s, std::move(job), generation), asio::detached);
 }
 
-asio::awaitable<void> Runtime::hook_until_done(std::shared_ptr<Services> s, Instance inst,
-                                               std::string sha256, unsigned generation) {
-    const auto& hook = *inst.on_change;
+asio::awaitable<void> Runtime::hook_until_done(std::shared_ptr<Services> s, HookJob job,
+                                               unsigned generation) {
+    const auto& hook = job.hook;
     Duration delay = s->config.retry_min;
     asio::steady_timer timer(ioc_);
-    // Built before the loop (GCC12-COROUTINE-TEMPORARY: no braced
-    // temporaries in a co_await expression).
-    std::vector<std::pair<std::string, std::string>> env;
-    env.emplace_back("ROOTCERTD_NAME", inst.name);
-    env.emplace_back("ROOTCERTD_PATH", s->config.cert_path(inst).string());
-    env.emplace_back("ROOTCERTD_SHA256", sha256);
     for (;;) {
         HookRun run = fail(Stage::hook, "aborted");
         try {
-            run = co_await run_hook(ioc_.get_executor(), hook, env,
-                                    s->credentials.secret_variables(), inst.name);
+            run = co_await run_hook(ioc_.get_executor(), hook, job.env,
+                                    s->credentials.secret_variables(), job.name);
         } catch (const std::exception&) {
         }
-        // Retried while this change is the instance's latest, in the daemon.
+        // Retried while this change is the file's latest, in the daemon.
         const bool retry = !run && !options_.once && !hook_retries_stopped_ &&
-                           hook_generation_[inst.name] == generation;
+                           hook_generation_[job.name] == generation;
         log_event(run ? spdlog::level::info : spdlog::level::warn,
-                  inst.name + ": on_change " + hook.command[0] + " " +
+                  job.name + ": on_change " + hook.command[0] + " " +
                       (run ? run.value() : run.error()) +
                       (retry ? "; retrying in " + human(delay) : ""),
-                  labels_of(inst));
-        if (on_hook_end) on_hook_end(inst.name, run.ok());
+                  job.labels);
+        if (on_hook_end) on_hook_end(job.name, run.ok());
         if (!retry) break;
         timer.expires_after(delay);
         co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
         delay = std::min(delay * 2, s->config.retry_max);
-        if (hook_retries_stopped_ || hook_generation_[inst.name] != generation) break;
+        if (hook_retries_stopped_ || hook_generation_[job.name] != generation) break;
     }
     --hooks_running_;
 }

@@ -33,6 +33,37 @@ void StatusBoard::sync(const Config& config) {
         next.emplace(inst.name, std::move(s));
     }
     instances_ = std::move(next);
+    std::map<std::string, OutputStatus> outputs;
+    for (const auto& output : config.outputs) {
+        auto it = outputs_.find(output.name);
+        OutputStatus o = it != outputs_.end() ? std::move(it->second) : OutputStatus{};
+        o.path = output.path.string();
+        o.format = std::string(format_name(output.format));
+        o.members = members_of(output, config.instances);
+        outputs.emplace(output.name, std::move(o));
+    }
+    outputs_ = std::move(outputs);
+}
+
+void StatusBoard::record_output(const Output& output, const std::vector<std::string>& members,
+                                const Outcome<OutputWrite>& done) {
+    auto it = outputs_.find(output.name);
+    if (it == outputs_.end()) return;
+    auto& o = it->second;
+    o.members = members;
+    if (!done) {
+        ++o.writes_failed;
+        o.last_error = done.error();
+        return;
+    }
+    o.last_error.clear();
+    o.waiting_for = done.value().waiting_for;
+    if (!o.waiting_for.empty()) return;
+    o.certificates = done.value().certificates;
+    if (done.value().changed) {
+        ++o.writes_ok;
+        o.last_change = sys_now();
+    }
 }
 
 void StatusBoard::record_refresh(const std::string& name, const RefreshResult& r,
@@ -89,7 +120,11 @@ void StatusBoard::record_check(const std::string& name, const CheckResult& c) {
 }
 
 void StatusBoard::record_hook(const std::string& name, bool ok) {
-    if (auto* st = find(name)) ++(ok ? st->hook_successes : st->hook_failures);
+    if (auto* st = find(name)) {
+        ++(ok ? st->hook_successes : st->hook_failures);
+    } else if (auto it = outputs_.find(name); it != outputs_.end()) {
+        ++(ok ? it->second.hook_successes : it->second.hook_failures);
+    }
 }
 
 void StatusBoard::record_found(const std::string& name, const CertBundle& bundle) {
@@ -245,6 +280,25 @@ std::string StatusBoard::to_json() const {
         out["discovery"] = std::move(sources);
         out["refused"] = std::move(refusals);
     }
+    if (!outputs_.empty()) {
+        json::array outputs;
+        for (const auto& [name, o] : outputs_) {
+            json::array members, waiting;
+            for (const auto& m : o.members) members.emplace_back(m);
+            for (const auto& m : o.waiting_for) waiting.emplace_back(m);
+            outputs.push_back(
+                json::object{{"name", name},
+                             {"path", o.path},
+                             {"format", o.format},
+                             {"members", std::move(members)},
+                             {"waiting_for", std::move(waiting)},
+                             {"certificates", o.certificates},
+                             {"last_change", time_or_null(o.last_change)},
+                             {"last_error", o.last_error.empty() ? json::value(nullptr)
+                                                                 : json::value(o.last_error)}});
+        }
+        out["outputs"] = std::move(outputs);
+    }
     return json::serialize(out) + "\n";
 }
 
@@ -347,6 +401,33 @@ std::string render_metrics(const StatusBoard& board) {
                 out += "rootcertd_discovery_last_success_timestamp_seconds{source=\"" +
                        escape(source) + "\"} " + number(seconds(*d.last_success)) + "\n";
             }
+        }
+    }
+    if (!board.outputs().empty()) {
+        const auto output_label = [](const std::string& name) {
+            return "{output=\"" + escape(name) + "\"";
+        };
+        family("rootcertd_output_certificates", "gauge",
+               "CA certificates in the output's file at its last write or check.");
+        for (const auto& [name, o] : board.outputs()) {
+            out += "rootcertd_output_certificates" + output_label(name) + "} " +
+                   std::to_string(o.certificates) + "\n";
+        }
+        family("rootcertd_output_last_change_timestamp_seconds", "gauge",
+               "Unix time the output's file last changed.");
+        for (const auto& [name, o] : board.outputs()) {
+            if (o.last_change) {
+                out += "rootcertd_output_last_change_timestamp_seconds" + output_label(name) +
+                       "} " + number(seconds(*o.last_change)) + "\n";
+            }
+        }
+        family("rootcertd_output_writes_total", "counter",
+               "Writes that changed the output's file (success) and failed writes (failure).");
+        for (const auto& [name, o] : board.outputs()) {
+            out += "rootcertd_output_writes_total" + output_label(name) + ",result=\"success\"} " +
+                   std::to_string(o.writes_ok) + "\n";
+            out += "rootcertd_output_writes_total" + output_label(name) + ",result=\"failure\"} " +
+                   std::to_string(o.writes_failed) + "\n";
         }
     }
     const auto& g = board.global();

@@ -120,6 +120,9 @@ struct Instance {
     std::optional<std::string> dbname;
     std::optional<std::string> user;
     std::optional<Hook> on_change;  // its own or the global one
+    // The discover entry's label ("tembo:org_abc") that found it; empty
+    // when listed in the file. Outputs select by it.
+    std::string discovered_by;
 
     bool operator==(const Instance&) const = default;
 };
@@ -144,6 +147,33 @@ struct Discovery {
     // "tembo:org_abc", "cloudsql:my-proj", "digitalocean": metric and log label.
     std::string label() const { return scope.empty() ? provider : provider + ":" + scope; }
     bool operator==(const Discovery&) const = default;
+};
+
+// An `outputs:` entry: one file holding the CAs of several instances (or
+// one instance in another format), for consumers that read one CA file or
+// a truststore (PgBouncer, the JVM).
+enum class OutputFormat : std::uint8_t { pem, pkcs12, jks };
+std::string_view format_name(OutputFormat format);
+
+// Instances an output takes in: each condition set must hold (an empty one
+// holds for all).
+struct OutputSelect {
+    std::string provider;  // the source's provider ("aiven", "url", ...)
+    std::string discover;  // a discover entry's label ("cloudsql:my-proj")
+    std::string name;      // a glob (fnmatch) over instance names
+    bool operator==(const OutputSelect&) const = default;
+};
+
+struct Output {
+    std::string name;  // unique among outputs and instances; the metric label
+    std::filesystem::path path;
+    OutputFormat format = OutputFormat::pem;
+    std::vector<std::string> instances;   // named members
+    std::vector<OutputSelect> select;     // and those any of these match
+    std::optional<std::string> password;  // a credential's name (pkcs12, jks)
+    FileOwnership file;
+    std::optional<Hook> on_change;
+    bool operator==(const Output&) const = default;
 };
 
 struct Config {
@@ -178,6 +208,7 @@ struct Config {
 
     std::vector<Instance> instances;  // listed in the file
     std::vector<Discovery> discover;
+    std::vector<Output> outputs;
 
     // <cert_dir>/<name>.crt, as a string: building a std::filesystem::path
     // per instance was most of what a 5,000-instance status board cost.

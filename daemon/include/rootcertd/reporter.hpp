@@ -8,6 +8,7 @@
 
 #include "rootcertd/config.hpp"
 #include "rootcertd/logging.hpp"
+#include "rootcertd/outputs.hpp"
 #include "rootcertd/results.hpp"
 
 namespace rootcertd {
@@ -63,6 +64,12 @@ class Reporter {
     std::map<std::string, FailureLog> unreachable_;            // by origin, shared by its instances
     std::vector<std::pair<std::string, std::string>> failed_;  // --once: name, reason
 };
+
+// The line about an output's write (outputs:): written, with the
+// fingerprints added and removed; waiting for members' files; failed.
+// Unchanged: debug only.
+void log_output_write(const Output& output, const std::vector<std::string>& members,
+                      const Outcome<OutputWrite>& done);
 
 // The structured fields of every log line about INSTANCE: name, org, id.
 LogFields labels_of(const Instance& instance);

@@ -13,6 +13,7 @@
 
 #include "rootcertd/app.hpp"
 #include "rootcertd/config.hpp"
+#include "rootcertd/logging.hpp"
 #include "rootcertd/refresh.hpp"
 #include "rootcertd/results.hpp"
 
@@ -58,14 +59,23 @@ class Runtime {
     // No more hook retries: the daemon is stopping.
     void stop_hook_retries() { hook_retries_stopped_ = true; }
 
+    // An on_change run after NAME's file (an instance's or an output's)
+    // changed, with ENV added, its log lines carrying LABELS.
+    struct HookJob {
+        std::string name;
+        Hook hook;
+        std::vector<std::pair<std::string, std::string>> env;
+        LogFields labels;
+    };
+    // Starts JOB detached; in the daemon a failed run is retried with the
+    // retry backoff until it succeeds, NAME's file changes again or the
+    // daemon stops.
+    void start_hook(const std::shared_ptr<Services>& s, HookJob job);
+
   private:
-    void start_hook(const std::shared_ptr<Services>& s, const Instance& inst, const CertBundle& b);
-    // Runs INST's hook; in the daemon a failed run is retried with the
-    // retry backoff until it succeeds, the file changes again (GENERATION
-    // is no longer the instance's latest) or the daemon stops.
-    boost::asio::awaitable<void> hook_until_done(std::shared_ptr<Services> s, Instance inst,
-                                                 std::string sha256, unsigned generation);
-    std::map<std::string, unsigned> hook_generation_;  // per instance: its latest change
+    boost::asio::awaitable<void> hook_until_done(std::shared_ptr<Services> s, HookJob job,
+                                                 unsigned generation);
+    std::map<std::string, unsigned> hook_generation_;  // per file: its latest change
     bool hook_retries_stopped_ = false;
 
     RunOptions options_;

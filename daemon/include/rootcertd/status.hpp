@@ -11,6 +11,7 @@
 #include "rootcertd/cert_bundle.hpp"
 #include "rootcertd/config.hpp"
 #include "rootcertd/discovery.hpp"
+#include "rootcertd/outputs.hpp"
 #include "rootcertd/results.hpp"
 
 namespace rootcertd {
@@ -51,6 +52,18 @@ struct DiscoveryStatus {
     std::vector<std::string> pending_removal;  // kept until the next list agrees
 };
 
+// One output (outputs:): its members and its last write.
+struct OutputStatus {
+    std::string path, format;
+    std::vector<std::string> members;
+    std::vector<std::string> waiting_for;  // members without a file: not written yet
+    std::size_t certificates = 0;          // in the file at the last write or check
+    std::optional<SysTime> last_change;
+    std::string last_error;
+    std::uint64_t writes_ok = 0, writes_failed = 0;  // writes that changed the file, failures
+    std::uint64_t hook_successes = 0, hook_failures = 0;
+};
+
 // Event-loop only. Instances are kept in name order.
 class StatusBoard {
   public:
@@ -73,6 +86,10 @@ class StatusBoard {
                           const std::string& error = "");
     // The instances SOURCE's last list left out that wait for the next to agree.
     void record_pending_removal(const std::string& source, std::vector<std::string> names);
+    // After an output's write (OutputWriter::on_written).
+    void record_output(const Output& output, const std::vector<std::string>& members,
+                       const Outcome<OutputWrite>& done);
+    const std::map<std::string, OutputStatus>& outputs() const { return outputs_; }
     // Discovered instances refused for their name, and why.
     std::vector<Refused> refused;
     const std::map<std::string, DiscoveryStatus>& discovery() const { return discovery_; }
@@ -95,6 +112,7 @@ class StatusBoard {
   private:
     std::map<std::string, InstanceStatus> instances_;
     std::map<std::string, DiscoveryStatus> discovery_;
+    std::map<std::string, OutputStatus> outputs_;
     GlobalStatus global_;
 };
 
