@@ -55,11 +55,15 @@ done
     return time.monotonic() - start
 
 
-def once(api, work, n, name):
+def once(api, work, n, name, **extra):
     cert_dir, state_dir = work / f"{name}-certs", work / f"{name}-state"
     cfg = work / f"{name}.json"
-    write_config(cfg, api, n, cert_dir, state_dir)
+    write_config(cfg, api, n, cert_dir, state_dir, **extra)
     return cfg, cert_dir
+
+
+# One PEM output over the whole fleet (outputs:): written once per pass.
+FLEET_OUTPUT = {"outputs": [{"name": "fleet", "select": {"name": "*"}}]}
 
 
 def timed_once(api, cfg, level="warning"):
@@ -168,6 +172,18 @@ def main():
         for _ in range(args.repeat):
             warms.append(timed_once(api, cfg, "info"))
             wrks.append(wrk_rate(api, seconds=2))
+        # The same passes with one output over every instance.
+        out_colds, out_warms = [], []
+        for r in range(args.repeat):
+            cfg_out, out_dir = once(api, work, n, f"output{r}", **FLEET_OUTPUT)
+            out_colds.append(timed_once(api, cfg_out))
+            bundle = (out_dir / "fleet.pem").read_text()
+            assert bundle.count("BEGIN CERTIFICATE") == 1, "one CA, served to every instance"
+            written = (out_dir / "fleet.pem").stat().st_mtime_ns
+            out_warms.append(timed_once(api, cfg_out))
+            assert (out_dir / "fleet.pem").stat().st_mtime_ns == written, "warm: not rewritten"
+        out_cold = statistics.median(c[0] for c in out_colds)
+        out_warm = statistics.median(w[0] for w in out_warms)
         cold, cold_kib, cold_conns = median_run(colds)
         warm, warm_kib, warm_conns = median_run(warms)
         warm_phase = statistics.median(w[3] for w in warms)
@@ -197,6 +213,10 @@ def main():
          f"{n / warm_phase:.0f} req/s; {statistics.median(phase_ratios):.2f}x wrk "
          f"({min(phase_ratios):.2f}-{max(phase_ratios):.2f}x); the rest is process start and "
          "loading the config"),
+        ("rootcertd --once with a PEM output of all instances", f"{out_cold:.2f} s cold, "
+         f"{out_warm:.2f} s warm", f"the output written once per pass, from {n} member files; "
+         f"cold {spread([c[0] for c in out_colds])}, warm {spread([w[0] for w in out_warms])} "
+         "(not rewritten)"),
         ("wrk keep-alive limit, same nginx and path", f"{wrk:.0f} req/s",
          f"2 threads, 16 connections; median of {len(wrks)} 2 s samples, "
          f"{min(wrks):.0f}-{max(wrks):.0f} req/s"),
