@@ -26,6 +26,7 @@ void StatusBoard::sync(const Config& config) {
         s.id = inst.id;
         s.provider = std::string(inst.source->provider);
         s.file = config.cert_file(inst);
+        s.refresh_interval = std::chrono::duration<double>(inst.refresh_interval).count();
         if (!inst.host) {
             s.live_ok.reset();
             s.server_not_after.reset();
@@ -361,6 +362,9 @@ std::string render_metrics(const StatusBoard& board) {
     per_instance("rootcertd_cert_changes_total", "counter",
                  "Times the CA file was created or replaced.",
                  [](const InstanceStatus& s) { return std::optional(std::to_string(s.changes)); });
+    per_instance("rootcertd_refresh_interval_seconds", "gauge",
+                 "The instance's configured time between refreshes.",
+                 [](const InstanceStatus& s) { return std::optional(number(s.refresh_interval)); });
     per_instance("rootcertd_last_success_timestamp_seconds", "gauge",
                  "Unix time of the last successful refresh.",
                  [&](const InstanceStatus& s) { return time_of(s.last_success); });

@@ -93,6 +93,10 @@ def jwt(exp):
     return f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'sub': 'test', 'exp': exp})}.c2ln"
 
 
+# A JWT the fake API accepts, expiring in 2100: its expiry is exported.
+LONG_JWT = jwt(4102444800)
+
+
 def http_get(port, path, method="GET", timeout=5):
     """(status, headers, body) of one request to 127.0.0.1:PORT."""
     import http.client
@@ -291,6 +295,7 @@ http {{
     map $http_authorization $authorized {{
         "Bearer {GOOD_TOKEN}" 1;
         "Bearer {OTHER_TOKEN}" 1;
+        "Bearer {LONG_JWT}" 1;
         default 0;
     }}
     {servers}

@@ -256,7 +256,9 @@ def test_debian_package_builds_installs_and_purges():
     contents = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True).stdout
     for path in ("./usr/sbin/rootcertd", "./etc/rootcertd/rootcertd.yaml",
                  "./lib/systemd/system/rootcertd.service", "./lib/systemd/system/rootcertd-once.timer",
-                 "./usr/share/man/man8/rootcertd.8.gz", "./usr/share/man/man5/rootcertd.yaml.5.gz"):
+                 "./usr/share/man/man8/rootcertd.8.gz", "./usr/share/man/man5/rootcertd.yaml.5.gz",
+                 "./usr/share/rootcertd/monitoring/rootcertd-alerts.yaml",
+                 "./usr/share/rootcertd/monitoring/rootcertd-dashboard.json"):
         assert path in contents, path
     control = subprocess.run(["dpkg-deb", "-e", str(deb), "/tmp/rootcertd-deb-control"], check=True)
     assert "/etc/rootcertd/rootcertd.yaml" in pathlib.Path("/tmp/rootcertd-deb-control/conffiles").read_text()

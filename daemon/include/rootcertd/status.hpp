@@ -25,6 +25,7 @@ struct InstanceStatus {
     std::optional<SysTime> last_success;
     std::string last_error;
     std::optional<SysTime> next_refresh;
+    double refresh_interval = 0;  // seconds: the alert on a failing refresh compares with it
     std::uint64_t successes = 0, failures = 0, changes = 0;
     std::uint64_t not_modified = 0;  // successes that were a 304
     unsigned consecutive_failures = 0;
