@@ -15,8 +15,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from harness import BINARY, FakeApi, Pki, wait_for  # noqa: E402
-from test_container import PODMAN, Sidecar  # noqa: E402
+from harness import FakeApi, Pki, wait_for  # noqa: E402
+from test_container import PODMAN, SIDECAR_BINARY, Sidecar  # noqa: E402
 
 
 def status_kib(pid, field):
@@ -29,7 +29,7 @@ def status_kib(pid, field):
 def main():
     work = pathlib.Path(tempfile.mkdtemp(prefix="rootcertd-sidecar-"))
     archive = work / "rootcertd.oci.tar"
-    subprocess.run([str(ROOT / "packaging/container/build-image"), "--binary", str(BINARY),
+    subprocess.run([str(ROOT / "packaging/container/build-image"), "--binary", str(SIDECAR_BINARY),
                     "--output", str(archive)], check=True, capture_output=True)
     size = subprocess.run([PODMAN, "image", "inspect", "-f", "{{.Size}}", "rootcertd:latest"],
                           capture_output=True, text=True, check=True).stdout.strip()

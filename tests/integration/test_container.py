@@ -22,11 +22,20 @@ RESTRICTED = ["--read-only", "--user", "65532:65532", "--cap-drop", "ALL",
               "--security-opt", "no-new-privileges"]
 
 
+# The image's binary: the static build (scripts/test makes it) when there is
+# one, as packaging/container/build-image would use.
+SIDECAR_BINARY = pathlib.Path(os.environ.get("ROOTCERTD_SIDECAR_BIN",
+                                             ROOT / "build-static" / "rootcertd"))
+if not SIDECAR_BINARY.exists():
+    SIDECAR_BINARY = BINARY
+
+
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     archive = tmp_path_factory.mktemp("image") / "rootcertd.oci.tar"
-    r = subprocess.run([str(ROOT / "packaging/container/build-image"), "--binary", str(BINARY),
-                        "--output", str(archive)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([str(ROOT / "packaging/container/build-image"), "--binary",
+                        str(SIDECAR_BINARY), "--output", str(archive)],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert archive.stat().st_size > 0
     return "rootcertd:latest"
@@ -88,6 +97,20 @@ class Sidecar:
 
     def remove(self):
         subprocess.run([PODMAN, "rm", "-f", "-t", "0", self.name], capture_output=True)
+
+
+def test_the_static_image_maps_only_glibc_and_records_what_it_linked(image):
+    if SIDECAR_BINARY == BINARY:
+        pytest.skip("no build-static/rootcertd (scripts/test builds it)")
+    libs = subprocess.run(["ldd", str(SIDECAR_BINARY)], capture_output=True, text=True).stdout
+    shared = {line.split()[0] for line in libs.splitlines() if "=>" in line}
+    assert shared <= {"libc.so.6", "libm.so.6"}, shared
+    label = subprocess.run([PODMAN, "image", "inspect", "-f",
+                            '{{index .Labels "org.rootcertd.linked"}}', image],
+                           capture_output=True, text=True, check=True).stdout
+    openssl = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libssl-dev"],
+                             capture_output=True, text=True).stdout
+    assert f"libssl-dev={openssl}" in label.split(), label
 
 
 def test_the_sidecar_keeps_the_file_under_the_restricted_profile(image, api, pki, tmp_path):
