@@ -791,6 +791,14 @@ bool is_aws_region(const std::string& s) {
 }
 
 // What a preset's keys must look like beyond a path value.
+// A host name label: lower-case letters, digits and '-', 1 to 63, not at either end.
+bool is_dns_label(const std::string& s) {
+    return !s.empty() && s.size() <= 63 && s.front() != '-' && s.back() != '-' &&
+           std::all_of(s.begin(), s.end(), [](char c) {
+               return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+           });
+}
+
 void check_preset_values(MapReader& m, const std::string& provider,
                          const std::map<std::string, std::string>& values) {
     if (provider == "rds") {
@@ -799,6 +807,12 @@ void check_preset_values(MapReader& m, const std::string& provider,
             raise(m.site("region"), "'" + region +
                                         "' is not an AWS region like eu-west-1 or us-gov-west-1, "
                                         "nor global");
+        }
+    }
+    if (provider == "ibmcloud") {
+        const auto& type = values.at("endpoint_type");
+        if (type != "public" && type != "private") {
+            raise(m.site("endpoint_type"), "'" + type + "' is not public or private");
         }
     }
     if (provider == "cloudsql") {
@@ -847,8 +861,37 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
                   "not for " + provider + ": its CAs are public, no secret is sent");
         }
         std::map<std::string, std::string> values;
-        for (const auto& key : path_keys(preset->path)) {
+        for (const auto& key : path_keys(preset->origin)) {
             auto value = m.required(key.c_str());
+            if (!is_dns_label(value)) {
+                raise(m.site(key.c_str()),
+                      "'" + value +
+                          "' must be lower-case letters, digits and '-' (a host name label)");
+            }
+            values[key] = std::move(value);
+        }
+        for (const auto& key : path_keys(preset->path)) {
+            const auto fallback = std::find_if(preset->defaults.begin(), preset->defaults.end(),
+                                               [&](const auto& d) { return d.first == key; });
+            std::string value;
+            if (fallback == preset->defaults.end()) {
+                value = m.required(key.c_str());
+            } else {
+                value = m.text(key.c_str()).value_or(std::string(fallback->second));
+                if (value.empty()) value = fallback->second;
+            }
+            if (std::find(preset->encoded.begin(), preset->encoded.end(), key) !=
+                preset->encoded.end()) {
+                if (value.size() > 512 || std::any_of(value.begin(), value.end(), [](char c) {
+                        return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f;
+                    })) {
+                    raise(m.site(key.c_str()),
+                          "'" + value +
+                              "' must be printable, without spaces, at most 512 characters");
+                }
+                values[key] = percent_encode(value);
+                continue;
+            }
             if (!is_path_value(value)) {
                 raise(m.site(key.c_str()),
                       "'" + value + "' may hold only letters, digits and '_.-:@'");

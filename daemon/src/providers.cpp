@@ -1,6 +1,7 @@
 #include "rootcertd/providers.hpp"
 
 #include <algorithm>
+#include <cctype>
 
 namespace rootcertd {
 
@@ -74,6 +75,16 @@ const std::vector<Preset>& presets() {
          {},
          {},
          "Ubicloud API, Download CA certificates for a PostgreSQL database"},
+        {"ibmcloud",
+         "https://api.{region}.databases.cloud.ibm.com",
+         "/v4/ibm/deployments/{deployment}/users/{user}/connections/{endpoint_type}",
+         "Bearer",
+         json("/connection/postgres/certificate/certificate_base64", "", true),
+         {},
+         {},
+         "IBM Cloud Databases API, getConnection",
+         {{"user", "admin"}, {"endpoint_type", "public"}},
+         {"deployment"}},
         {"rds",
          "https://truststore.pki.rds.amazonaws.com",
          "/{region}/{region}-bundle.pem",
@@ -110,6 +121,22 @@ std::vector<std::string> path_keys(std::string_view path) {
         if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(std::move(key));
     }
     return keys;
+}
+
+std::string percent_encode(std::string_view text) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    for (const char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += c;
+        } else {
+            out += '%';
+            out += hex[u >> 4];
+            out += hex[u & 15];
+        }
+    }
+    return out;
 }
 
 }  // namespace rootcertd

@@ -357,7 +357,8 @@ http {{
 # says they are sent.
 PROVIDER_TOKENS = {"aiven": "aiven-token-1", "digitalocean": "dop_v1_token",
                    "cloudsql": "ya29.gcp-new", "crunchybridge": "cbkey_123",
-                   "vault": "hvs.vault-token", "ubicloud": "pat-ubicloud-token"}
+                   "vault": "hvs.vault-token", "ubicloud": "pat-ubicloud-token",
+                   "ibmcloud": "iam-access-token-ibm"}
 
 PROVIDER_LOCATIONS = """
 # Aiven: GET /v1/project/{project}/kms/ca, "Authorization: aivenv1 TOKEN"
@@ -393,6 +394,14 @@ location ~ "^/project/(?<project>[^/]+)/location/(?<loc>[^/]+)/postgres/(?<db>[^
     if ($ubi_ok = 0) { return 401 '{"error":{"code":401,"type":"InvalidCredentials","message":"invalid JWT format or claim in Authorization header"}}'; }
     default_type application/x-pem-file;
     try_files /ubicloud/$project/$loc/$db.pem =404;
+}
+# IBM Cloud Databases: GET /v4/ibm/deployments/{CRN, percent-encoded}/users/{user}/
+# connections/{public|private}, Bearer IAM token. Matched on the raw request
+# URI ($ibm_file): nginx decodes $uri, and the CRN's %2F must stay encoded.
+location /v4/ibm/deployments/ {
+    if ($ibm_ok = 0) { return 401 '{"errors":"Unauthorized"}'; }
+    if ($ibm_file = "") { return 404 '{"errors":"Not Found"}'; }
+    try_files $ibm_file =404;
 }
 # A Vault-like custom source: X-Vault-Token, JSON
 location = /v1/pki/ca {
@@ -456,6 +465,11 @@ http {{
     map $http_authorization $cb_ok {{ "Bearer {t['crunchybridge']}" 1; default 0; }}
     map $http_x_vault_token $vault_ok {{ "{t['vault']}" 1; default 0; }}
     map $http_authorization $ubi_ok {{ "Bearer {t['ubicloud']}" 1; default 0; }}
+    map $http_authorization $ibm_ok {{ "Bearer {t['ibmcloud']}" 1; default 0; }}
+    map $request_uri $ibm_file {{
+        "~^/v4/ibm/deployments/(?<d>[A-Za-z0-9%._~-]+)/users/(?<u>[A-Za-z0-9_.-]+)/connections/(?<e>public|private)$" "/ibmcloud/$d/$u-$e.json";
+        default "";
+    }}
     map $arg_pageToken $sql_page {{ "" first; default $arg_pageToken; }}
     map $arg_page $do_page {{ "" 1; default $arg_page; }}
     server {{

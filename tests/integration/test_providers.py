@@ -370,3 +370,36 @@ def test_ubicloud_serves_its_ca_certificates_as_pem(tmp_path, api, pki, provider
     assert ("GET /project/pj1/location/eu-central-h1/postgres/main-db/ca-certificates on "
             f"{providers.url}: HTTP 401") in r.stderr, r.stderr
     assert "pat-wrong" not in r.stderr
+
+
+def test_ibmcloud_reads_the_base64_certificate_of_a_deployment_by_its_crn(tmp_path, api, pki,
+                                                                       providers):
+    """IBM Cloud Databases: the deployment is its CRN, percent-encoded in the
+    path ('/' and ':' included); user admin and the public endpoint by
+    default; the CA base64 in connection.postgres.certificate."""
+    ca = pki.ca("ibm-ca")
+    crn = "crn:v1:bluemix:public:databases-for-postgresql:us-south:a/4f5e:9c1d-77::"
+    encoded = "crn%3Av1%3Abluemix%3Apublic%3Adatabases-for-postgresql%3Aus-south%3Aa%2F4f5e%3A9c1d-77%3A%3A"
+    body = {"connection": {"postgres": {
+        "type": "uri", "hosts": [{"hostname": "db.example", "port": 31863}],
+        "certificate": {"name": "9c1d-77",
+                        "certificate_base64": base64.b64encode(ca.read_bytes()).decode()}}}}
+    providers.put(f"ibmcloud/{encoded}/admin-public.json", json.dumps(body))
+    (tmp_path / "iam").write_text(PROVIDER_TOKENS["ibmcloud"] + "\n")
+    (tmp_path / "iam").chmod(0o600)
+    source = {"provider": "ibmcloud", "region": "us-south", "deployment": crn,
+              "credential": "iam", "api_url": providers.url, "ca_file": str(providers.trust)}
+    d = Daemon(tmp_path / "d", api, [{"name": "ibm", "source": source}], api=None,
+               credentials={"iam": {"file": str(tmp_path / "iam")}})
+    r = d.once()
+    assert r.returncode == 0, r.stderr
+    assert fingerprints(d.file("ibm").read_text()) == [Pki.fingerprint(ca)]
+    path = f"/v4/ibm/deployments/{encoded}/users/admin/connections/public"
+    assert providers.requests(path)[-1][2] == "auth"
+    # Without api_url the origin is the region's.
+    source.pop("api_url")
+    d.write_config([{"name": "ibm", "source": source}], api=None,
+                   credentials={"iam": {"file": str(tmp_path / "iam")}})
+    shown = subprocess.run([str(BINARY), "--config", str(d.config), "--check-config"],
+                           capture_output=True, text=True)
+    assert "https://api.us-south.databases.cloud.ibm.com" + path in shown.stdout, shown.stdout

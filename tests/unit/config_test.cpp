@@ -502,6 +502,48 @@ instances:
     EXPECT_EQ(i[6].source->credential, "do");
 }
 
+// IBM Cloud Databases: the region in the origin, the CRN percent-encoded,
+// user and endpoint type defaulted as the ibmcloud CLI does.
+TEST(Config, IbmCloudPutsTheRegionInTheOriginAndEncodesTheCrn) {
+    ::setenv("ROOTCERTD_TEST_DO", "dop_v1_x", 1);
+    const std::string head = "credentials:\n  iam: {env: ROOTCERTD_TEST_DO}\ninstances:\n  - ";
+    const auto cfg = parse_config(
+        head + R"({name: a, source: {provider: ibmcloud, region: eu-de, credential: iam,
+          deployment: "crn:v1:bluemix:public:databases-for-postgresql:eu-de:a/b1:c2::"}}
+  - {name: b, source: {provider: ibmcloud, region: us-south, deployment: d, user: app,
+          endpoint_type: private, credential: iam}}
+)",
+        "/etc/rootcertd/test.yaml");
+    const auto& a = *cfg.instances.at(0).source;
+    EXPECT_EQ(a.api.origin(), "https://api.eu-de.databases.cloud.ibm.com");
+    EXPECT_EQ(a.target,
+              "/v4/ibm/deployments/"
+              "crn%3Av1%3Abluemix%3Apublic%3Adatabases-for-postgresql%3Aeu-de%3Aa%2Fb1%3Ac2%3A%3A"
+              "/users/admin/connections/public");
+    EXPECT_EQ(a.reading.json_pointer, "/connection/postgres/certificate/certificate_base64");
+    EXPECT_TRUE(a.reading.base64);
+    EXPECT_EQ(cfg.instances.at(1).source->target,
+              "/v4/ibm/deployments/d/users/app/connections/private");
+    const auto bad = [&](const std::string& source) {
+        try {
+            parse_config(
+                head + "{name: a, source: {provider: ibmcloud, credential: iam, " + source + "}}\n",
+                "/etc/rootcertd/test.yaml");
+            return std::string();
+        } catch (const ConfigError& e) {
+            return std::string(e.what());
+        }
+    };
+    EXPECT_NE(bad("region: evil.com/x, deployment: d").find("source.region: 'evil.com/x' must be"),
+              std::string::npos);
+    EXPECT_NE(bad("region: eu-de, deployment: d, endpoint_type: vpn")
+                  .find("source.endpoint_type: 'vpn' is not public or private"),
+              std::string::npos);
+    EXPECT_NE(bad("region: eu-de, deployment: \"a b\"").find("source.deployment: 'a b' must be"),
+              std::string::npos);
+    EXPECT_NE(bad("deployment: d").find("source.region: is required"), std::string::npos);
+}
+
 TEST(Config, ACustomSourceSpellsOutItsRequest) {
     ::setenv("ROOTCERTD_TEST_VAULT", "s.x", 1);
     const auto cfg = parse_config(R"(credentials:

@@ -15,7 +15,9 @@ namespace rootcertd {
 struct Preset {
     std::string_view name;
     // The origin requests go to; empty: no request (the CAs come from the
-    // system trust store), or for tembo, api.url.
+    // system trust store), or for tembo, api.url. May hold {key}
+    // placeholders (ibmcloud's region): each a required key whose value
+    // must be a DNS label.
     std::string_view origin;
     // Path with {key} placeholders: each placeholder is a required key of
     // the source mapping.
@@ -27,6 +29,11 @@ struct Preset {
     std::vector<std::string_view> system_roots;
     std::vector<std::string_view> optional_roots;
     std::string_view docs;  // where the provider documents it
+    // Keys that may be left out, with the value they then take.
+    std::vector<std::pair<std::string_view, std::string_view>> defaults = {};
+    // Keys whose value is percent-encoded into the path (an IBM CRN holds
+    // '/' and ':'); any printable text without spaces is accepted.
+    std::vector<std::string_view> encoded = {};
 };
 
 // Every preset, in documentation order.
@@ -37,6 +44,9 @@ const Preset* find_preset(std::string_view name);
 
 // The {key} placeholders of PATH, in order, each once.
 std::vector<std::string> path_keys(std::string_view path);
+
+// TEXT with every byte but RFC 3986's unreserved ones as %XX.
+std::string percent_encode(std::string_view text);
 
 // PATH with each {key} replaced by VALUE(key).
 template <class Value>
@@ -63,7 +73,8 @@ Source preset_source(const Preset& preset, const Value& value, std::optional<End
     Source out;
     out.provider = preset.name;
     if (!preset.path.empty()) {
-        out.api = origin ? std::move(*origin) : parse_https_url(preset.origin).value();
+        out.api = origin ? std::move(*origin)
+                         : parse_https_url(expand_path(preset.origin, value)).value();
         out.target = expand_path(preset.path, value);
     }
     out.auth_scheme = std::string(preset.auth_scheme);
