@@ -58,7 +58,12 @@ const std::vector<Preset>& presets() {
          json("/certs", "cert"),
          {},
          {},
-         "Cloud SQL Admin API, instances.listServerCas"},
+         "Cloud SQL Admin API, instances.listServerCas; in a CAS server CA mode "
+         "(listServerCas holds no CA), connect.get",
+         {},
+         {},
+         "/v1/projects/{project}/instances/{instance}/connectSettings",
+         json("/serverCaCert/cert")},
         {"crunchybridge",
          "https://api.crunchybridge.com",
          "/teams/{team}.pem",

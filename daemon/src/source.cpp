@@ -152,28 +152,22 @@ asio::awaitable<Fetched> fetch_system_roots(std::shared_ptr<Services> s, const S
 
 }  // namespace
 
-asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& inst) {
-    const Source& src = *inst.source;
-    if (src.roots != nullptr) co_return co_await fetch_system_roots(s, src);
-    Fetched out;
-    // Every error names the request; built only for an error.
-    const auto where = [&] { return describe_request(src) + ": "; };
+namespace {
+
+// One GET of SRC's origin at TARGET with its secret (SECRET receives it, for
+// redacting), conditional on KNOWN's validators when given; one of at most
+// `concurrency` in flight. A refused secret that a credential command
+// replaces is tried once more at once (a --once pass has no later retry).
+asio::awaitable<Outcome<HttpResponse>> send(std::shared_ptr<Services> s, const Source& src,
+                                            std::string target, const Validators* known,
+                                            Fetched& out, std::string& secret) {
     const auto now = sys_now();
-    std::string secret;
-    const std::size_t request_key = request_hash(src);
-    const auto known = s->validators.find(inst.name);
-    const bool conditional = known != s->validators.end() && known->second.request == request_key &&
-                             s->served_last(inst.name) != nullptr;
     std::optional<Outcome<HttpResponse>> response;
     for (bool again = false;; again = true) {
-        HttpRequest request{src.api, src.target, {}, "Authorization", {}, {}};
-        // 1. The secret, when the source sends one.
+        HttpRequest request{src.api, target, {}, "Authorization", {}, {}};
         if (src.sends_secret()) {
             auto got = co_await s->credentials.get(src.credential);
-            if (!got) {
-                out.pem = fail(Stage::token, where() + got.error());
-                co_return out;
-            }
+            if (!got) co_return fail(Stage::token, got.error());
             secret = std::move(got.value());
             if (!src.credential) {
                 if (const TokenSource* api = s->credentials.api_token()) {
@@ -188,81 +182,118 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
                 request.authorization = src.auth_scheme + " " + secret;
             }
         }
-        // 2. Conditional, when the last answer had validators and what it
-        // served is still known.
-        if (conditional) {
-            request.if_none_match = known->second.etag;
-            if (known->second.last_modified) {
-                request.if_modified_since = http_date(*known->second.last_modified);
-            }
+        if (known != nullptr) {
+            request.if_none_match = known->etag;
+            if (known->last_modified) request.if_modified_since = http_date(*known->last_modified);
         }
-        // 3. The request, one of at most `concurrency` in flight.
         {
             co_await s->requests_in_flight.async_send(boost::system::error_code{},
                                                       asio::use_awaitable);
             SlotGuard slot(s->requests_in_flight);
             response = co_await s->client_for(src)->get(std::move(request));
         }
-        // A refused secret that a credential command replaces is tried once
-        // more at once (a --once pass has no later retry).
         if (again || !*response || (*response)->status != 401 ||
             !s->credentials.refused(src.credential)) {
             break;
         }
     }
-    if (!*response) {
-        out.pem = fail(response->failure().stage, redact(where() + response->error(), secret));
-        co_return out;
-    }
-    // 4. The answer: never a redirect; a 304 to a conditional request; else a 200's CA.
-    auto& answer = response->value();
+    co_return std::move(*response);
+}
+
+// What ANSWER to "GET <TARGET>" says, read as READING: never a redirect; a 304
+// to a conditional request (the CA served last time, LAST); else a 200's CA.
+// WHERE starts every error.
+void read_answer(Services& s, const Source& src, HttpResponse& answer, const Reading& reading,
+                 const std::string& where, const std::string* last, const std::string& secret,
+                 Fetched& out) {
     out.http_status = answer.status;
     out.retry_after = answer.retry_after;
     if (answer.status >= 300 && answer.status < 400 && answer.status != 304) {
-        out.pem = fail(Stage::http, redact(where() + "HTTP " + std::to_string(answer.status) +
-                                               ": redirect to '" + shown_location(answer.location) +
-                                               "' not followed" +
-                                               (secret.empty() ? std::string()
-                                                               : " (the secret only goes to the "
-                                                                 "configured host)"),
-                                           secret));
-        co_return out;
+        out.pem = fail(Stage::http,
+                       redact(where + "HTTP " + std::to_string(answer.status) + ": redirect to '" +
+                                  shown_location(answer.location) + "' not followed" +
+                                  (secret.empty() ? std::string()
+                                                  : " (the secret only goes to the "
+                                                    "configured host)"),
+                              secret));
+        return;
     }
     if (answer.status == 304) {
-        if (!conditional) {
-            out.pem = fail(Stage::http, where() + "HTTP 304 to a request that was not conditional");
-            co_return out;
+        if (last == nullptr) {
+            out.pem = fail(Stage::http, where + "HTTP 304 to a request that was not conditional");
+            return;
         }
-        out.pem = *s->served_last(inst.name);
+        out.pem = *last;
         out.not_modified = true;
-        co_return out;
+        return;
     }
-    if (answer.status == 200) out.validators = trustworthy_validators(answer, request_key, now);
-    // A body whose CA validated before is not read again: on a fleet's warm
-    // pass every instance of a data plane is sent the same bytes.
     if (answer.status == 200) {
-        if (const auto* hit = s->seen.extracted.find(answer.body);
-            hit && hit->reading == src.reading) {
+        // A body whose CA validated before is not read again: on a fleet's
+        // warm pass every instance of a data plane is sent the same bytes.
+        if (const auto* hit = s.seen.extracted.find(answer.body); hit && hit->reading == reading) {
             out.pem = hit->pem;
-            co_return out;
+            return;
         }
-        auto pem = read_ca(answer.body, src.reading);
+        auto pem = read_ca(answer.body, reading);
         if (pem) {
             out.pem = std::move(pem);
             out.extracted_from = std::move(answer.body);
-            co_return out;
+        } else {
+            out.pem = fail(Stage::response, redact(where + pem.error(), secret));
         }
-        out.pem = fail(Stage::response, redact(where() + pem.error(), secret));
-        co_return out;
+        return;
     }
-    std::string why = redact(where() + http_error(answer.status, answer.body), secret);
+    std::string why = redact(where + http_error(answer.status, answer.body), secret);
     if (answer.status == 401) {
-        s->credentials.refused(src.credential);  // a secret rotated this second is used next
-        if (out.token_expiry && *out.token_expiry <= now) {
+        s.credentials.refused(src.credential);  // a secret rotated this second is used next
+        if (out.token_expiry && *out.token_expiry <= sys_now()) {
             why += " (the API token expired " + format_time(*out.token_expiry) + ")";
         }
     }
     out.pem = fail(Stage::http, std::move(why));
+}
+
+}  // namespace
+
+asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& inst) {
+    const Source& src = *inst.source;
+    if (src.roots != nullptr) co_return co_await fetch_system_roots(s, src);
+    Fetched out;
+    std::string secret;
+    const std::size_t request_key = request_hash(src);
+    // 1. Conditional when the last answer had validators and what it served
+    // is still known.
+    const auto known = s->validators.find(inst.name);
+    const std::string* last = known != s->validators.end() && known->second.request == request_key
+                                  ? s->served_last(inst.name)
+                                  : nullptr;
+    // 2. The request and its answer.
+    auto response = co_await send(s, src, src.target, last ? &known->second : nullptr, out, secret);
+    if (!response) {
+        out.pem = fail(response.failure().stage,
+                       redact(describe_request(src) + ": " + response.error(), secret));
+        co_return out;
+    }
+    if (response.value().status == 200) {
+        out.validators = trustworthy_validators(response.value(), request_key, sys_now());
+    }
+    read_answer(*s, src, response.value(), src.reading, describe_request(src) + ": ", last, secret,
+                out);
+    // 3. A 200 that holds no CA, from a source with a second place to look
+    // (Cloud SQL in a CAS mode answers listServerCas empty): that place.
+    if (out.pem || out.pem.failure().stage != Stage::response || src.fallback_target.empty()) {
+        co_return out;
+    }
+    const std::string first = out.pem.error();
+    out.validators.reset();  // the fallback's answer is never asked for conditionally
+    auto second = co_await send(s, src, src.fallback_target, nullptr, out, secret);
+    const std::string where =
+        first + "; then GET " + src.fallback_target + " on " + src.api.origin() + ": ";
+    if (!second) {
+        out.pem = fail(second.failure().stage, redact(where + second.error(), secret));
+        co_return out;
+    }
+    read_answer(*s, src, second.value(), src.fallback_reading, where, nullptr, secret, out);
     co_return out;
 }
 

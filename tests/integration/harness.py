@@ -376,6 +376,12 @@ location ~ "^/v1/projects/(?<project>[^/]+)/instances/(?<inst>[^/]+)/listServerC
     if ($gcp_ok = 0) { return 401 '{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}'; }
     try_files /cloudsql/$project/$inst.json =404;
 }
+# Cloud SQL Admin: GET /v1/projects/{p}/instances/{i}/connectSettings (connect.get), Bearer:
+# serverCaCert.cert, where instances in a CAS server CA mode publish their CA
+location ~ "^/v1/projects/(?<project>[^/]+)/instances/(?<inst>[^/]+)/connectSettings$" {
+    if ($gcp_ok = 0) { return 401 '{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}'; }
+    try_files /cloudsql-connect/$project/$inst.json =404;
+}
 # Crunchy Bridge: GET /teams/{team}.pem, Bearer, raw PEM
 location ~ "^/teams/(?<team>[^/]+)\\.pem$" {
     if ($cb_ok = 0) { return 401 '{"message":"unauthorized"}'; }

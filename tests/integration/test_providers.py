@@ -167,9 +167,12 @@ def test_wrong_answers_keep_the_last_good_file_and_say_where(fleet, providers):
          json.dumps({"ca": {"certificate": "%%% not base64 %%%"}}),
          "do-main: refresh failed: GET /v2/databases/9cc10173-e9ea-4176-9dbc-a4cee4c4ff30/ca on "
          f"{providers.url}: base64: not base64"),
+        # Empty, as in a CAS server CA mode, with no connectSettings to fall back on.
         ("cloudsql/example.com:proj/sql-a.json", json.dumps({"certs": []}),
          f"sql-a: refresh failed: GET {SQL_INSTANCE} on {providers.url}: "
-         "\"/certs\" is an empty array: it holds no CA"),
+         "\"/certs\" is an empty array: it holds no CA; then GET "
+         f"/v1/projects/example.com:proj/instances/sql-a/connectSettings on {providers.url}: "
+         "HTTP 404"),
         # A published chain holding only a leaf: no CA in it.
         ("crunchybridge/abc123.pem", crunchy_leaf.read_text(),
          f"bridge: refresh failed: GET /teams/abc123.pem on {providers.url}: invalid CA: "
@@ -403,3 +406,37 @@ def test_ibmcloud_reads_the_base64_certificate_of_a_deployment_by_its_crn(tmp_pa
     shown = subprocess.run([str(BINARY), "--config", str(d.config), "--check-config"],
                            capture_output=True, text=True)
     assert "https://api.us-south.databases.cloud.ibm.com" + path in shown.stdout, shown.stdout
+
+
+def test_cloudsql_in_a_cas_mode_reads_its_ca_from_connect_settings(tmp_path, api, pki,
+                                                                  providers):
+    """Cloud SQL instances whose serverCaMode is GOOGLE_MANAGED_CAS_CA or
+    CUSTOMER_MANAGED_CAS_CA answer listServerCas without a CA; their CA chain
+    is connectSettings' serverCaCert.cert (several PEM blocks). The preset
+    looks there without being told the mode."""
+    root, sub = pki.ca("cas-root", "CAS root"), pki.ca("cas-regional", "CAS regional")
+    providers.put("cloudsql/proj/cas-db.json",
+                  json.dumps({"kind": "sql#instancesListServerCas", "certs": []}))
+    providers.put("cloudsql-connect/proj/cas-db.json", json.dumps({
+        "kind": "sql#connectSettings", "serverCaMode": "GOOGLE_MANAGED_CAS_CA",
+        "serverCaCert": {"kind": "sql#sslCert", "cert": sub.read_text() + root.read_text()},
+        "databaseVersion": "POSTGRES_16", "region": "europe-west1"}))
+    (tmp_path / "gcp").write_text(PROVIDER_TOKENS["cloudsql"] + "\n")
+    (tmp_path / "gcp").chmod(0o600)
+    source = {"provider": "cloudsql", "project": "proj", "instance": "cas-db",
+              "credential": "gcp", "api_url": providers.url, "ca_file": str(providers.trust)}
+    d = Daemon(tmp_path / "d", api, [{"name": "cas", "source": source}], api=None,
+               credentials={"gcp": {"file": str(tmp_path / "gcp")}})
+    r = d.once()
+    assert r.returncode == 0, r.stderr
+    assert fingerprints(d.file("cas").read_text()) == [Pki.fingerprint(sub), Pki.fingerprint(root)]
+    both = [e for e in providers.requests() if "/instances/cas-db/" in e[1]]
+    assert [e[1].rsplit("/", 1)[1] for e in both] == ["listServerCas", "connectSettings"]
+    assert all(e[2] == "auth" for e in both)
+    # An instance in the default mode answers listServerCas: no second request.
+    providers.put("cloudsql/proj/cas-db.json", json.dumps(
+        {"kind": "sql#instancesListServerCas", "certs": [{"cert": root.read_text()}]}))
+    assert d.once().returncode == 0
+    assert fingerprints(d.file("cas").read_text())[0] == Pki.fingerprint(root)
+    after = [e for e in providers.requests() if "/instances/cas-db/" in e[1]]
+    assert after[-1][1].endswith("/listServerCas") and len(after) == 3

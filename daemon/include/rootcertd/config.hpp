@@ -81,6 +81,11 @@ struct Source {
     // The secret: a name in `credentials:`; unset: api.token_file/token_env.
     std::optional<std::string> credential;
     Reading reading;
+    // Where to look when the answer is a 200 that holds no CA (Cloud SQL in
+    // a CAS mode answers listServerCas empty): path and query, and how to
+    // read that answer. Empty: nowhere.
+    std::string fallback_target;
+    Reading fallback_reading;
     std::optional<std::filesystem::path> ca_file;  // trusted for this origin, besides api.ca_file
     // No request (azure): the preset whose roots, by RFC 2253 subject, come
     // from the system trust store.

@@ -34,6 +34,10 @@ struct Preset {
     // Keys whose value is percent-encoded into the path (an IBM CRN holds
     // '/' and ':'); any printable text without spaces is accepted.
     std::vector<std::string_view> encoded = {};
+    // A second request (same origin, keys and secret) for when the first
+    // answers 200 without a CA, and how to read it; empty: none.
+    std::string_view fallback_path = {};
+    Reading fallback_reading = {};
 };
 
 // Every preset, in documentation order.
@@ -76,6 +80,10 @@ Source preset_source(const Preset& preset, const Value& value, std::optional<End
         out.api = origin ? std::move(*origin)
                          : parse_https_url(expand_path(preset.origin, value)).value();
         out.target = expand_path(preset.path, value);
+        if (!preset.fallback_path.empty()) {
+            out.fallback_target = expand_path(preset.fallback_path, value);
+            out.fallback_reading = preset.fallback_reading;
+        }
     }
     out.auth_scheme = std::string(preset.auth_scheme);
     out.credential = std::move(credential);
