@@ -346,6 +346,25 @@ class MapReader {
     Site site() const { return {source_, node_.Mark(), path_}; }
     const std::string& source() const { return source_; }
 
+    // After another error in this mapping: a key nobody asked for that is a
+    // near miss of one that was asked for is the likelier mistake, and is
+    // reported instead ("hots:" beside "port:" is a typo, not a port
+    // without a host).
+    void raise_typo_first() const {
+        std::vector<std::string_view> asked(known_.begin(), known_.end());
+        asked.insert(asked.end(), tested_.begin(), tested_.end());
+        for (const auto& entry : entries_) {
+            if (entry.used) continue;
+            for (const auto key : asked) {
+                if (near_miss(entry.name, key)) {
+                    raise({source_, entry.key.Mark(), key_path(std::string(entry.name))},
+                          "unknown key '" + std::string(entry.name) + "' (did you mean '" +
+                              std::string(key) + "'?)");
+                }
+            }
+        }
+    }
+
     // Rejects keys nobody asked for: a typo must never be silently ignored.
     void finish() const {
         for (const auto& entry : entries_) {
@@ -537,6 +556,18 @@ std::optional<Duration> read_rotation(const std::string& source, MapReader& pare
     auto keep = rotation.parsed<Duration>("keep_previous", parse_duration);
     rotation.finish();
     return keep;
+}
+
+// READ(M), unless it fails while M holds a typo of a key it asked for:
+// then the typo is the error (MapReader::raise_typo_first).
+template <class Read>
+auto typo_first(const MapReader& m, Read read) {
+    try {
+        return read();
+    } catch (const ConfigError&) {
+        m.raise_typo_first();
+        throw;
+    }
 }
 
 // [A-Za-z0-9_][A-Za-z0-9._-]*, without "..": safe as a file stem.
@@ -1052,7 +1083,7 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
             raise(m.site("api_url"), "not with source: the source has its own api_url");
         }
         MapReader src(source, *m.take("source"), path + ".source");
-        inst.source = read_source(src, cfg, base_dir, inst);
+        inst.source = typo_first(src, [&] { return read_source(src, cfg, base_dir, inst); });
         src.finish();
         inst.name = m.required("name");
     }
@@ -1275,7 +1306,8 @@ Config read_config(const YamlTree& tree, const std::string& source) {
         if (!entries->IsSequence()) raise(top.site(*entries, "discover"), "must be a list");
         for (std::size_t i = 0; i < entries->size(); ++i) {
             MapReader m(source, (*entries)[i], "discover[" + std::to_string(i) + "]");
-            cfg.discover.push_back(read_discovery(source, m, cfg, base_dir));
+            cfg.discover.push_back(
+                typo_first(m, [&] { return read_discovery(source, m, cfg, base_dir); }));
             m.finish();
         }
     }
@@ -1298,7 +1330,8 @@ Config read_config(const YamlTree& tree, const std::string& source) {
     for (std::size_t i = 0; list && i < list->size(); ++i) {
         const auto node = (*list)[i];
         MapReader m(source, node, "instances[" + std::to_string(i) + "]");
-        auto inst = read_instance(source, m, cfg, base_dir, seen_names);
+        auto inst =
+            typo_first(m, [&] { return read_instance(source, m, cfg, base_dir, seen_names); });
         const int line = node.Mark().line + 1;
         m.finish();
         const auto& added = cfg.instances.emplace_back(std::move(inst));
@@ -1308,7 +1341,8 @@ Config read_config(const YamlTree& tree, const std::string& source) {
     for (std::size_t i = 0; outputs && i < outputs->size(); ++i) {
         const auto node = (*outputs)[i];
         MapReader m(source, node, "outputs[" + std::to_string(i) + "]");
-        const auto& added = cfg.outputs.emplace_back(read_output(source, m, cfg, seen_names));
+        const auto& added = cfg.outputs.emplace_back(
+            typo_first(m, [&] { return read_output(source, m, cfg, seen_names); }));
         m.finish();
         seen_names.emplace(added.name, node.Mark().line + 1);
     }

@@ -544,6 +544,22 @@ TEST(Config, IbmCloudPutsTheRegionInTheOriginAndEncodesTheCrn) {
     EXPECT_NE(bad("deployment: d").find("source.region: is required"), std::string::npos);
 }
 
+// Another mistake found while a typo sits beside it: the typo is reported.
+TEST(Config, ATypoIsReportedBeforeTheErrorItCauses) {
+    const auto e = error_of(with_instance_line("port: 5433") + "    verify_intervall: 5s\n");
+    EXPECT_NE(e.find("instances[0].verify_intervall: unknown key 'verify_intervall' (did you mean "
+                     "'verify_interval'?)"),
+              std::string::npos)
+        << e;
+    // In a source: "regon" beside an RDS source whose region is then missing.
+    ::setenv("ROOTCERTD_TEST_DO", "dop_v1_x", 1);
+    const auto src = error_of(
+        "instances:\n  - {name: a, source: {provider: ibmcloud, deployment: d, regon: eu-de}}\n");
+    EXPECT_NE(src.find("source.regon: unknown key 'regon' (did you mean 'region'?)"),
+              std::string::npos)
+        << src;
+}
+
 TEST(Config, ACustomSourceSpellsOutItsRequest) {
     ::setenv("ROOTCERTD_TEST_VAULT", "s.x", 1);
     const auto cfg = parse_config(R"(credentials:
