@@ -16,7 +16,8 @@ namespace asio = boost::asio;
 
 void OutputWriter::all_due(std::shared_ptr<Services> s) {
     for (const auto& output : s->config.outputs) due_.insert(output.name);
-    schedule(std::move(s));
+    services_ = std::move(s);
+    schedule();
 }
 
 void OutputWriter::member_changed(std::shared_ptr<Services> s, const std::string& name) {
@@ -28,29 +29,41 @@ void OutputWriter::member_changed(std::shared_ptr<Services> s, const std::string
     for (const auto& output : s->config.outputs) {
         if (is_member(output, *inst)) due_.insert(output.name);
     }
-    schedule(std::move(s));
+    services_ = std::move(s);
+    schedule();
 }
 
-void OutputWriter::schedule(std::shared_ptr<Services> s) {
-    if (armed_ || held_ || due_.empty() || stopped_) return;
+void OutputWriter::hold(std::shared_ptr<Services> s, bool on) {
+    held_ = on;
+    services_ = std::move(s);
+    schedule();
+}
+
+// Writes what is due with the Services current when the timer fires (a
+// reload may have replaced them meanwhile).
+void OutputWriter::schedule() {
+    if (armed_ || held_ || due_.empty() || stopped_ || !services_) return;
     armed_ = true;
     timer_.expires_after(gather);
-    timer_.async_wait([this, s](boost::system::error_code ec) {
+    timer_.async_wait([this](boost::system::error_code ec) {
         if (ec || stopped_) {
             armed_ = false;
             return;
         }
-        asio::co_spawn(rt_.loop(), write(s, std::exchange(due_, {})),
-                       [this, s](std::exception_ptr, bool) {
+        asio::co_spawn(rt_.loop(), write(services_, std::exchange(due_, {})),
+                       [this](std::exception_ptr, bool) {
                            armed_ = false;
-                           schedule(s);  // changes that came while it wrote
+                           schedule();  // changes that came while it wrote
                        });
     });
 }
 
 asio::awaitable<bool> OutputWriter::write(std::shared_ptr<Services> s, std::set<std::string> due) {
     bool ok = true;
-    for (const auto& output : s->config.outputs) {
+    // A copy: a reload may replace the configuration's outputs while a write
+    // waits for a secret or the pool.
+    const std::vector<Output> outputs = s->config.outputs;
+    for (const auto& output : outputs) {
         if (!due.contains(output.name)) continue;
         auto members = members_of(output, s->config.instances);
         std::optional<std::string> password;

@@ -349,3 +349,31 @@ def test_the_jvm_trusts_a_truststore_output_through_a_rotation(fmt, store_type, 
             assert r.returncode != 0
     finally:
         pg.stop()
+
+
+def test_a_reload_during_a_write_leaves_the_output_as_the_new_configuration_says(two, api,
+                                                                                make_daemon,
+                                                                                tmp_path):
+    """A write that waits for its password while SIGHUP replaces the global
+    settings: the next write uses the new configuration (it used the
+    Services of the write that was under way, and the moved output was
+    never written)."""
+    gate, first = tmp_path / "gate", tmp_path / "asked-once"
+    os.mkfifo(gate)
+    command = tmp_path / "password.sh"
+    # The first run waits for the test to open the gate; later runs answer at once.
+    command.write_text(f"#!/bin/sh\nif [ ! -e {first} ]; then : > {first}; cat {gate} >/dev/null; fi\n"
+                       "echo s3cret-pw\n")
+    command.chmod(0o755)
+    creds = {"pw": {"command": [str(command)], "timeout": "60s"}}
+    out = {"name": "store", "format": "pkcs12", "password": "pw", "instances": ["inst_a"]}
+    d = make_daemon([tembo("inst_a")], outputs=[out], credentials=creds)
+    d.start()
+    wait_for(first.exists, 10, "the write asking for its password")
+    moved = dict(out, path=str(tmp_path / "moved.p12"))
+    d.write_config([tembo("inst_a")], outputs=[moved], credentials=creds, concurrency=8)
+    d.signal(signal.SIGHUP)
+    d.wait_log("reloaded: global settings changed")
+    with open(gate, "w") as g:
+        g.write("open\n")
+    wait_for(lambda: (tmp_path / "moved.p12").exists(), 10, "the output at its new path")

@@ -41,20 +41,18 @@ class OutputWriter {
     }
     // While held (a discovery source has not listed yet: its members are
     // unknown, and a write would drop their CAs), due outputs wait.
-    void hold(std::shared_ptr<Services> s, bool on) {
-        held_ = on;
-        schedule(std::move(s));
-    }
+    void hold(std::shared_ptr<Services> s, bool on);
 
     // Writes S's outputs named in DUE now, each change logged and its hook
     // started. False when one failed.
     boost::asio::awaitable<bool> write(std::shared_ptr<Services> s, std::set<std::string> due);
 
   private:
-    void schedule(std::shared_ptr<Services> s);
+    void schedule();
 
     Runtime& rt_;
     boost::asio::steady_timer timer_;
+    std::shared_ptr<Services> services_;  // the latest the daemon handed over
     std::set<std::string> due_;
     bool armed_ = false;
     bool stopped_ = false;
