@@ -3,7 +3,7 @@
 An Aiven project's CA, served by nginx over TLS exactly as Aiven's API
 documents it (GET /v1/project/{project}/kms/ca, "Authorization: aivenv1
 TOKEN"), and a PostgreSQL with TLS; both on loopback. Uses the integration
-tests' real peers (tests/integration/harness.py).
+tests' real peers (tests/integration/harness/).
 
 Every step waits for an outcome the daemon exposes (a file's contents, a
 counter in /metrics, /status), never for the wording of a log line."""

@@ -1,6 +1,6 @@
 import pytest
 
-from harness import BINARY, Daemon, FakeApi, Pki
+from harness import BINARY, Daemon, FakeApi, Pki, ProviderApis
 
 
 def pytest_configure(config):
@@ -16,6 +16,14 @@ def pki(tmp_path_factory):
 @pytest.fixture
 def api(tmp_path, pki):
     server = FakeApi(tmp_path / "api", pki)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def providers(tmp_path, pki):
+    """nginx playing every provider's CA endpoint (and a hub) as documented."""
+    server = ProviderApis(tmp_path / "providers", pki)
     yield server
     server.stop()
 

@@ -8,15 +8,8 @@ import time
 
 import pytest
 
-from harness import (BINARY, PROVIDER_TOKENS, Daemon, Pki, ProviderApis, free_port,
+from harness import (BINARY, PROVIDER_TOKENS, Daemon, Pki, free_port,
                      http_get, http_status, parse_metrics, wait_for)
-
-
-@pytest.fixture
-def providers(tmp_path, pki):
-    server = ProviderApis(tmp_path / "providers", pki)
-    yield server
-    server.stop()
 
 
 def tembo_instance(id, name, state="Running", port=None, conn=True, host=None):

@@ -9,17 +9,10 @@ import time
 
 import pytest
 
-from harness import (BINARY, PROVIDER_TOKENS, Daemon, Pki, Postgres, ProviderApis, free_port,
+from harness import (BINARY, PROVIDER_TOKENS, Daemon, Pki, Postgres, free_port,
                      http_get, parse_metrics, wait_for)
 
 SQL_INSTANCE = "/v1/projects/example.com:proj/instances/sql-a/listServerCas"
-
-
-@pytest.fixture
-def providers(tmp_path, pki):
-    server = ProviderApis(tmp_path / "providers", pki)
-    yield server
-    server.stop()
 
 
 fingerprints = Pki.fingerprints
