@@ -227,6 +227,13 @@ constexpr std::size_t sha1_size = 20;
 
 }  // namespace
 
+std::string sha256_hex(std::string_view bytes) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr);
+    return hex(md, n);
+}
+
 Outcome<std::vector<TrustedCert>> trusted_certs(std::string_view pem) {
     ERR_clear_error();
     Owned<BIO> in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
@@ -241,12 +248,10 @@ Outcome<std::vector<TrustedCert>> trusted_certs(std::string_view pem) {
         std::string bytes(reinterpret_cast<char*>(der), static_cast<std::size_t>(n));
         OPENSSL_free(der);
         if (!seen.insert(bytes).second) continue;
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int md_len = 0;
-        EVP_Digest(bytes.data(), bytes.size(), md, &md_len, EVP_sha256(), nullptr);
         std::tm tm{};
         ASN1_TIME_to_tm(X509_get0_notBefore(x.get()), &tm);
-        out.push_back(TrustedCert{hex(md, 4) + "|" + subject_of(x.get()), std::move(bytes),
+        auto alias = sha256_hex(bytes).substr(0, 8) + "|" + subject_of(x.get());
+        out.push_back(TrustedCert{std::move(alias), std::move(bytes),
                                   static_cast<std::int64_t>(timegm(&tm)) * 1000});
     }
     ERR_clear_error();  // the end of the text reads as "no start line"

@@ -1,14 +1,12 @@
 #include "rootcertd/outputs.hpp"
 
 #include <fnmatch.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include <algorithm>
 #include <map>
 #include <set>
 
+#include "rootcertd/ca_response.hpp"
 #include "rootcertd/keystore.hpp"
 
 namespace rootcertd {
@@ -19,20 +17,6 @@ bool matches(const OutputSelect& sel, const Instance& inst) {
     return (sel.provider.empty() || sel.provider == inst.source->provider) &&
            (sel.discover.empty() || sel.discover == inst.discovered_by) &&
            (sel.name.empty() || ::fnmatch(sel.name.c_str(), inst.name.c_str(), 0) == 0);
-}
-
-std::string fingerprint(const std::string& der) {
-    // trusted_certs' aliases start with 8 hex digits; the log wants all 64.
-    unsigned char md[32];
-    unsigned int n = 0;
-    EVP_Digest(der.data(), der.size(), md, &n, EVP_sha256(), nullptr);
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < n; ++i) {
-        out += digits[md[i] >> 4];
-        out += digits[md[i] & 15];
-    }
-    return out;
 }
 
 // The certificates the file holds now, or nullopt when it is missing or
@@ -73,20 +57,9 @@ Outcome<std::string> render(const Output& output, const std::vector<TrustedCert>
         case OutputFormat::pem:
             break;
     }
-    std::string pem;
-    for (const auto& cert : certs) {
-        const auto* p = reinterpret_cast<const unsigned char*>(cert.der.data());
-        X509* x = d2i_X509(nullptr, &p, static_cast<long>(cert.der.size()));
-        if (!x) return fail("a member's certificate does not parse");
-        BIO* out = BIO_new(BIO_s_mem());
-        PEM_write_bio_X509(out, x);
-        char* data = nullptr;
-        const long n = BIO_get_mem_data(out, &data);
-        pem.append(data, static_cast<std::size_t>(n));
-        BIO_free(out);
-        X509_free(x);
-    }
-    return pem;
+    std::string der;
+    for (const auto& cert : certs) der += cert.der;
+    return der_to_pem(der);
 }
 
 }  // namespace
@@ -164,10 +137,10 @@ Outcome<OutputWrite> write_output(const Output& output, const std::vector<std::s
                                         before ? before->end() : after.end());
         const std::set<std::string> now(after.begin(), after.end());
         for (const auto& der : after) {
-            if (!old.contains(der)) result.added.push_back(fingerprint(der));
+            if (!old.contains(der)) result.added.push_back(sha256_hex(der));
         }
         for (const auto& der : old) {
-            if (!now.contains(der)) result.removed.push_back(fingerprint(der));
+            if (!now.contains(der)) result.removed.push_back(sha256_hex(der));
         }
     }
     return result;

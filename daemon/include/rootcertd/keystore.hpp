@@ -47,6 +47,9 @@ std::string write_jks(const std::vector<TrustedCert>& certs, std::string_view pa
 // PASSWORD does not give.
 Outcome<std::vector<TrustedCert>> read_jks(std::string_view bytes, std::string_view password);
 
+// Lower-case hex of BYTES' SHA-256: a DER certificate's fingerprint.
+std::string sha256_hex(std::string_view bytes);
+
 // The password JKS files are written with when an output names none.
 inline constexpr std::string_view jks_default_password = "changeit";
 

@@ -17,6 +17,33 @@ import time
 from .common import *  # noqa: F401,F403
 from .pki import Pki  # noqa: F401
 
+def start_nginx(directory, log_format, access_log, connections, http_body):
+    """Writes DIRECTORY/nginx.conf (one worker in the foreground, JSON by
+    default, temp files in DIRECTORY/tmp, LOG_FORMAT to ACCESS_LOG) around
+    HTTP_BODY, and starts nginx on it."""
+    # As root, the worker would drop to nobody and not reach pytest's 0700 tmp tree.
+    user = "user root;" if os.geteuid() == 0 else ""
+    (directory / "nginx.conf").write_text(f"""
+{user}
+worker_processes 1;
+daemon off;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections {connections}; }}
+http {{
+    log_format t '{log_format}';
+    access_log {access_log} t;
+    client_body_temp_path {directory}/tmp; proxy_temp_path {directory}/tmp;
+    fastcgi_temp_path {directory}/tmp; uwsgi_temp_path {directory}/tmp; scgi_temp_path {directory}/tmp;
+    default_type application/json;
+{http_body}
+}}
+""")
+    (directory / "tmp").mkdir()
+    return subprocess.Popen(["nginx", "-c", str(directory / "nginx.conf"), "-p", str(directory)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
 NGINX_FAULTS = """
 location = /api/v1/orgs/org_fault/instances/busy/secrets/certificate {
     add_header Retry-After 3 always;
@@ -88,21 +115,9 @@ class FakeApi:
         servers = "".join(self._server(port, crt, key) for port, (crt, key) in
                           ((self.port, good), (self.untrusted_port, rogue),
                            (self.wrong_port, wrong)))
-        # As root, the worker would drop to nobody and not reach pytest's 0700 tmp tree.
-        user = "user root;" if os.geteuid() == 0 else ""
-        (self.dir / "nginx.conf").write_text(f"""
-{user}
-worker_processes 1;
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    log_format t '$msec $connection $connection_requests $status $uri $ssl_session_reused';
-    access_log {self.access_log} t;
-    client_body_temp_path {self.dir}/tmp; proxy_temp_path {self.dir}/tmp;
-    fastcgi_temp_path {self.dir}/tmp; uwsgi_temp_path {self.dir}/tmp; scgi_temp_path {self.dir}/tmp;
-    default_type application/json;
+        self.proc = start_nginx(
+            self.dir, "$msec $connection $connection_requests $status $uri $ssl_session_reused",
+            self.access_log, 1024, f"""
     keepalive_requests 10000;
     map_hash_bucket_size 128;
     map $http_authorization $authorized {{
@@ -111,13 +126,7 @@ http {{
         "Bearer {LONG_JWT}" 1;
         default 0;
     }}
-    {servers}
-}}
-""")
-        (self.dir / "tmp").mkdir()
-        self.proc = subprocess.Popen(["nginx", "-c", str(self.dir / "nginx.conf"),
-                                      "-p", str(self.dir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    {servers}""")
         for port in (self.port, self.untrusted_port, self.wrong_port):
             wait_for(lambda: self._up(port), 10, f"nginx on port {port}")
 
@@ -262,21 +271,9 @@ class ProviderApis:
         self.port = free_port()
         self.url = f"https://localhost:{self.port}"
         self.access_log = self.dir / "access.log"
-        user = "user root;" if os.geteuid() == 0 else ""
         t = PROVIDER_TOKENS
-        (self.dir / "nginx.conf").write_text(f"""
-{user}
-worker_processes 1;
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    log_format t '$status $request_uri $has_auth $http_if_none_match';
-    access_log {self.access_log} t;
-    client_body_temp_path {self.dir}/tmp; proxy_temp_path {self.dir}/tmp;
-    fastcgi_temp_path {self.dir}/tmp; uwsgi_temp_path {self.dir}/tmp; scgi_temp_path {self.dir}/tmp;
-    default_type application/json;
+        self.proc = start_nginx(self.dir, "$status $request_uri $has_auth $http_if_none_match",
+                                self.access_log, 256, f"""
     map $http_authorization $has_auth {{ "" "-"; default "auth"; }}
     map $http_authorization $aiven_ok {{ "aivenv1 {t['aiven']}" 1; default 0; }}
     map $http_authorization $do_ok {{ "Bearer {t['digitalocean']}" 1; default 0; }}
@@ -300,13 +297,7 @@ http {{
         etag off;
         if_modified_since off;
         {PROVIDER_LOCATIONS.replace("HUB", str(self.hub))}
-    }}
-}}
-""")
-        (self.dir / "tmp").mkdir()
-        self.proc = subprocess.Popen(["nginx", "-c", str(self.dir / "nginx.conf"),
-                                      "-p", str(self.dir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    }}""")
         wait_for(lambda: self._up(), 10, f"nginx on port {self.port}")
 
     def _up(self):
