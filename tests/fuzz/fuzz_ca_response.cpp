@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "rootcertd/ca_response.hpp"
+#include "rootcertd/sources/ca_response.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 3) return 0;

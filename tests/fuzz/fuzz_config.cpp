@@ -9,8 +9,8 @@
 #include <optional>
 #include <string>
 
-#include "rootcertd/config.hpp"
-#include "rootcertd/yaml_tree.hpp"
+#include "rootcertd/config/config.hpp"
+#include "rootcertd/config/yaml_tree.hpp"
 
 namespace {
 

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "rootcertd/discovery.hpp"
+#include "rootcertd/sources/discovery.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size < 1) return 0;

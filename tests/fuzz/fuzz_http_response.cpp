@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "rootcertd/ca_response.hpp"
-#include "rootcertd/response_parser.hpp"
+#include "rootcertd/net/response_parser.hpp"
+#include "rootcertd/sources/ca_response.hpp"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "rootcertd/keystore.hpp"
+#include "rootcertd/pki/keystore.hpp"
 
 namespace {
 

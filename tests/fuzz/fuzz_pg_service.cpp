@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "rootcertd/pg_service.hpp"
+#include "rootcertd/store/pg_service.hpp"
 
 namespace {
 constexpr std::string_view block =

@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "rootcertd/proxy.hpp"
+#include "rootcertd/net/proxy.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view in(reinterpret_cast<const char*>(data), size);

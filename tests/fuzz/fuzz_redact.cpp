@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "rootcertd/refresh.hpp"
+#include "rootcertd/runtime/refresh.hpp"
 
 namespace {
 

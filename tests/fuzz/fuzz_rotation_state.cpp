@@ -2,7 +2,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "rootcertd/rotation.hpp"
+#include "rootcertd/pki/rotation.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     auto state =

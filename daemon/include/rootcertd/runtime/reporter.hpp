@@ -1,0 +1,64 @@
+// The log lines refresh outcomes produce, the same for the daemon and --once.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "rootcertd/core/logging.hpp"
+#include "rootcertd/core/model.hpp"
+#include "rootcertd/sources/results.hpp"
+#include "rootcertd/store/outputs.hpp"
+
+namespace rootcertd {
+
+// What the log already said about one instance's refreshes.
+struct InstanceLog {
+    FailureLog failures, warnings;
+    std::optional<std::string> outage;  // the unreachable origin its last refresh met
+};
+
+// Logs refresh outcomes so that a persistent failure does not flood the log:
+// a failure when it starts or changes (and hourly while it lasts), a
+// recovery once, and an API origin that cannot be reached once for all the
+// instances behind it (the others at debug level). Every line carries the
+// instance's name, org and id as structured fields. Event loop only.
+class Reporter {
+  public:
+    // After a refresh of instance NAME, whose lines carry LABELS. RETRY is
+    // when the daemon tries again, or nullopt for --once, whose failures are
+    // errors; NOW orders repeats.
+    void refreshed(const std::string& name, const LogFields& labels, const RefreshResult& result,
+                   InstanceLog& log, std::optional<Duration> retry,
+                   std::chrono::steady_clock::time_point now);
+
+    // --once, at the end: "N instance(s) could not reach ORIGIN", per origin,
+    // then "refreshed X/TOTAL instance(s) in N ms", naming each failed
+    // instance with its reason (up to 20; the rest are counted).
+    void summarize_pass(std::size_t total, std::chrono::milliseconds took) const;
+
+    // Whether --once counts RESULT as a failure: the refresh failed, or the
+    // live check could not reach the instance's host.
+    static bool failed_pass(const RefreshResult& result) {
+        return !result.ok() || result.live_unreachable;
+    }
+
+  private:
+    std::map<std::string, FailureLog> unreachable_;            // by origin, shared by its instances
+    std::vector<std::pair<std::string, std::string>> failed_;  // --once: name, reason
+};
+
+// The line about an output's write (outputs:): written, with the
+// fingerprints added and removed; waiting for members' files; failed.
+// Unchanged: debug only.
+void log_output_write(const Output& output, const std::vector<std::string>& members,
+                      const Outcome<OutputWrite>& done);
+
+// The structured fields of every log line about INSTANCE: name, org, id.
+LogFields labels_of(const Instance& instance);
+
+// "250ms", "30s", "5m", "2h": a delay as an operator reads it.
+std::string human(Duration d);
+
+}  // namespace rootcertd

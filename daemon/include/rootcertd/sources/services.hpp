@@ -1,0 +1,145 @@
+// What every refresh and list shares: the configuration, the HTTPS clients,
+// credentials, validators, the stores and the caches, rebuilt when a reload
+// changes global settings.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "rootcertd/core/logging.hpp"
+#include "rootcertd/core/model.hpp"
+#include "rootcertd/core/semaphore.hpp"
+#include "rootcertd/net/api_client.hpp"
+#include "rootcertd/net/proxy.hpp"
+#include "rootcertd/pki/cert_bundle.hpp"
+#include "rootcertd/pki/rotation.hpp"
+#include "rootcertd/sources/credentials.hpp"
+#include "rootcertd/sources/source.hpp"
+#include "rootcertd/sources/token_source.hpp"
+#include "rootcertd/store/cert_store.hpp"
+#include "rootcertd/store/install_queue.hpp"
+
+namespace rootcertd {
+
+// What was derived from some exact bytes (a response body, a PEM bundle),
+// kept for when the same bytes come again. An ordered map: a lookup is a few
+// memcmp()s, cheaper than hashing the bytes (bench/RESULTS.md). Bounded in entries and bytes:
+// reaching either starts it over, since the working set is a few CAs. Event loop only.
+template <class V>
+class BytesCache {
+  public:
+    static constexpr std::size_t max_entries = 4096;
+    static constexpr std::size_t max_bytes = 8 << 20;
+
+    const V* find(std::string_view key) const {
+        const auto it = map_.find(key);
+        return it == map_.end() ? nullptr : &it->second;
+    }
+    bool contains(std::string_view key) const { return find(key) != nullptr; }
+    std::size_t size() const { return map_.size(); }
+    // VALUE_BYTES: roughly what VALUE holds, counted against max_bytes.
+    // Copies KEY and VALUE only when KEY is new.
+    void put(std::string_view key, const V& value, std::size_t value_bytes) {
+        if (contains(key)) return;
+        if (map_.size() >= max_entries || bytes_ > max_bytes) {
+            map_.clear();
+            bytes_ = 0;
+        }
+        bytes_ += key.size() + value_bytes;
+        map_.emplace(std::string(key), value);
+    }
+
+  private:
+    std::map<std::string, V, std::less<>> map_;
+    std::size_t bytes_ = 0;
+};
+
+// How many refreshes may be under way at once: 4 x concurrency, at least 64.
+std::size_t admission_slots(const Config& config);
+
+// What was derived from bytes seen before, so that the same bytes are not
+// parsed again: instances of one data plane are all served the same CA.
+struct ContentCaches {
+    // Bundles validated before, keyed by the exact bytes served (X.509
+    // parsing is costly in OpenSSL 3).
+    BytesCache<CertBundle> validated;
+    // The CA text of 200 bodies whose CA validated, keyed by the whole body,
+    // with how it was read (the same body read another way is another CA).
+    struct Extracted {
+        Reading reading;
+        std::string pem;
+    };
+    BytesCache<Extracted> extracted;
+    // Validations under way, by the same key: refreshes that receive the same
+    // new bytes meanwhile wait for that one result instead of parsing again
+    // (a cold start of a fleet would otherwise parse one CA per admission slot).
+    struct Validation;
+    std::map<std::string, std::shared_ptr<Validation>, std::less<>> validating;
+};
+
+// Makes the HTTPS client a Services uses; tests pass one that plays the API.
+using ClientFactory =
+    std::function<std::shared_ptr<HttpClient>(boost::asio::any_io_executor, const ClientOptions&)>;
+
+// What every refresh shares; rebuilt when a reload changes global settings.
+struct Services {
+    Services(boost::asio::any_io_executor ex, Config config,
+             boost::asio::thread_pool& blocking_pool,
+             const ClientFactory& client_factory = make_https_client);
+
+    Config config;
+    ProxyRoute proxy;                         // api.proxy or the environment's
+    std::shared_ptr<TokenSource> proxy_auth;  // api.proxy_auth_file, when set
+    boost::asio::any_io_executor executor;    // the event loop
+    std::shared_ptr<Resolver> resolver;       // for the API and the live checks
+    ClientFactory make_client;
+    std::shared_ptr<HttpClient> client;  // trusts the system store and api.ca_file
+    // Clients for sources with a ca_file of their own, by that file.
+    std::map<std::filesystem::path, std::shared_ptr<HttpClient>> clients_by_ca;
+    Credentials credentials;
+    // The validators of each instance's last installed answer, for a
+    // conditional request next time. Daemon only: --once asks once.
+    std::map<std::string, Validators, std::less<>> validators;
+    CertStore store;
+    std::shared_ptr<InstallQueue> installs;  // group commit into store
+    CertStore state_store;                   // rotation state, one JSON file per instance
+    // The files state_store holds, when it was listed: an instance without one
+    // (most: a state is only kept during an overlap) is not looked for. One
+    // written meanwhile by a Services that a reload replaced is missed: that
+    // instance adopts its file, which only lengthens an overlap.
+    std::optional<std::set<std::string, std::less<>>> state_files;
+    std::map<std::string, RotationState> states;  // cache; event loop only
+    // --once: each instance is refreshed once, so a refresh that ends well
+    // leaves no state in `states` (5,000 of them cost ~3 ms to free at exit).
+    bool single_pass = false;
+    ContentCaches seen;
+    boost::asio::thread_pool& blocking;  // fsync and file reads run here
+    Semaphore requests_in_flight;        // API requests: at most config.concurrency
+    // Refreshes under way, taken by whoever starts one (the scheduler's loop,
+    // --once) before the refresh's frames exist: it bounds memory, and up to
+    // 4 x concurrency installs can gather into one durable batch.
+    Semaphore refreshes_admitted;
+    // Warnings about the token (its file's mode, its expiry) are the same for
+    // every instance: logged once, and again hourly while they last.
+    FailureLog token_warnings;
+
+    // The client for SOURCE's origin: the shared one, or one that also
+    // trusts the source's own ca_file.
+    const std::shared_ptr<HttpClient>& client_for(const Source& source) {
+        return client_for(source.ca_file);
+    }
+    const std::shared_ptr<HttpClient>& client_for(const std::optional<std::filesystem::path>& ca);
+    // What INSTANCE's source served last time (its rotation state), if known.
+    const std::string* served_last(const std::string& instance) const;
+    // Aborts every request in flight; later ones fail.
+    void close_clients();
+};
+
+}  // namespace rootcertd

@@ -1,0 +1,403 @@
+#include "rootcertd/runtime/refresh.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstdlib>
+
+#include "rootcertd/core/blocking.hpp"
+#include "rootcertd/core/logging.hpp"
+#include "rootcertd/pki/server_probe.hpp"
+#include "rootcertd/sources/source.hpp"
+
+namespace rootcertd {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::string summary(const CertBundle& b) {
+    const auto& n = b.newest();
+    return "sha256=" + b.fingerprints() + " subject='" + n.subject +
+           "' notAfter=" + format_time(n.not_after);
+}
+
+std::string describe_rotation(const Composition& c) {
+    std::string out;
+    for (const auto& a : c.added) out += "; added " + a.sha256 + " (" + a.subject + ")";
+    for (const auto& k : c.kept) {
+        out += "; kept " + k.sha256 + " (" + k.subject + ") until " + format_time(k.until);
+    }
+    for (const auto& d : c.dropped) out += "; dropped " + d;
+    return out;
+}
+
+void log_change(const Instance& inst, const std::filesystem::path& path, const Installed& done,
+                const CertBundle& installed, const Composition& c) {
+    LogFields fields = labels_of(inst);
+    fields.insert(fields.end(), {{"path", path.string()},
+                                 {"fingerprint", installed.fingerprints()},
+                                 {"not_after", format_time(installed.newest().not_after)}});
+    if (done.change == Change::created) {
+        log_event(spdlog::level::info,
+                  inst.name + ": installed CA at " + path.string() + ": " + summary(installed) +
+                      describe_rotation(c),
+                  fields);
+        return;
+    }
+    const auto previous = parse_bundle(done.previous.value_or(""));
+    const std::string old = previous ? previous->fingerprints() : "unparseable";
+    fields.emplace_back("old_fingerprint", old);
+    // rootcertd only ever writes whole bundles in its own encoding: bytes it
+    // cannot parse, or the same CAs written differently, came from elsewhere.
+    if (!previous || old == installed.fingerprints()) {
+        log_event(spdlog::level::warn,
+                  inst.name + ": restored " + path.string() +
+                      ": something other than rootcertd had changed it (" +
+                      (previous ? "same CAs, other bytes" : "not a valid bundle") + "); now " +
+                      summary(installed),
+                  fields);
+        return;
+    }
+    log_event(spdlog::level::info,
+              inst.name + ": CA changed at " + path.string() + ": old sha256=" + old + " new " +
+                  summary(installed) + describe_rotation(c),
+              fields);
+}
+
+// CANDIDATE plus the certificates of CURRENT it lacks.
+std::string union_of(const std::string& candidate, const std::string& current) {
+    auto a = parse_bundle(candidate);
+    auto b = parse_bundle(current);
+    if (!a || !b) return candidate;
+    std::string out = candidate;
+    for (const auto& c : b->certs) {
+        if (a->fingerprints().find(c.sha256) == std::string::npos) out += c.pem;
+    }
+    return out;
+}
+
+std::string server_of(const Instance& inst) { return *inst.host + ":" + std::to_string(inst.port); }
+
+// Appends W to the "; "-separated list of warnings LIST.
+void add_to(std::string& list, const std::string& w) { list += (list.empty() ? "" : "; ") + w; }
+
+asio::awaitable<Outcome<PresentedChain>> probe(std::shared_ptr<Services> s, const Instance& inst) {
+    return probe_server(s->executor, s->resolver, *inst.host, inst.port,
+                        {s->config.connect_timeout, s->config.timeout});
+}
+
+// The bundle validated before for these exact bytes, when none of its
+// certificates has expired since and one of them is valid NOW.
+std::optional<CertBundle> cached_bundle(const Services& s, std::string_view key, SysTime now) {
+    const CertBundle* hit = s.seen.validated.find(key);
+    if (hit == nullptr) return std::nullopt;
+    const auto& certs = hit->certs;
+    if (std::any_of(certs.begin(), certs.end(),
+                    [&](const CertInfo& c) { return c.not_after < now; }) ||
+        std::none_of(certs.begin(), certs.end(),
+                     [&](const CertInfo& c) { return c.not_before <= now; })) {
+        return std::nullopt;
+    }
+    return *hit;
+}
+
+// What the file and its rotation state hold now: one snapshot per refresh.
+struct OnDisk {
+    std::optional<std::string> file;
+    FileMeta meta;  // the file's mode, owner and group
+    std::optional<std::string> state;
+};
+
+// The bytes to install, and the server's chain when the plan consulted it.
+struct Plan {
+    Composition composition;
+    std::string pem;
+    std::optional<PresentedChain> chain;
+};
+
+// Stage 3: the current file and rotation state. A file small enough is read
+// on the loop (a trip through the pool costs it more); a bigger one on the
+// pool. The state file is looked for only where one may be.
+asio::awaitable<Outcome<OnDisk>> read_current(std::shared_ptr<Services> s, const Instance& inst) {
+    const auto file_name = inst.name + ".crt";
+    const auto state_name = inst.name + ".json";
+    const bool read_state =
+        !s->states.contains(inst.name) && (!s->state_files || s->state_files->contains(state_name));
+    // Nullopt: the file is bigger than LIMIT, and nothing was read.
+    auto read = [s, file_name, state_name,
+                 read_state](std::size_t limit) -> std::optional<Outcome<OnDisk>> {
+        FileMeta meta;
+        auto file = s->store.read_up_to(file_name, limit, &meta);
+        if (!file) return std::nullopt;
+        if (!*file) return Outcome<OnDisk>(fail(file->error()));
+        OnDisk d{std::move(file->value()), meta, std::nullopt};
+        if (read_state) {
+            if (auto st = s->state_store.read(state_name); st) d.state = std::move(st.value());
+        }
+        return Outcome<OnDisk>(std::move(d));
+    };
+    if (auto on_loop = read(CertStore::loop_read_limit)) co_return std::move(*on_loop);
+    auto read_all = [read] { return *read(SIZE_MAX); };
+    co_return co_await run_blocking(s->blocking, std::move(read_all));
+}
+
+// The rotation state this refresh starts from: the one in memory, else the
+// state file, else (a file from before rootcertd managed it) the file. One
+// lookup for the whole refresh: std::map entries stay put, and an
+// instance's entry is only touched by its own loop.
+std::map<std::string, RotationState>::iterator rotation_state(Services& s, const Instance& inst,
+                                                              const OnDisk& disk) {
+    auto [entry, fresh] = s.states.try_emplace(inst.name);
+    if (!fresh) return entry;
+    if (disk.state) {
+        if (auto st = parse_state(*disk.state)) {
+            entry->second = std::move(st.value());
+        } else {
+            spdlog::warn("{}: ignoring unreadable rotation state: {}", inst.name, st.error());
+        }
+    } else if (disk.file) {
+        entry->second.served = *disk.file;
+    }
+    return entry;
+}
+
+// Stage 4: what the file should hold. The served CAs plus those kept for the
+// overlap; and, before clients' trust changes, the live server is asked:
+// when it does not yet present a chain under the new bundle but does under
+// the current file, both are installed together.
+asio::awaitable<Plan> plan_file(std::shared_ptr<Services> s, const Instance& inst,
+                                const RotationState& state, const CertBundle& served,
+                                const std::optional<std::string>& current, SysTime now,
+                                std::string& warning) {
+    Plan plan{compose(state, served, inst.keep_previous, now), {}, {}};
+    plan.pem = plan.composition.pem;
+    if (!inst.host || !current || plan.pem == *current) co_return plan;
+    auto probed = co_await probe(s, inst);
+    if (!probed) {
+        add_to(warning, "live check before install: " + probed.error());
+        co_return plan;
+    }
+    plan.chain = std::move(probed.value());
+    const auto next = verify_chain(*plan.chain, plan.pem, *inst.host);
+    if (!next.ok() && !next.host_mismatch && verify_chain(*plan.chain, *current, *inst.host).ok()) {
+        plan.pem = union_of(plan.pem, *current);
+        spdlog::warn(
+            "{}: server {} does not yet present a certificate under the new CA; "
+            "installing the new CA together with the current one",
+            inst.name, server_of(inst));
+    }
+    co_return plan;
+}
+
+// Stage 5: the rotation state, then the file. State is kept on disk only
+// while a previous CA is kept (else the file itself says what was served),
+// and saved before the file: a crash in between can only lengthen an
+// overlap, never lose one. A file that already holds these bytes and
+// ownership is not handed to the install queue (the common case); others
+// share one flush with concurrent installs (group commit).
+asio::awaitable<Outcome<Installed>> commit(std::shared_ptr<Services> s, const Instance& inst,
+                                           const RotationState& state, const Plan& plan,
+                                           const OnDisk& disk) {
+    const auto state_name = inst.name + ".json";
+    const RotationState& next = plan.composition.state;
+    const bool keeps = !next.kept.empty();
+    if ((keeps || !state.kept.empty()) && !(next == state)) {
+        auto save = [s, state_name, keeps,
+                     text = keeps ? serialize_state(next) : std::string()]() -> Outcome<bool> {
+            if (!keeps) return s->state_store.remove(state_name);
+            auto saved = s->state_store.install(state_name, text, FileOwnership{0600, {}, {}});
+            if (!saved) return fail(saved.error());
+            return true;
+        };
+        auto saved = co_await run_blocking(s->blocking, std::move(save));
+        if (!saved) {
+            co_return fail(Stage::install,
+                           "save rotation state of " + inst.name + ": " + saved.error());
+        }
+        if (s->state_files) {
+            if (keeps) {
+                s->state_files->insert(state_name);
+            } else {
+                s->state_files->erase(state_name);
+            }
+        }
+    }
+    if (disk.file && *disk.file == plan.pem && disk.meta.matches(inst.file)) co_return Installed{};
+    InstallJob job{inst.name + ".crt", plan.pem, inst.file};  // GCC12-COROUTINE-TEMPORARY
+    auto installed = co_await s->installs->install(std::move(job));
+    if (!installed)
+        co_return fail(Stage::install, "install " + inst.name + ": " + installed.error());
+    co_return installed;
+}
+
+// Stage 6: would a verify-full client reach the server with the file now?
+// Reuses the chain the plan fetched; a server that cannot be reached says
+// nothing either way.
+asio::awaitable<void> verify_live(std::shared_ptr<Services> s, const Instance& inst,
+                                  const std::string& installed, std::optional<PresentedChain> chain,
+                                  RefreshResult& result) {
+    if (!chain) {
+        auto probed = co_await probe(s, inst);
+        if (!probed) {
+            result.live_unreachable = probed.failure();
+            co_return;
+        }
+        chain = std::move(probed.value());
+    }
+    const auto verdict = verify_chain(*chain, installed, *inst.host);
+    result.live_ok = verdict.ok();
+    result.server_not_after = chain->leaf_not_after;
+    if (verdict.host_mismatch) {
+        add_to(result.warning, verdict.reason());
+    } else if (!verdict.ok()) {
+        result.failure =
+            fail(Stage::live, "server " + server_of(inst) +
+                                  " does not verify against the installed file (" +
+                                  verdict.reason() + "); the API has not served its new CA yet");
+    }
+}
+
+}  // namespace
+
+asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance inst) {
+    RefreshResult result;
+    const auto now = sys_now();
+    const auto failed = [&result](Failure why) {
+        result.failure = std::move(why);
+        return result;
+    };
+    // 1. Fetch the CA text from the instance's source.
+    auto fetched = co_await fetch_ca(s, inst);
+    result.http_status = fetched.http_status;
+    result.retry_after = fetched.retry_after;
+    result.token_expiry = fetched.token_expiry;
+    result.not_modified = fetched.not_modified;
+    if (!fetched.pem) {
+        if (fetched.pem.unreachable()) result.unreachable_origin = inst.source->api.origin();
+        co_return failed(fetched.pem.failure());
+    }
+    // 2. Validate it: only CA certificates (or leaves dropped, where the
+    // source says so), expired ones left out, at least one valid now. Bytes
+    // validated before are found without a coroutine frame.
+    const bool drop_leaves = inst.source->reading.drop_leaves;
+    Outcome<CertBundle> served = fail("not validated");
+    if (auto hit = cached_bundle(*s, fetched.pem.value(), now); hit && !drop_leaves) {
+        served = std::move(*hit);
+    } else {
+        served = co_await validate_with_cache(s, fetched.pem.value(), now, drop_leaves);
+    }
+    if (!served) {
+        co_return failed(fail(Stage::validate,
+                              describe_request(*inst.source) + ": invalid CA: " + served.error()));
+    }
+    for (const auto& left_out : served->dropped) {
+        spdlog::debug("{}: left out {}", inst.name, left_out);
+    }
+    if (fetched.extracted_from) {
+        s->seen.extracted.put(*fetched.extracted_from, {inst.source->reading, fetched.pem.value()},
+                              fetched.pem.value().size());
+    }
+    // 3. Read what the file and the rotation state hold now.
+    auto disk = co_await read_current(s, inst);
+    if (!disk) co_return failed(fail(Stage::read, "install " + inst.name + ": " + disk.error()));
+    const auto entry = rotation_state(*s, inst, disk.value());
+    // 4. Plan the file: served CAs, kept ones, and the live server's say.
+    auto plan =
+        co_await plan_file(s, inst, entry->second, served.value(), disk->file, now, result.warning);
+    // 5. Commit: the rotation state, then the file, atomically and durably.
+    auto installed = co_await commit(s, inst, entry->second, plan, disk.value());
+    if (!installed) co_return failed(installed.failure());
+    if (s->single_pass) {
+        s->states.erase(entry);  // --once: nothing is kept for a next time
+    } else {
+        entry->second = std::move(plan.composition.state);
+        if (fetched.validators) {
+            s->validators.insert_or_assign(inst.name, std::move(*fetched.validators));
+        } else if (!fetched.not_modified) {
+            s->validators.erase(inst.name);
+        }
+    }
+    // From here the file holds the planned bundle, whatever the live check
+    // says next: a change is a change (its hook runs, it is counted).
+    const CertInfo newest = served->newest();
+    auto bundle = plan.pem == served->pem ? std::move(served.value()) : parse_bundle(plan.pem);
+    if (installed->change != Change::unchanged) {
+        log_change(inst, s->config.cert_path(inst), installed.value(), bundle.value(),
+                   plan.composition);
+    }
+    result.change = installed->change;
+    result.bundle = std::move(bundle.value());
+    if (newest.not_after - now < s->config.expiry_warning) {
+        add_to(result.warning, "newest CA '" + newest.subject + "' expires " +
+                                   format_time(newest.not_after) +
+                                   ", within the expiry_warning window");
+    }
+    // 6. Verify live: would a verify-full client reach the server now?
+    if (inst.host) co_await verify_live(s, inst, plan.pem, std::move(plan.chain), result);
+    co_return result;
+}
+
+struct ContentCaches::Validation {
+    explicit Validation(asio::any_io_executor ex)
+        : done(ex, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer done;  // cancelled when `result` is set
+    std::optional<Outcome<CertBundle>> result;
+};
+
+asio::awaitable<Outcome<CertBundle>> validate_with_cache(std::shared_ptr<Services> s,
+                                                         std::string pem, SysTime now,
+                                                         bool drop_leaves) {
+    // Bundles validated with leaves dropped are kept apart.
+    const std::string prefixed = drop_leaves ? "leaves dropped\n" + pem : std::string();
+    const std::string& key = drop_leaves ? prefixed : pem;
+    if (auto hit = cached_bundle(*s, key, now)) co_return std::move(*hit);
+    if (const auto it = s->seen.validating.find(key); it != s->seen.validating.end()) {
+        const auto running = it->second;
+        co_await running->done.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (running->result) co_return *running->result;
+        co_return fail("stopped while the CA was being validated");
+    }
+    auto running = std::make_shared<ContentCaches::Validation>(co_await asio::this_coro::executor);
+    s->seen.validating.emplace(key, running);
+    auto check = [text = pem, now, drop_leaves] { return validate_bundle(text, now, drop_leaves); };
+    auto fresh = co_await run_blocking(s->blocking, std::move(check));
+    s->seen.validating.erase(key);
+    running->result = fresh;
+    running->done.cancel();
+    if (fresh) s->seen.validated.put(key, fresh.value(), 2 * fresh.value().pem.size());
+    co_return fresh;
+}
+
+asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> s, Instance inst) {
+    CheckResult result;
+    auto probed = co_await probe(s, inst);
+    if (!probed) {
+        result.problem = probed.failure();
+        co_return result;
+    }
+    auto read = [s, file_name = inst.name + ".crt"] { return s->store.read(file_name); };
+    auto file = co_await run_blocking(s->blocking, std::move(read));
+    if (!file || !file->has_value()) {
+        result.problem = fail(Stage::read, "no installed file to check yet");
+        co_return result;
+    }
+    const auto verdict = verify_chain(probed.value(), *file.value(), *inst.host);
+    result.live_ok = verdict.ok();
+    result.server_not_after = probed->leaf_not_after;
+    if (verdict.ok()) co_return result;
+    result.problem = verdict.failure;
+    if (!verdict.host_mismatch) {
+        result.problem->message = "server " + server_of(inst) + " no longer verifies against " +
+                                  s->config.cert_path(inst).string() + " (" + verdict.reason() +
+                                  "); refreshing from the API now";
+        result.refresh_now = true;
+    }
+    co_return result;
+}
+
+}  // namespace rootcertd

@@ -1,0 +1,172 @@
+#include "rootcertd/runtime/reporter.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace rootcertd {
+
+LogFields labels_of(const Instance& instance) {
+    if (instance.source->provider == "tembo") {
+        return {{"name", instance.name}, {"org", instance.org}, {"id", instance.id}};
+    }
+    return {{"name", instance.name}, {"provider", std::string(instance.source->provider)}};
+}
+
+std::string human(Duration d) {
+    const auto ms = d.count();
+    if (ms < 10'000) return std::to_string(ms) + "ms";
+    if (ms < 600'000) return std::to_string(ms / 1000) + "s";
+    if (ms < 36'000'000) return std::to_string(ms / 60'000) + "m";
+    return std::to_string(ms / 3'600'000) + "h";
+}
+
+void Reporter::refreshed(const std::string& name, const LogFields& labels, const RefreshResult& r,
+                         InstanceLog& log, std::optional<Duration> retry,
+                         std::chrono::steady_clock::time_point now) {
+    const auto say = [&](spdlog::level::level_enum level, const std::string& text,
+                         const LogFields& extra = {}) {
+        LogFields fields = labels;
+        fields.insert(fields.end(), extra.begin(), extra.end());
+        log_event(level, name + ": " + text, fields);
+    };
+    // A daemon retries, so a failure is a warning; --once ends with it.
+    const auto failure_level = retry ? spdlog::level::warn : spdlog::level::err;
+    const std::string retrying = retry ? "; retrying in " + human(*retry) : "";
+
+    if (r.warning.empty()) {
+        log.warnings.on_success();
+    } else if (log.warnings.on_failure(r.warning, now) != FailureLog::Verdict::quiet) {
+        say(spdlog::level::warn, r.warning);
+    }
+    if (log.outage && !r.unreachable_origin) {
+        if (const auto n = unreachable_[*log.outage].on_success(); n > 0) {
+            say(spdlog::level::info, *log.outage + " answers again after " + std::to_string(n) +
+                                         " failed refresh(es) of its instances");
+        }
+        log.outage.reset();
+    }
+    if (!retry && failed_pass(r)) {  // --once: named again in the summary
+        failed_.emplace_back(name,
+                             r.ok() ? "live check: " + r.live_unreachable->message : r.error());
+    }
+    if (r.ok() && !retry && r.live_unreachable) {
+        say(spdlog::level::err,
+            "live check: the server could not be reached: " + r.live_unreachable->message,
+            {{"error", r.live_unreachable->message},
+             {"stage", stage_name(r.live_unreachable->stage)}});
+    }
+    if (r.ok()) {
+        if (const auto n = log.failures.on_success(); n > 0) {
+            say(spdlog::level::info, "recovered after " + std::to_string(n) + " failed attempt(s)");
+        }
+        if (retry) spdlog::debug("{}: refreshed; next in {}", name, human(*retry));
+        return;
+    }
+    const std::string& error = r.error();
+    LogFields detail{{"error", error}, {"stage", stage_name(r.failure->stage)}};
+    if (r.http_status != 0) detail.emplace_back("status", std::to_string(r.http_status));
+    // A failure repeats when its stage and status do, whatever details its
+    // message carries (a timing, a peer's changing words).
+    const std::string key =
+        std::string(stage_name(r.failure->stage)) + " " + std::to_string(r.http_status);
+    if (r.unreachable_origin) {  // logged for the origin, by whichever instance meets it first
+        const auto& origin = *r.unreachable_origin;
+        log.outage = origin;
+        auto& origin_log = unreachable_[origin];
+        switch (origin_log.on_failure(key, now)) {
+            case FailureLog::Verdict::log:
+                say(failure_level,
+                    "refresh failed: " + error + retrying + "; other instances that cannot reach " +
+                        origin +
+                        (retry ? " are logged at debug level until it answers"
+                               : " are counted at the end"),
+                    detail);
+                break;
+            case FailureLog::Verdict::repeat:
+                say(failure_level,
+                    origin + " still unreachable after " + std::to_string(origin_log.failures()) +
+                        " failed refresh(es) of its instances: " + error,
+                    detail);
+                break;
+            case FailureLog::Verdict::quiet:
+                spdlog::debug("{}: refresh failed: {}", name, error);
+                break;
+        }
+        return;
+    }
+    switch (log.failures.on_failure(key, now)) {
+        case FailureLog::Verdict::log:
+            say(failure_level, "refresh failed: " + error + retrying, detail);
+            break;
+        case FailureLog::Verdict::repeat:
+            say(failure_level,
+                "still failing after " + std::to_string(log.failures.failures()) +
+                    " attempts: " + error + retrying,
+                detail);
+            break;
+        case FailureLog::Verdict::quiet:
+            spdlog::debug("{}: refresh failed again: {}", name, error);
+            break;
+    }
+}
+
+void Reporter::summarize_pass(std::size_t total, std::chrono::milliseconds took) const {
+    for (const auto& [origin, log] : unreachable_) {
+        if (log.failures() > 0) {
+            spdlog::error("{} instance(s) could not reach {}", log.failures(), origin);
+        }
+    }
+    spdlog::info("refreshed {}/{} instance(s) in {} ms{}", total - failed_.size(), total,
+                 took.count(), failed_.empty() ? "" : "; failed:");
+    constexpr std::size_t named = 20;
+    for (std::size_t i = 0; i < failed_.size() && i < named; ++i) {
+        log_event(spdlog::level::err, "failed: " + failed_[i].first + ": " + failed_[i].second,
+                  {{"name", failed_[i].first}});
+    }
+    if (failed_.size() > named) {
+        spdlog::error("failed: {} more instance(s), named in the lines above",
+                      failed_.size() - named);
+    }
+}
+
+namespace {
+// "a, b, c and 4 more": at most five of NAMES.
+std::string some_of(const std::vector<std::string>& names) {
+    std::string out;
+    for (std::size_t i = 0; i < names.size() && i < 5; ++i) out += (i ? ", " : "") + names[i];
+    if (names.size() > 5) out += " and " + std::to_string(names.size() - 5) + " more";
+    return out.empty() ? "none" : out;
+}
+}  // namespace
+
+void log_output_write(const Output& output, const std::vector<std::string>& members,
+                      const Outcome<OutputWrite>& done) {
+    const LogFields fields{{"output", output.name}};
+    const std::string head = "output " + output.name + ": ";
+    if (!done) {
+        log_event(
+            spdlog::level::err,
+            head + "not written, " + output.path.string() + " kept as it was: " + done.error(),
+            fields);
+        return;
+    }
+    const auto& w = done.value();
+    if (!w.waiting_for.empty()) {
+        log_event(spdlog::level::info,
+                  head + "waiting for the file of " + std::to_string(w.waiting_for.size()) +
+                      " of " + std::to_string(members.size()) + " member(s) (" +
+                      some_of(w.waiting_for) + ") before the first write",
+                  fields);
+    } else if (w.changed) {
+        log_event(spdlog::level::info,
+                  head + "wrote " + output.path.string() + " (" +
+                      std::string(format_name(output.format)) + ", " +
+                      std::to_string(w.certificates) + " CA(s) of " +
+                      std::to_string(members.size()) + " instance(s)); added " + some_of(w.added) +
+                      "; removed " + some_of(w.removed),
+                  fields);
+    } else {
+        log_event(spdlog::level::debug, head + "unchanged", fields);
+    }
+}
+
+}  // namespace rootcertd

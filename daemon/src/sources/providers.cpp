@@ -1,0 +1,147 @@
+#include "rootcertd/sources/providers.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace rootcertd {
+
+namespace {
+
+Reading json(std::string pointer, std::string member = "", bool base64 = false) {
+    Reading r;
+    r.json_pointer = std::move(pointer);
+    r.member = std::move(member);
+    r.base64 = base64;
+    r.format = CaFormat::pem;  // documented as PEM text
+    return r;
+}
+
+Reading raw_pem(bool drop_leaves = false) {
+    Reading r;
+    r.format = CaFormat::pem;
+    r.drop_leaves = drop_leaves;
+    return r;
+}
+
+}  // namespace
+
+const std::vector<Preset>& presets() {
+    static const std::vector<Preset> table{
+        {"tembo",
+         "",
+         "/api/v1/orgs/{org}/instances/{id}/secrets/certificate",
+         "Bearer",
+         json("/ca.crt"),
+         {},
+         {},
+         "Tembo data-plane API"},
+        {"aiven",
+         "https://api.aiven.io",
+         "/v1/project/{project}/kms/ca",
+         "aivenv1",
+         json("/certificate"),
+         {},
+         {},
+         "Aiven API, ProjectKmsGetCA"},
+        {"digitalocean",
+         "https://api.digitalocean.com",
+         "/v2/databases/{cluster}/ca",
+         "Bearer",
+         json("/ca/certificate", "", true),
+         {},
+         {},
+         "DigitalOcean API, databases_get_ca"},
+        {"cloudsql",
+         "https://sqladmin.googleapis.com",
+         "/v1/projects/{project}/instances/{instance}/listServerCas",
+         "Bearer",
+         json("/certs", "cert"),
+         {},
+         {},
+         "Cloud SQL Admin API, instances.listServerCas; in a CAS server CA mode "
+         "(listServerCas holds no CA), connect.get",
+         {},
+         {},
+         "/v1/projects/{project}/instances/{instance}/connectSettings",
+         json("/serverCaCert/cert")},
+        {"crunchybridge",
+         "https://api.crunchybridge.com",
+         "/teams/{team}.pem",
+         "Bearer",
+         raw_pem(true),
+         {},
+         {},
+         "Crunchy Bridge API, team certificate"},
+        {"ubicloud",
+         "https://api.ubicloud.com",
+         "/project/{project}/location/{location}/postgres/{database}/ca-certificates",
+         "Bearer",
+         raw_pem(),
+         {},
+         {},
+         "Ubicloud API, Download CA certificates for a PostgreSQL database"},
+        {"ibmcloud",
+         "https://api.{region}.databases.cloud.ibm.com",
+         "/v4/ibm/deployments/{deployment}/users/{user}/connections/{endpoint_type}",
+         "Bearer",
+         json("/connection/postgres/certificate/certificate_base64", "", true),
+         {},
+         {},
+         "IBM Cloud Databases API, getConnection",
+         {{"user", "admin"}, {"endpoint_type", "public"}},
+         {"deployment"}},
+        {"rds",
+         "https://truststore.pki.rds.amazonaws.com",
+         "/{region}/{region}-bundle.pem",
+         "",
+         raw_pem(),
+         {},
+         {},
+         "Amazon RDS certificate bundles"},
+        {"azure",
+         "",
+         "",
+         "",
+         {},
+         {"CN=DigiCert Global Root G2,OU=www.digicert.com,O=DigiCert Inc,C=US",
+          "CN=Microsoft RSA Root Certificate Authority 2017,O=Microsoft Corporation,C=US"},
+         // Still listed for China regions until their 2026 rotation.
+         {"CN=DigiCert Global Root CA,OU=www.digicert.com,O=DigiCert Inc,C=US"},
+         "Azure Database for PostgreSQL flexible server, TLS root CAs"},
+    };
+    return table;
+}
+
+const Preset* find_preset(std::string_view name) {
+    const auto& all = presets();
+    const auto it =
+        std::find_if(all.begin(), all.end(), [&](const Preset& p) { return p.name == name; });
+    return it == all.end() ? nullptr : &*it;
+}
+
+std::vector<std::string> path_keys(std::string_view path) {
+    std::vector<std::string> keys;
+    for (auto at = path.find('{'); at != std::string_view::npos; at = path.find('{', at + 1)) {
+        std::string key(path.substr(at + 1, path.find('}', at) - at - 1));
+        if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(std::move(key));
+    }
+    return keys;
+}
+
+std::string percent_encode(std::string_view text) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    for (const char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += c;
+        } else {
+            out += '%';
+            out += hex[u >> 4];
+            out += hex[u & 15];
+        }
+    }
+    return out;
+}
+
+}  // namespace rootcertd

@@ -1,0 +1,48 @@
+#include "rootcertd/core/logging.hpp"
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/json/parse.hpp>
+#include <sstream>
+
+#include "rootcertd/net/api_client.hpp"
+
+using namespace rootcertd;
+
+TEST(Logging, JsonLinesParseEvenWithQuotesAndNewlines) {
+    std::ostringstream out;
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+    sink->set_formatter(make_formatter(LogFormat::json));
+    spdlog::logger logger("t", sink);
+    logger.warn("prod: refresh failed: HTTP 404: \"Secret\nnot found\" \\ {}", "\x01");
+    const auto line = out.str();
+    ASSERT_FALSE(line.empty());
+    EXPECT_EQ(line.back(), '\n');
+    EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << "one line per record";
+    const auto v = boost::json::parse(line);
+    EXPECT_EQ(v.at("level").as_string(), "warning");
+    EXPECT_EQ(v.at("msg").as_string(),
+              "prod: refresh failed: HTTP 404: \"Secret\nnot found\" \\ \x01");
+    const std::string ts(v.at("ts").as_string());
+    EXPECT_EQ(ts.size(), 24u) << ts;
+    EXPECT_EQ(ts.back(), 'Z');
+}
+
+TEST(Logging, ParsesLevelsAndFormats) {
+    EXPECT_EQ(parse_log_level("warning"), spdlog::level::warn);
+    EXPECT_EQ(parse_log_level("debug"), spdlog::level::debug);
+    EXPECT_FALSE(parse_log_level("loud").has_value());
+    EXPECT_EQ(parse_log_format("json"), LogFormat::json);
+    EXPECT_FALSE(parse_log_format("xml").has_value());
+}
+
+TEST(RetryAfter, SecondsAndHttpDates) {
+    const auto now = std::chrono::system_clock::from_time_t(1'700'000'000);
+    EXPECT_EQ(parse_retry_after("120", now), std::chrono::seconds(120));
+    EXPECT_EQ(parse_retry_after("Wed, 15 Nov 2023 00:13:20 GMT", now), std::chrono::seconds(7200));
+    EXPECT_EQ(parse_retry_after("Tue, 14 Nov 2023 20:00:00 GMT", now), Duration{0});
+    EXPECT_FALSE(parse_retry_after("soon", now).has_value());
+    EXPECT_FALSE(parse_retry_after("", now).has_value());
+}
