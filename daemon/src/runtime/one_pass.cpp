@@ -43,14 +43,15 @@ bool discover_first(Runtime& rt, const std::shared_ptr<Services>& s) {
 }
 
 // After the pass, every output once, and the hooks of those that changed.
-// Not after a failed list: its instances' CAs would leave the outputs.
+// Not after a failed or refused list: the CAs of instances missing from it
+// would leave the outputs.
 bool write_outputs(Runtime& rt, const std::shared_ptr<Services>& s, bool discovered,
                    bool& hook_failed) {
     if (s->config.outputs.empty()) return true;
     if (!discovered) {
         spdlog::error(
-            "outputs not written: a discovery list failed, and its instances' CAs "
-            "would leave them");
+            "outputs not written: discovery did not list every instance (a list failed or "
+            "refused one), and the CAs of those missing would leave them");
         return false;
     }
     auto& ioc = rt.loop();
