@@ -305,10 +305,96 @@ std::string StatusBoard::to_json() const {
 
 // One family after another, in the order /metrics shows them: a long
 // function, but a table that reads best whole.
+namespace {
+
+void family(std::string& out, const char* name, const char* type, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+}
+
+// Per discovery source (label source).
+void render_discovery(std::string& out, const StatusBoard& board) {
+    if (!board.discovery().empty()) {
+        family(out, "rootcertd_discovery_instances", "gauge",
+               "Instances the discovery source's last successful list kept.");
+        for (const auto& [source, d] : board.discovery()) {
+            out += "rootcertd_discovery_instances{source=\"" + escape(source) + "\"} " +
+                   std::to_string(d.kept) + "\n";
+        }
+        family(out, "rootcertd_discovery_pending_removals", "gauge",
+               "Instances the source's last list left out, kept until the next list agrees.");
+        for (const auto& [source, d] : board.discovery()) {
+            out += "rootcertd_discovery_pending_removals{source=\"" + escape(source) + "\"} " +
+                   std::to_string(d.pending_removal.size()) + "\n";
+        }
+        family(out, "rootcertd_discovery_last_success_timestamp_seconds", "gauge",
+               "Unix time of the discovery source's last successful list.");
+        for (const auto& [source, d] : board.discovery()) {
+            if (d.last_success) {
+                out += "rootcertd_discovery_last_success_timestamp_seconds{source=\"" +
+                       escape(source) + "\"} " + number(seconds(*d.last_success)) + "\n";
+            }
+        }
+    }
+}
+
+// Per output (label output).
+void render_outputs(std::string& out, const StatusBoard& board) {
+    if (!board.outputs().empty()) {
+        const auto output_label = [](const std::string& name) {
+            return "{output=\"" + escape(name) + "\"";
+        };
+        family(out, "rootcertd_output_certificates", "gauge",
+               "CA certificates in the output's file at its last write or check.");
+        for (const auto& [name, o] : board.outputs()) {
+            out += "rootcertd_output_certificates" + output_label(name) + "} " +
+                   std::to_string(o.certificates) + "\n";
+        }
+        family(out, "rootcertd_output_last_change_timestamp_seconds", "gauge",
+               "Unix time the output's file last changed.");
+        for (const auto& [name, o] : board.outputs()) {
+            if (o.last_change) {
+                out += "rootcertd_output_last_change_timestamp_seconds" + output_label(name) +
+                       "} " + number(seconds(*o.last_change)) + "\n";
+            }
+        }
+        family(out, "rootcertd_output_writes_total", "counter",
+               "Writes that changed the output's file (success) and failed writes (failure).");
+        for (const auto& [name, o] : board.outputs()) {
+            out += "rootcertd_output_writes_total" + output_label(name) + ",result=\"success\"} " +
+                   std::to_string(o.writes_ok) + "\n";
+            out += "rootcertd_output_writes_total" + output_label(name) + ",result=\"failure\"} " +
+                   std::to_string(o.writes_failed) + "\n";
+        }
+    }
+}
+
+// The token's expiry and the refresh latency histogram.
+void render_global(std::string& out, const GlobalStatus& g) {
+    if (g.token_expiry) {
+        family(out, "rootcertd_token_expiry_timestamp_seconds", "gauge",
+               "Unix time when the API token (a JWT) expires, from its exp claim.");
+        out +=
+            "rootcertd_token_expiry_timestamp_seconds " + number(seconds(*g.token_expiry)) + "\n";
+    }
+    family(out, "rootcertd_refresh_duration_seconds", "histogram",
+           "Time for one refresh: request, validation and install.");
+    for (std::size_t i = 0; i < std::size(GlobalStatus::buckets); ++i) {
+        out += "rootcertd_refresh_duration_seconds_bucket{le=\"" +
+               number(GlobalStatus::buckets[i]) + "\"} " + std::to_string(g.latency_counts[i]) +
+               "\n";
+    }
+    out += "rootcertd_refresh_duration_seconds_bucket{le=\"+Inf\"} " +
+           std::to_string(g.latency_count) + "\n";
+    out += "rootcertd_refresh_duration_seconds_sum " + number(g.latency_sum) + "\n";
+    out += "rootcertd_refresh_duration_seconds_count " + std::to_string(g.latency_count) + "\n";
+}
+
+}  // namespace
+
 std::string render_metrics(const StatusBoard& board) {
     std::string out;
     const auto family = [&](const char* name, const char* type, const char* help) {
-        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+        rootcertd::family(out, name, type, help);
     };
     const auto labels = [](const InstanceStatus& s, const std::string& extra = "") {
         return "{name=\"" + escape(s.name) + "\",org=\"" + escape(s.org) + "\",id=\"" +
@@ -385,73 +471,9 @@ std::string render_metrics(const StatusBoard& board) {
         [](const InstanceStatus& s) { return s.hook_successes; },
         [](const InstanceStatus& s) { return s.hook_failures; });
 
-    if (!board.discovery().empty()) {
-        family("rootcertd_discovery_instances", "gauge",
-               "Instances the discovery source's last successful list kept.");
-        for (const auto& [source, d] : board.discovery()) {
-            out += "rootcertd_discovery_instances{source=\"" + escape(source) + "\"} " +
-                   std::to_string(d.kept) + "\n";
-        }
-        family("rootcertd_discovery_pending_removals", "gauge",
-               "Instances the source's last list left out, kept until the next list agrees.");
-        for (const auto& [source, d] : board.discovery()) {
-            out += "rootcertd_discovery_pending_removals{source=\"" + escape(source) + "\"} " +
-                   std::to_string(d.pending_removal.size()) + "\n";
-        }
-        family("rootcertd_discovery_last_success_timestamp_seconds", "gauge",
-               "Unix time of the discovery source's last successful list.");
-        for (const auto& [source, d] : board.discovery()) {
-            if (d.last_success) {
-                out += "rootcertd_discovery_last_success_timestamp_seconds{source=\"" +
-                       escape(source) + "\"} " + number(seconds(*d.last_success)) + "\n";
-            }
-        }
-    }
-    if (!board.outputs().empty()) {
-        const auto output_label = [](const std::string& name) {
-            return "{output=\"" + escape(name) + "\"";
-        };
-        family("rootcertd_output_certificates", "gauge",
-               "CA certificates in the output's file at its last write or check.");
-        for (const auto& [name, o] : board.outputs()) {
-            out += "rootcertd_output_certificates" + output_label(name) + "} " +
-                   std::to_string(o.certificates) + "\n";
-        }
-        family("rootcertd_output_last_change_timestamp_seconds", "gauge",
-               "Unix time the output's file last changed.");
-        for (const auto& [name, o] : board.outputs()) {
-            if (o.last_change) {
-                out += "rootcertd_output_last_change_timestamp_seconds" + output_label(name) +
-                       "} " + number(seconds(*o.last_change)) + "\n";
-            }
-        }
-        family("rootcertd_output_writes_total", "counter",
-               "Writes that changed the output's file (success) and failed writes (failure).");
-        for (const auto& [name, o] : board.outputs()) {
-            out += "rootcertd_output_writes_total" + output_label(name) + ",result=\"success\"} " +
-                   std::to_string(o.writes_ok) + "\n";
-            out += "rootcertd_output_writes_total" + output_label(name) + ",result=\"failure\"} " +
-                   std::to_string(o.writes_failed) + "\n";
-        }
-    }
-    const auto& g = board.global();
-    if (g.token_expiry) {
-        family("rootcertd_token_expiry_timestamp_seconds", "gauge",
-               "Unix time when the API token (a JWT) expires, from its exp claim.");
-        out +=
-            "rootcertd_token_expiry_timestamp_seconds " + number(seconds(*g.token_expiry)) + "\n";
-    }
-    family("rootcertd_refresh_duration_seconds", "histogram",
-           "Time for one refresh: request, validation and install.");
-    for (std::size_t i = 0; i < std::size(GlobalStatus::buckets); ++i) {
-        out += "rootcertd_refresh_duration_seconds_bucket{le=\"" +
-               number(GlobalStatus::buckets[i]) + "\"} " + std::to_string(g.latency_counts[i]) +
-               "\n";
-    }
-    out += "rootcertd_refresh_duration_seconds_bucket{le=\"+Inf\"} " +
-           std::to_string(g.latency_count) + "\n";
-    out += "rootcertd_refresh_duration_seconds_sum " + number(g.latency_sum) + "\n";
-    out += "rootcertd_refresh_duration_seconds_count " + std::to_string(g.latency_count) + "\n";
+    render_discovery(out, board);
+    render_outputs(out, board);
+    render_global(out, board.global());
     return out;
 }
 
