@@ -20,55 +20,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-std::string summary(const CertBundle& b) {
-    const auto& n = b.newest();
-    return "sha256=" + b.fingerprints() + " subject='" + n.subject +
-           "' notAfter=" + format_time(n.not_after);
-}
-
-std::string describe_rotation(const Composition& c) {
-    std::string out;
-    for (const auto& a : c.added) out += "; added " + a.sha256 + " (" + a.subject + ")";
-    for (const auto& k : c.kept) {
-        out += "; kept " + k.sha256 + " (" + k.subject + ") until " + format_time(k.until);
-    }
-    for (const auto& d : c.dropped) out += "; dropped " + d;
-    return out;
-}
-
-void log_change(const Instance& inst, const std::filesystem::path& path, const Installed& done,
-                const CertBundle& installed, const Composition& c) {
-    LogFields fields = labels_of(inst);
-    fields.insert(fields.end(), {{"path", path.string()},
-                                 {"fingerprint", installed.fingerprints()},
-                                 {"not_after", format_time(installed.newest().not_after)}});
-    if (done.change == Change::created) {
-        log_event(spdlog::level::info,
-                  inst.name + ": installed CA at " + path.string() + ": " + summary(installed) +
-                      describe_rotation(c),
-                  fields);
-        return;
-    }
-    const auto previous = parse_bundle(done.previous.value_or(""));
-    const std::string old = previous ? previous->fingerprints() : "unparseable";
-    fields.emplace_back("old_fingerprint", old);
-    // rootcertd only ever writes whole bundles in its own encoding: bytes it
-    // cannot parse, or the same CAs written differently, came from elsewhere.
-    if (!previous || old == installed.fingerprints()) {
-        log_event(spdlog::level::warn,
-                  inst.name + ": restored " + path.string() +
-                      ": something other than rootcertd had changed it (" +
-                      (previous ? "same CAs, other bytes" : "not a valid bundle") + "); now " +
-                      summary(installed),
-                  fields);
-        return;
-    }
-    log_event(spdlog::level::info,
-              inst.name + ": CA changed at " + path.string() + ": old sha256=" + old + " new " +
-                  summary(installed) + describe_rotation(c),
-              fields);
-}
-
 // CANDIDATE plus the certificates of CURRENT it lacks.
 std::string union_of(const std::string& candidate, const std::string& current) {
     auto a = parse_bundle(candidate);

@@ -8,7 +8,9 @@
 
 #include "rootcertd/core/logging.hpp"
 #include "rootcertd/core/model.hpp"
+#include "rootcertd/pki/rotation.hpp"
 #include "rootcertd/sources/results.hpp"
+#include "rootcertd/store/cert_store.hpp"
 #include "rootcertd/store/outputs.hpp"
 
 namespace rootcertd {
@@ -48,6 +50,13 @@ class Reporter {
     std::map<std::string, FailureLog> unreachable_;            // by origin, shared by its instances
     std::vector<std::pair<std::string, std::string>> failed_;  // --once: name, reason
 };
+
+// The line about an instance's file after an install that changed it:
+// installed (created), CA changed (with the fingerprints before and after and
+// what the rotation added, kept and dropped), or restored (something other
+// than rootcertd had changed it).
+void log_change(const Instance& instance, const std::filesystem::path& path, const Installed& done,
+                const CertBundle& installed, const Composition& rotation);
 
 // The line about an output's write (outputs:): written, with the
 // fingerprints added and removed; waiting for members' files; failed.
