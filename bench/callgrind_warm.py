@@ -7,6 +7,7 @@ between two commits shows. Run by bench/fleet's tools:
 """
 import argparse
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -52,7 +53,10 @@ def main():
             print(f"{binary}: {total:,} instructions, {total / args.instances:,.0f} per instance")
     finally:
         api.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("CALLGRIND_KEEP"):
+            print(f"callgrind outputs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

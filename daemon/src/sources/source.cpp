@@ -203,24 +203,27 @@ asio::awaitable<Outcome<HttpResponse>> send(std::shared_ptr<Services> s, const S
 // What ANSWER to "GET <TARGET>" says, read as READING: never a redirect; a 304
 // to a conditional request (the CA served last time, LAST); else a 200's CA.
 // WHERE starts every error.
+// WHERE() is built only for an error: most answers are fine, and a
+// fleet's warm pass reads thousands of them.
+template <class Where>
 void read_answer(Services& s, const Source& src, HttpResponse& answer, const Reading& reading,
-                 const std::string& where, const std::string* last, const std::string& secret,
+                 const Where& where, const std::string* last, const std::string& secret,
                  Fetched& out) {
     out.http_status = answer.status;
     out.retry_after = answer.retry_after;
     if (answer.status >= 300 && answer.status < 400 && answer.status != 304) {
-        out.pem = fail(Stage::http,
-                       redact(where + "HTTP " + std::to_string(answer.status) + ": redirect to '" +
-                                  shown_location(answer.location) + "' not followed" +
-                                  (secret.empty() ? std::string()
-                                                  : " (the secret only goes to the "
-                                                    "configured host)"),
-                              secret));
+        out.pem = fail(Stage::http, redact(where() + "HTTP " + std::to_string(answer.status) +
+                                               ": redirect to '" + shown_location(answer.location) +
+                                               "' not followed" +
+                                               (secret.empty() ? std::string()
+                                                               : " (the secret only goes to the "
+                                                                 "configured host)"),
+                                           secret));
         return;
     }
     if (answer.status == 304) {
         if (last == nullptr) {
-            out.pem = fail(Stage::http, where + "HTTP 304 to a request that was not conditional");
+            out.pem = fail(Stage::http, where() + "HTTP 304 to a request that was not conditional");
             return;
         }
         out.pem = *last;
@@ -239,11 +242,11 @@ void read_answer(Services& s, const Source& src, HttpResponse& answer, const Rea
             out.pem = std::move(pem);
             out.extracted_from = std::move(answer.body);
         } else {
-            out.pem = fail(Stage::response, redact(where + pem.error(), secret));
+            out.pem = fail(Stage::response, redact(where() + pem.error(), secret));
         }
         return;
     }
-    std::string why = redact(where + http_error(answer.status, answer.body), secret);
+    std::string why = redact(where() + http_error(answer.status, answer.body), secret);
     if (answer.status == 401) {
         s.credentials.refused(src.credential);  // a secret rotated this second is used next
         if (out.token_expiry && *out.token_expiry <= sys_now()) {
@@ -277,8 +280,9 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
     if (response.value().status == 200) {
         out.validators = trustworthy_validators(response.value(), request_key, sys_now());
     }
-    read_answer(*s, src, response.value(), src.reading, describe_request(src) + ": ", last, secret,
-                out);
+    read_answer(
+        *s, src, response.value(), src.reading, [&] { return describe_request(src) + ": "; }, last,
+        secret, out);
     // 3. A 200 that holds no CA, from a source with a second place to look
     // (Cloud SQL in a CAS mode answers listServerCas empty): that place.
     if (out.pem || out.pem.failure().stage != Stage::response || src.fallback_target.empty()) {
@@ -293,7 +297,8 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
         out.pem = fail(second.failure().stage, redact(where + second.error(), secret));
         co_return out;
     }
-    read_answer(*s, src, second.value(), src.fallback_reading, where, nullptr, secret, out);
+    read_answer(
+        *s, src, second.value(), src.fallback_reading, [&] { return where; }, nullptr, secret, out);
     co_return out;
 }
 
