@@ -206,7 +206,7 @@ class DaemonRunner {
     asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s, Instance inst) {
         const auto started = std::chrono::steady_clock::now();
         auto r = co_await rt_.refresh_and_hook(s, inst);
-        if (r.change != Change::unchanged && s == services_) outputs_.member_changed(s, inst.name);
+        if (r.change != Change::unchanged && s == services_) outputs_.member_changed(s, inst);
         board_.record_refresh(
             inst.name, r,
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

@@ -20,14 +20,10 @@ void OutputWriter::all_due(std::shared_ptr<Services> s) {
     schedule();
 }
 
-void OutputWriter::member_changed(std::shared_ptr<Services> s, const std::string& name) {
-    if (s->config.outputs.empty()) return;  // most fleets: no search per change
-    const auto& instances = s->config.instances;
-    const auto inst = std::find_if(instances.begin(), instances.end(),
-                                   [&](const Instance& i) { return i.name == name; });
-    if (inst == instances.end()) return;
+void OutputWriter::member_changed(std::shared_ptr<Services> s, const Instance& instance) {
+    if (s->config.outputs.empty()) return;
     for (const auto& output : s->config.outputs) {
-        if (is_member(output, *inst)) due_.insert(output.name);
+        if (is_member(output, instance)) due_.insert(output.name);
     }
     services_ = std::move(s);
     schedule();

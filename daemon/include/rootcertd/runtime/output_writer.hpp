@@ -32,9 +32,9 @@ class OutputWriter {
     // Every output of S is written within `gather` (start-up, reload, a
     // change of the instance set: members may have joined or left).
     void all_due(std::shared_ptr<Services> s);
-    // Instance NAME's file changed: the outputs it is a member of are
-    // written within `gather`.
-    void member_changed(std::shared_ptr<Services> s, const std::string& name);
+    // INSTANCE's file changed: the outputs it is a member of are written
+    // within `gather`.
+    void member_changed(std::shared_ptr<Services> s, const Instance& instance);
     void stop() {
         timer_.cancel();
         stopped_ = true;
