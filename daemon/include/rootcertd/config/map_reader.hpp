@@ -1,0 +1,258 @@
+// The strict YAML mapping reader every section of the configuration uses:
+// each key once, every key known, typos named, errors with file, line and key.
+#pragma once
+
+#include <yaml-cpp/mark.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rootcertd/config/config.hpp"
+#include "rootcertd/config/yaml_tree.hpp"
+
+namespace rootcertd::config_read {
+
+// Where a value came from, so every error can name file, line, column and key.
+struct Site {
+    const std::string& source;
+    YAML::Mark mark;
+    std::string key;
+};
+
+// Throws ConfigError "SOURCE:LINE:COL: KEY: WHAT".
+[[noreturn]] void raise(const Site& s, const std::string& what);
+
+// Expands ${NAME} and ${NAME:-fallback} from the environment; an unset
+// variable without a fallback is an error.
+// SITE() names the value in an error: built only then (most values are read
+// once and never wrong, and a site is a string of its own).
+template <class MakeSite>
+std::string expand_env(const MakeSite& site, const std::string& in) {
+    if (in.find("${") == std::string::npos) return in;
+    std::string out;
+    for (std::size_t i = 0; i < in.size();) {
+        if (in.compare(i, 2, "${") == 0) {
+            const auto end = in.find('}', i + 2);
+            if (end == std::string::npos) raise(site(), "unterminated '${' in value");
+            std::string name = in.substr(i + 2, end - i - 2);
+            std::optional<std::string> fallback;  // ${NAME:-fallback}
+            if (const auto dash = name.find(":-"); dash != std::string::npos) {
+                fallback = name.substr(dash + 2);
+                name.resize(dash);
+            }
+            const char* value = std::getenv(name.c_str());
+            if (name.empty() || ((value == nullptr || *value == '\0') && !fallback)) {
+                raise(site(), "environment variable '" + name + "' is not set");
+            }
+            out += value != nullptr && *value != '\0' ? std::string(value) : *fallback;
+            i = end + 1;
+        } else {
+            out += in[i++];
+        }
+    }
+    return out;
+}
+
+// P against BASE_DIR, unless P is absolute.
+std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::string& p);
+
+// Edits (insert, delete, replace, swap two neighbours) from A to B.
+std::size_t edit_distance(std::string_view a, std::string_view b);
+
+// A YAML mapping read strictly: each key once, every key known.
+class MapReader {
+    struct Entry {
+        std::string_view name;
+        YamlNode key, value;
+        bool used = false;
+    };
+    using Entries = std::vector<Entry>;
+    Entries::iterator find(std::string_view key) {
+        return std::find_if(entries_.begin(), entries_.end(),
+                            [&](const Entry& e) { return e.name == key; });
+    }
+    Entries::const_iterator find(std::string_view key) const {
+        return std::find_if(entries_.begin(), entries_.end(),
+                            [&](const Entry& e) { return e.name == key; });
+    }
+
+  public:
+    MapReader(const std::string& source, YamlNode node, std::string path)
+        : source_(source), node_(node), path_(std::move(path)) {
+        if (!node.IsMap()) raise({source_, node.Mark(), path_}, "must be a mapping of keys");
+        // Mappings are small: a flat list in file order, searched linearly
+        // (a std::map per mapping was most of the reader's cost).
+        entries_.reserve(node.size());
+        std::set<std::string_view> seen;  // only for big mappings
+        for (std::size_t i = 0; i < node.size(); ++i) {
+            const auto& key = node.key(i).Scalar();
+            const bool duplicate =
+                node.size() <= 16 ? find(key) != entries_.end() : !seen.insert(key).second;
+            if (duplicate) raise({source_, node.key(i).Mark(), key_path(key)}, "duplicate key");
+            entries_.push_back(Entry{key, node.key(i), node.value(i)});
+        }
+        known_.reserve(16);
+    }
+
+    // The value at KEY, or nothing when absent; an explicit null counts as absent.
+    std::optional<YamlNode> take(const char* key) {
+        known_.push_back(key);
+        const auto it = find(key);
+        if (it == entries_.end()) return std::nullopt;
+        it->used = true;
+        if (it->value.IsNull()) return std::nullopt;
+        return it->value;
+    }
+
+    std::optional<std::string> text(const char* key) {
+        auto node = take(key);
+        if (!node) return std::nullopt;
+        if (!node->IsScalar()) raise(site(*node, key), "must be a single value");
+        return expand_env([&] { return site(*node, key); }, node->Scalar());
+    }
+
+    template <class T, class Parse>
+    std::optional<T> parsed(const char* key, Parse parse) {
+        auto node = take(key);
+        if (!node) return std::nullopt;
+        if (!node->IsScalar()) raise(site(*node, key), "must be a single value");
+        auto result = parse(expand_env([&] { return site(*node, key); }, node->Scalar()));
+        if (!result) raise(site(*node, key), result.error());
+        return std::move(result.value());
+    }
+
+    std::string required(const char* key) {
+        auto value = text(key);
+        if (!value || value->empty()) {
+            raise_typo_of({key});
+            raise({source_, node_.Mark(), key_path(key)}, "is required");
+        }
+        return *value;
+    }
+
+    // A path value, relative to BASE_DIR. '~' is no home directory here.
+    std::optional<std::filesystem::path> path(const char* key,
+                                              const std::filesystem::path& base_dir) {
+        auto value = text(key);
+        if (!value) return std::nullopt;
+        if (value->starts_with("~")) {
+            raise(site(key), "'" + *value + "': '~' is not expanded; write the absolute path");
+        }
+        return resolve(base_dir, *value);
+    }
+
+    // Before an error about KEYS (one of them missing, or none set): a key
+    // nobody asked for that is a near miss of one of them is the mistake.
+    void raise_typo_of(std::initializer_list<std::string_view> keys) const {
+        for (const auto& entry : entries_) {
+            if (entry.used) continue;
+            for (const auto wanted : keys) {
+                if (near_miss(entry.name, wanted)) {
+                    raise({source_, entry.key.Mark(), key_path(std::string(entry.name))},
+                          "unknown key '" + std::string(entry.name) + "' (did you mean '" +
+                              std::string(wanted) + "'?)");
+                }
+            }
+        }
+    }
+
+    Site site(YamlNode node, const std::string& key) const {
+        return {source_, node.Mark(), key_path(key)};
+    }
+    // Where KEY's value is, or the mapping itself when KEY is absent.
+    Site site(const char* key) const {
+        const auto it = find(key);
+        return {source_, it == entries_.end() ? node_.Mark() : it->value.Mark(), key_path(key)};
+    }
+    // Whether KEY is set; KEY is one this mapping may hold (an unknown key's
+    // "expected one of" lists it). KEY is a string literal: kept by address,
+    // no copy (a fleet's config asks this for every instance).
+    bool has(const char* key) {
+        tested_.push_back(key);
+        return find(key) != entries_.end();
+    }
+    Site site() const { return {source_, node_.Mark(), path_}; }
+    const std::string& source() const { return source_; }
+
+    // After another error in this mapping: a key nobody asked for that is a
+    // near miss of one that was asked for is the likelier mistake, and is
+    // reported instead ("hots:" beside "port:" is a typo, not a port
+    // without a host).
+    void raise_typo_first() const {
+        std::vector<std::string_view> asked(known_.begin(), known_.end());
+        asked.insert(asked.end(), tested_.begin(), tested_.end());
+        for (const auto& entry : entries_) {
+            if (entry.used) continue;
+            for (const auto key : asked) {
+                if (near_miss(entry.name, key)) {
+                    raise({source_, entry.key.Mark(), key_path(std::string(entry.name))},
+                          "unknown key '" + std::string(entry.name) + "' (did you mean '" +
+                              std::string(key) + "'?)");
+                }
+            }
+        }
+    }
+
+    // Rejects keys nobody asked for: a typo must never be silently ignored.
+    void finish() const {
+        for (const auto& entry : entries_) {
+            if (entry.used) continue;
+            const Site where{source_, entry.key.Mark(), key_path(std::string(entry.name))};
+            const std::string unknown = "unknown key '" + std::string(entry.name) + "'";
+            std::vector<std::string_view> keys(known_.begin(), known_.end());
+            keys.insert(keys.end(), tested_.begin(), tested_.end());
+            for (const auto k : keys) {
+                if (near_miss(entry.name, k)) {
+                    raise(where, unknown + " (did you mean '" + std::string(k) + "'?)");
+                }
+            }
+            std::string known;
+            std::set<std::string_view> listed;
+            for (const auto k : keys) {
+                if (listed.insert(k).second) known += (known.empty() ? "" : ", ") + std::string(k);
+            }
+            raise(where, unknown + " (expected one of: " + known + ")");
+        }
+    }
+
+  private:
+    // A typo: one or two edits away, and not most of the word.
+    static bool near_miss(std::string_view typed, std::string_view key) {
+        const auto d = edit_distance(typed, key);
+        return d > 0 && d <= (key.size() <= 4 ? 1u : 2u);
+    }
+
+    std::string key_path(const std::string& key) const {
+        return path_.empty() ? key : path_ + "." + key;
+    }
+
+    const std::string& source_;
+    YamlNode node_;
+    std::string path_;
+    Entries entries_;
+    // Copies: a provider's keys come from its path template. Short keys stay
+    // in the string itself (no allocation).
+    std::vector<std::string> known_;
+    std::vector<const char*> tested_;  // keys has() was asked about: literals
+};
+
+// READ(M), unless it fails while M holds a typo of a key it asked for:
+// then the typo is the error (MapReader::raise_typo_first).
+template <class Read>
+auto typo_first(const MapReader& m, Read read) {
+    try {
+        return read();
+    } catch (const ConfigError&) {
+        m.raise_typo_first();
+        throw;
+    }
+}
+
+}  // namespace rootcertd::config_read

@@ -1,0 +1,53 @@
+// The readers of the configuration's sections, one file each: api and
+// credentials, an instance's source, the globals, discover and instances,
+// outputs. config.cpp calls them in order.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "rootcertd/config/map_reader.hpp"
+
+namespace rootcertd::config_read {
+
+// Instance and output names already read, with their lines.
+using NameLines = std::unordered_map<std::string_view, int>;
+
+// `api`: the default origin, the token, trust, proxy, timeouts.
+void read_api(const std::string& source, MapReader& top, const std::filesystem::path& base_dir,
+              Config& cfg);
+// `credentials`: named secrets, each from a file, a variable or a command.
+void read_credentials(const std::string& source, MapReader& top,
+                      const std::filesystem::path& base_dir, Config& cfg);
+// KEY: a credential name that `credentials:` defines.
+std::string credential_name(MapReader& m, const char* key, const Config& cfg);
+
+// The request of a Tembo instance; ORIGIN: its api_url, else api.url.
+Source tembo_source(const std::string& org, const std::string& id,
+                    const std::optional<Endpoint>& origin, std::optional<std::string> credential,
+                    const Config& cfg, const Site& where);
+// An instance's `source:`: a provider preset, or a custom url.
+Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path& base_dir,
+                   Instance& inst);
+
+// The top-level settings: directories, defaults for every instance, the
+// scheduler's, metrics.
+void read_globals(const std::string& source, MapReader& top, const std::filesystem::path& base_dir,
+                  Config& cfg);
+
+// One entry of `discover`.
+Discovery read_discovery(const std::string& source, MapReader& m, const Config& cfg,
+                         const std::filesystem::path& base_dir);
+// One entry of `instances`, with CFG's globals as its defaults; SEEN: the
+// entries before it.
+Instance read_instance(const std::string& source, MapReader& m, const Config& cfg,
+                       const std::filesystem::path& base_dir, const NameLines& seen);
+
+// One entry of `outputs`; TAKEN: instance and output names.
+Output read_output(const std::string& source, MapReader& m, const Config& cfg,
+                   const NameLines& taken);
+
+}  // namespace rootcertd::config_read

@@ -1,0 +1,261 @@
+#include <unistd.h>
+
+#include <cctype>
+#include <cstring>
+#include <map>
+
+#include "rootcertd/config/sections.hpp"
+#include "rootcertd/config/values.hpp"
+#include "rootcertd/sources/providers.hpp"
+
+namespace rootcertd::config_read {
+
+// The request of a Tembo instance; ORIGIN: its api_url, else api.url.
+Source tembo_source(const std::string& org, const std::string& id,
+                    const std::optional<Endpoint>& origin, std::optional<std::string> credential,
+                    const Config& cfg, const Site& where) {
+    const Preset& tembo = *find_preset("tembo");
+    if (!origin && !cfg.api) raise(where, "no api_url here and no api.url to inherit");
+    if (!credential && !cfg.token_file && !cfg.token_env) {
+        raise(where, "needs api.token_file or api.token_env (or a source credential)");
+    }
+    return preset_source(
+        tembo, [&](const std::string& key) { return key == "org" ? org : id; },
+        origin ? origin : cfg.api, std::move(credential));
+}
+
+namespace {
+
+// https://host[:port]/path[?query]: the origin and the target.
+Outcome<std::pair<Endpoint, std::string>> parse_source_url(const std::string& url) {
+    constexpr std::string_view scheme = "https://";
+    if (!url.starts_with(scheme)) return fail("'" + url + "' must start with https://");
+    const auto slash = url.find('/', scheme.size());
+    if (slash == std::string::npos) return fail("'" + url + "' has no path");
+    auto origin = parse_https_url(std::string_view(url).substr(0, slash));
+    if (!origin) return fail(origin.error());
+    std::string target = url.substr(slash);
+    if (target.find('#') != std::string::npos ||
+        std::any_of(target.begin(), target.end(),
+                    [](unsigned char c) { return c <= 0x20 || c >= 0x7f; })) {
+        return fail("'" + url + "': the path may not hold spaces, control characters or '#'");
+    }
+    return std::pair{std::move(origin.value()), std::move(target)};
+}
+
+// A header name: an RFC 9110 token.
+bool is_header_name(const std::string& s) {
+    return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+        return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                                      std::string_view::npos;
+    });
+}
+
+// `source: {url: ..., json_pointer, base64, format, auth | header}`.
+Source read_custom_source(MapReader& m, const Config& cfg) {
+    Source out;
+    out.provider = "url";
+    auto url = m.parsed<std::pair<Endpoint, std::string>>("url", parse_source_url);
+    std::tie(out.api, out.target) = std::move(*url);
+    if (auto pointer = m.text("json_pointer")) {
+        if (!pointer->empty() && !pointer->starts_with("/")) {
+            raise(m.site("json_pointer"),
+                  "'" + *pointer + "' must be empty or start with '/' (RFC 6901)");
+        }
+        out.reading.json_pointer = *pointer;
+    }
+    if (auto b = m.parsed<bool>("base64", parse_bool)) out.reading.base64 = *b;
+    if (auto f = m.text("format")) {
+        if (*f == "pem") {
+            out.reading.format = CaFormat::pem;
+        } else if (*f == "der") {
+            out.reading.format = CaFormat::der;
+        } else if (*f != "auto") {
+            raise(m.site("format"), "'" + *f + "' must be pem, der or auto");
+        }
+    }
+    if (m.has("auth") && m.has("header")) raise(m.site(), "set auth or header, not both");
+    if (auto auth = m.take("auth")) {
+        MapReader a(m.source(), *auth, m.site().key + ".auth");
+        out.auth_scheme = a.required("scheme");
+        if (!is_header_name(out.auth_scheme)) {
+            raise(a.site("scheme"), "'" + out.auth_scheme + "' is not an authorization scheme");
+        }
+        out.credential = credential_name(a, "credential", cfg);
+        a.finish();
+    }
+    if (auto header = m.take("header")) {
+        MapReader h(m.source(), *header, m.site().key + ".header");
+        out.auth_header = h.required("name");
+        if (!is_header_name(out.auth_header)) {
+            raise(h.site("name"), "'" + out.auth_header + "' is not a header name");
+        }
+        out.credential = credential_name(h, "credential", cfg);
+        h.finish();
+    }
+    return out;
+}
+
+// "eu-west-1", "us-gov-west-1", "ap-southeast-2": AWS's region names.
+bool is_aws_region(const std::string& s) {
+    std::vector<std::string_view> parts;
+    for (std::size_t at = 0; at <= s.size();) {
+        const auto dash = std::min(s.find('-', at), s.size());
+        parts.push_back(std::string_view(s).substr(at, dash - at));
+        at = dash + 1;
+    }
+    const auto letters = [](std::string_view p) {
+        return !p.empty() &&
+               std::all_of(p.begin(), p.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+    };
+    return parts.size() >= 3 && parts.front().size() == 2 && letters(parts.front()) &&
+           std::all_of(parts.begin() + 1, parts.end() - 1, letters) && !parts.back().empty() &&
+           std::all_of(parts.back().begin(), parts.back().end(),
+                       [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A host name label: lower-case letters, digits and '-', 1 to 63, not at either end.
+bool is_dns_label(const std::string& s) {
+    return !s.empty() && s.size() <= 63 && s.front() != '-' && s.back() != '-' &&
+           std::all_of(s.begin(), s.end(), [](char c) {
+               return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+           });
+}
+
+// What a preset's keys must look like beyond a path value.
+void check_preset_values(MapReader& m, const std::string& provider,
+                         const std::map<std::string, std::string>& values) {
+    if (provider == "rds") {
+        const auto& region = values.at("region");
+        if (region != "global" && !is_aws_region(region)) {
+            raise(m.site("region"), "'" + region +
+                                        "' is not an AWS region like eu-west-1 or us-gov-west-1, "
+                                        "nor global");
+        }
+    }
+    if (provider == "ibmcloud") {
+        const auto& type = values.at("endpoint_type");
+        if (type != "public" && type != "private") {
+            raise(m.site("endpoint_type"), "'" + type + "' is not public or private");
+        }
+    }
+    if (provider == "cloudsql") {
+        // A connection name is project:region:instance (the project may hold
+        // a ':' itself, as domain-scoped ones do: example.com:proj).
+        const auto& instance = values.at("instance");
+        if (instance.find(':') != std::string::npos) {
+            const auto last = instance.rfind(':');
+            const auto region = instance.rfind(':', last - 1);
+            raise(m.site("instance"),
+                  "'" + instance + "' looks like a connection name" +
+                      (region == std::string::npos || region == 0
+                           ? std::string()
+                           : " (project:region:instance): write project: " +
+                                 instance.substr(0, region) +
+                                 " and instance: " + instance.substr(last + 1)));
+        }
+    }
+}
+
+}  // namespace
+
+// An instance's `source:` mapping: a provider preset, or a custom url.
+Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path& base_dir,
+                   Instance& inst) {
+    Source out;
+    if (m.has("url")) {
+        if (m.has("provider"))
+            raise(m.site("provider"), "not with url: a custom source has no provider");
+        out = read_custom_source(m, cfg);
+    } else {
+        const std::string provider = m.required("provider");
+        const Preset* preset = find_preset(provider);
+        if (preset == nullptr) {
+            std::string known;
+            for (const auto& p : presets())
+                known += (known.empty() ? "" : ", ") + std::string(p.name);
+            raise(m.site("provider"), "unknown provider '" + provider + "' (known: " + known +
+                                          "; or a custom source with url)");
+        }
+        const bool requests = !preset->path.empty();
+        for (const char* key : {"api_url", "credential", "ca_file"}) {
+            if (!requests && m.has(key)) {
+                raise(m.site(key), "not for " + provider + ": it makes no request");
+            }
+        }
+        if (preset->auth_scheme.empty() && m.has("credential")) {
+            raise(m.site("credential"),
+                  "not for " + provider + ": its CAs are public, no secret is sent");
+        }
+        std::map<std::string, std::string> values;
+        for (const auto& key : path_keys(preset->origin)) {
+            auto value = m.required(key.c_str());
+            if (!is_dns_label(value)) {
+                raise(m.site(key.c_str()),
+                      "'" + value +
+                          "' must be lower-case letters, digits and '-' (a host name label)");
+            }
+            values[key] = std::move(value);
+        }
+        for (const auto& key : path_keys(preset->path)) {
+            const auto fallback = std::find_if(preset->defaults.begin(), preset->defaults.end(),
+                                               [&](const auto& d) { return d.first == key; });
+            std::string value;
+            if (fallback == preset->defaults.end()) {
+                value = m.required(key.c_str());
+            } else {
+                value = m.text(key.c_str()).value_or(std::string(fallback->second));
+                if (value.empty()) value = fallback->second;
+            }
+            if (std::find(preset->encoded.begin(), preset->encoded.end(), key) !=
+                preset->encoded.end()) {
+                if (value.size() > 512 || std::any_of(value.begin(), value.end(), [](char c) {
+                        return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f;
+                    })) {
+                    raise(m.site(key.c_str()),
+                          "'" + value +
+                              "' must be printable, without spaces, at most 512 characters");
+                }
+                values[key] = percent_encode(value);
+                continue;
+            }
+            if (!is_path_value(value)) {
+                raise(m.site(key.c_str()),
+                      "'" + value + "' may hold only letters, digits and '_.-:@'");
+            }
+            values[key] = std::move(value);
+        }
+        check_preset_values(m, provider, values);
+        auto origin = m.parsed<Endpoint>("api_url", parse_https_url);
+        std::optional<std::string> credential;
+        if (m.has("credential")) credential = credential_name(m, "credential", cfg);
+        if (provider == "tembo") {
+            for (const char* key : {"org", "id"}) {
+                if (!is_id(values[key])) {
+                    raise(m.site(key), "'" + values[key] + "' must match ^[A-Za-z0-9_]+$");
+                }
+            }
+            inst.org = values["org"];
+            inst.id = values["id"];
+            out = tembo_source(inst.org, inst.id, origin, credential, cfg, m.site());
+        } else {
+            if (!preset->auth_scheme.empty() && !credential) {
+                raise(m.site("credential"),
+                      "is required: " + provider + " needs a secret (see credentials)");
+            }
+            out = preset_source(
+                *preset, [&](const std::string& k) { return values[k]; }, origin,
+                std::move(credential));
+        }
+    }
+    if (auto ca = m.path("ca_file", base_dir)) {
+        out.ca_file = *ca;
+        if (::access(out.ca_file->c_str(), R_OK) != 0) {
+            raise(m.site("ca_file"),
+                  "cannot read '" + out.ca_file->string() + "': " + std::strerror(errno));
+        }
+    }
+    return out;
+}
+
+}  // namespace rootcertd::config_read
