@@ -16,10 +16,10 @@
 #include "rootcertd/config/config.hpp"
 #include "rootcertd/core/logging.hpp"
 #include "rootcertd/net/proxy.hpp"
+#include "rootcertd/runtime/fleet.hpp"
 #include "rootcertd/runtime/refresh.hpp"
 #include "rootcertd/runtime/reporter.hpp"
 #include "rootcertd/runtime/runtime.hpp"
-#include "rootcertd/sources/discovery.hpp"
 #include "rootcertd/sources/token_source.hpp"
 #include "rootcertd/store/outputs.hpp"
 
@@ -132,13 +132,9 @@ int list_instances(const RunOptions& options) {
         spdlog::error("{}", e.what());
         return exit_failed;
     }
-    std::optional<DiscoveredAll> found;
-    boost::asio::co_spawn(runtime.loop(), discover_all(s, cfg->instances),
-                          [&](std::exception_ptr e, DiscoveredAll r) {
-                              if (!e) found = std::move(r);
-                              s->close_clients();
-                          });
-    runtime.loop().run();
+    const auto found = discover_once(runtime, s);
+    s->close_clients();
+    runtime.loop().run();  // the connections close
     if (!found) return exit_failed;
     std::printf("%-32s %-24s %-40s %s\n", "NAME", "FROM", "SERVER", "CA");
     const auto& kept = found->composed;

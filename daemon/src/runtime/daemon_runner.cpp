@@ -16,6 +16,7 @@
 #include "rootcertd/core/process.hpp"
 #include "rootcertd/core/sd_notify.hpp"
 #include "rootcertd/net/http_server.hpp"
+#include "rootcertd/runtime/fleet.hpp"
 #include "rootcertd/runtime/output_writer.hpp"
 #include "rootcertd/runtime/refresh.hpp"
 #include "rootcertd/runtime/reporter.hpp"
@@ -51,13 +52,6 @@ constexpr auto temp_sweep_interval = std::chrono::minutes(5);
 // restarts; /readyz keeps telling which files are missing.
 constexpr auto max_ready_wait = std::chrono::seconds(30);
 
-// "a,b,c", or "-" for none.
-std::string join_names(const std::vector<std::string>& names) {
-    std::string out;
-    for (const auto& name : names) out += (out.empty() ? "" : ",") + name;
-    return out.empty() ? "-" : out;
-}
-
 // Whether A and B differ only in their instances and outputs: those are
 // applied without restarting every loop.
 bool same_globals(Config a, Config b) {
@@ -76,13 +70,13 @@ class DaemonRunner {
           services_(std::move(services)),
           signals_(ioc_),
           grace_(ioc_),
-          scheduler_(ioc_.get_executor()) {}
+          scheduler_(ioc_.get_executor()),
+          fleet_(services_->config.instances) {}
     DaemonRunner(const DaemonRunner&) = delete;
     DaemonRunner& operator=(const DaemonRunner&) = delete;
     ~DaemonRunner() { rt_.on_hook_end = nullptr; }  // it refers to this runner
 
     int run() {
-        listed_ = services_->config.instances;
         board_.sync(services_->config);
         std::vector<std::string> names;
         names.reserve(services_->config.instances.size());
@@ -320,13 +314,9 @@ class DaemonRunner {
         auto cfg = rt_.load(true);
         if (!cfg) return;
         start_some(SIZE_MAX);  // the diff below expects every loop started
-        listed_ = cfg->instances;
         // SIGHUP keeps what was discovered (of the sources still configured)
         // and lists again.
-        std::erase_if(found_, [&](const auto& entry) {
-            return std::none_of(cfg->discover.begin(), cfg->discover.end(),
-                                [&](const Discovery& d) { return d.label() == entry.first; });
-        });
+        fleet_.reload(*cfg);
         if (!same_globals(*cfg, services_->config)) {
             auto fresh = rt_.make_services(*cfg);
             if (!fresh) {
@@ -357,65 +347,40 @@ class DaemonRunner {
         }
         const auto change = apply_instances(composed().instances);
         spdlog::info("reloaded: {} instance(s); {}", services_->config.instances.size(),
-                     change.empty() ? "nothing changed" : change);
+                     change.empty() ? "nothing changed" : change.describe());
         start_discovery(services_);  // lists again now
     }
 
     // Makes NEXT the running set of instances: loops started for added and
     // changed ones, stopped for removed ones (their files stay), the status
-    // board and pg_service.conf's block follow. Says what changed, or "".
-    std::string apply_instances(std::vector<Instance> next) {
-        std::map<std::string, const Instance*> old;
-        for (const auto& inst : services_->config.instances) old[inst.name] = &inst;
-        std::vector<std::string> added, changed, removed;
-        for (const auto& inst : next) {
-            auto it = old.find(inst.name);
-            if (it == old.end()) {
-                added.push_back(inst.name);
-            } else if (!(*it->second == inst)) {
-                changed.push_back(inst.name);
-            }
-            if (it != old.end()) old.erase(it);
-        }
-        for (const auto& [name, _] : old) {
-            removed.push_back(name);
-            scheduler_.stop(name);
-        }
-        if (added.empty() && changed.empty() && removed.empty()) return "";
+    // board and pg_service.conf's block follow.
+    FleetDiff apply_instances(std::vector<Instance> next) {
+        auto diff = diff_fleet(services_->config.instances, next);
+        for (const auto& name : diff.removed) scheduler_.stop(name);
+        if (diff.empty()) return diff;
         services_->config.instances = std::move(next);
         board_.sync(services_->config);
         outputs_.all_due(services_);  // members may have joined or left
         rt_.write_service_file(services_->config, a_source_has_not_listed());
         for (const auto& inst : services_->config.instances) {
-            if (std::find(added.begin(), added.end(), inst.name) != added.end() ||
-                std::find(changed.begin(), changed.end(), inst.name) != changed.end()) {
+            if (std::find(diff.added.begin(), diff.added.end(), inst.name) != diff.added.end() ||
+                std::find(diff.changed.begin(), diff.changed.end(), inst.name) !=
+                    diff.changed.end()) {
                 start(services_, inst);
             }
         }
-        return "added " + join_names(added) + "; changed " + join_names(changed) + "; removed " +
-               join_names(removed) + " (files kept, no longer refreshed)";
+        return diff;
     }
 
-    // Whether a discovery source has not listed since start: the
-    // pg_service.conf sections it had then stay as they are in the file.
     bool a_source_has_not_listed() const {
-        return std::any_of(services_->config.discover.begin(), services_->config.discover.end(),
-                           [&](const Discovery& d) {
-                               return std::none_of(
-                                   found_.begin(), found_.end(),
-                                   [&](const auto& e) { return e.first == d.label(); });
-                           });
+        return fleet_.a_source_has_not_listed(services_->config);
     }
 
     // The listed instances and every source's last good list, names checked.
     Composed composed() {
-        auto out = compose_instances(listed_, found_);
+        auto out = fleet_.compose();
         board_.refused = out.refused;
-        for (const auto& r : out.refused) {
-            if (refused_logged_.insert(r.source + "\n" + r.name).second) {
-                spdlog::warn("discovery {}: refused '{}': {}", r.source, r.name, r.reason);
-            }
-        }
+        log_refused(out.refused, refused_logged_);
         return out;
     }
 
@@ -442,63 +407,24 @@ class DaemonRunner {
             auto listed = co_await list_instances(s, d);
             if (stopping_ || generation != discovery_generation_) co_return;
             auto& failures = discovery_failures_[label];
-            if (listed) {
-                if (const auto n = failures.on_success(); n > 0) {
-                    spdlog::info("discovery {}: listed again after {} failure(s)", label, n);
-                }
-                const auto at = std::find_if(found_.begin(), found_.end(),
-                                             [&](const auto& e) { return e.first == label; });
-                auto& pending = pending_removal_[label];
-                auto confirmed =
-                    confirm_removals(at == found_.end() ? nullptr : &at->second,
-                                     std::move(listed.value()), pending, d.confirm_mass_removal);
-                if (!confirmed.pending.empty() && confirmed.pending != pending) {
-                    spdlog::warn(
-                        "discovery {}: the list leaves out {} of {} instance(s): {}; kept until "
-                        "the next list, in {}, leaves them out too (confirm_mass_removal)",
-                        label, confirmed.pending.size(),
-                        at == found_.end() ? 0 : at->second.instances.size(),
-                        join_names(confirmed.pending), human(d.interval));
-                }
-                pending = std::move(confirmed.pending);
-                board_.record_pending_removal(label, pending);
-                if (at == found_.end()) {
-                    found_.emplace_back(label, std::move(confirmed.listing));
-                    order_found(s->config);
-                } else {
-                    at->second = std::move(confirmed.listing);
-                }
+            if (!listed) {
+                board_.record_discovery(label, std::nullopt, listed.error());
+                log_list_failed(listed.failure(), failures);
+            } else {
+                const unsigned failed_before = failures.on_success();
+                const auto accepted = fleet_.accept(d, std::move(listed.value()), s->config);
+                board_.record_pending_removal(label, accepted.pending);
                 auto next = composed();
                 const auto kept = kept_from(next, label);
                 board_.record_discovery(label, kept);
                 const auto change = apply_instances(std::move(next.instances));
                 outputs_.hold(services_, a_source_has_not_listed());
-                if (!change.empty()) {
-                    spdlog::info("discovery {}: {} instance(s) kept; {}", label, kept, change);
-                }
-            } else {
-                board_.record_discovery(label, std::nullopt, listed.error());
-                const auto key = std::string(stage_name(listed.failure().stage));
-                if (failures.on_failure(key, std::chrono::steady_clock::now()) !=
-                    FailureLog::Verdict::quiet) {
-                    spdlog::warn("{}; the instances it found before are kept", listed.error());
-                }
+                log_listed(d, failed_before, accepted, kept, change);
             }
             timer->expires_after(d.interval);
             auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
             if (ec || stopping_ || generation != discovery_generation_) co_return;
         }
-    }
-
-    // found_ in the order of CONFIG's discover entries: the first wins a name.
-    void order_found(const Config& config) {
-        std::vector<std::pair<std::string, Listing>> ordered;
-        for (const auto& d : config.discover) {
-            for (auto& e : found_) {
-                if (e.first == d.label()) ordered.push_back(std::move(e));
-            }
-        }
-        found_ = std::move(ordered);
     }
 
     void shutdown(int sig) {
@@ -551,11 +477,9 @@ class DaemonRunner {
     bool ready_sent_ = false;
     std::string last_status_;
     bool stopping_ = false;
-    // Discovery: the file's instances, each source's last good list (in
-    // config order), refusals already logged, and the running loops.
-    std::vector<Instance> listed_;
-    std::vector<std::pair<std::string, Listing>> found_;
-    std::map<std::string, std::vector<std::string>> pending_removal_;  // per source label
+    // Discovery: the instance set, refusals already logged, failed lists
+    // per source, and the running loops.
+    Fleet fleet_;
     std::set<std::string> refused_logged_;
     std::map<std::string, FailureLog> discovery_failures_;
     std::vector<std::shared_ptr<asio::steady_timer>> discovery_timers_;

@@ -5,10 +5,10 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "rootcertd/core/process.hpp"
+#include "rootcertd/runtime/fleet.hpp"
 #include "rootcertd/runtime/output_writer.hpp"
 #include "rootcertd/runtime/reporter.hpp"
 #include "rootcertd/runtime/runtime.hpp"
-#include "rootcertd/sources/discovery.hpp"
 
 namespace rootcertd {
 
@@ -20,22 +20,9 @@ namespace {
 // when a list failed or a found instance was refused.
 bool discover_first(Runtime& rt, const std::shared_ptr<Services>& s) {
     if (s->config.discover.empty()) return true;
-    std::optional<DiscoveredAll> result;
-    asio::co_spawn(rt.loop(), discover_all(s, s->config.instances),
-                   [&](std::exception_ptr e, DiscoveredAll r) {
-                       if (!e) result = std::move(r);
-                       rt.loop().stop();  // kept-alive connections' timers wait for the pass
-                   });
-    rt.loop().run();
-    rt.loop().restart();
+    auto result = discover_once(rt, s);
     if (!result) return false;
-    for (const auto& [source, error] : result->failures) spdlog::error("{}", error);
-    for (const auto& r : result->composed.refused) {
-        spdlog::error("discovery {}: refused '{}': {}", r.source, r.name, r.reason);
-    }
-    for (const auto& [source, kept] : result->kept) {
-        spdlog::info("discovery {}: {} instance(s) kept", source, kept);
-    }
+    log_discovery_pass(*result);
     s->config.instances = std::move(result->composed.instances);
     // A failed list would drop its instances' sections: the block is kept.
     if (result->failures.empty()) rt.write_service_file(s->config);

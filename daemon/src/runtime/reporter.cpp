@@ -222,4 +222,47 @@ void log_change(const Instance& inst, const std::filesystem::path& path, const I
               fields);
 }
 
+void log_discovery_pass(const DiscoveredAll& pass) {
+    for (const auto& [source, error] : pass.failures) spdlog::error("{}", error);
+    for (const auto& r : pass.composed.refused) {
+        spdlog::error("discovery {}: refused '{}': {}", r.source, r.name, r.reason);
+    }
+    for (const auto& [source, kept] : pass.kept) {
+        spdlog::info("discovery {}: {} instance(s) kept", source, kept);
+    }
+}
+
+void log_refused(const std::vector<Refused>& refused, std::set<std::string>& logged) {
+    for (const auto& r : refused) {
+        if (logged.insert(r.source + "\n" + r.name).second) {
+            spdlog::warn("discovery {}: refused '{}': {}", r.source, r.name, r.reason);
+        }
+    }
+}
+
+void log_listed(const Discovery& source, unsigned failures, const Fleet::Accepted& accepted,
+                std::size_t kept, const FleetDiff& change) {
+    const std::string label = source.label();
+    if (failures > 0)
+        spdlog::info("discovery {}: listed again after {} failure(s)", label, failures);
+    if (accepted.newly_pending) {
+        std::string names;
+        for (const auto& name : accepted.pending) names += (names.empty() ? "" : ",") + name;
+        spdlog::warn(
+            "discovery {}: the list leaves out {} of {} instance(s): {}; kept until the next "
+            "list, in {}, leaves them out too (confirm_mass_removal)",
+            label, accepted.pending.size(), accepted.before, names, human(source.interval));
+    }
+    if (!change.empty()) {
+        spdlog::info("discovery {}: {} instance(s) kept; {}", label, kept, change.describe());
+    }
+}
+
+void log_list_failed(const Failure& failure, FailureLog& log) {
+    if (log.on_failure(std::string(stage_name(failure.stage)), std::chrono::steady_clock::now()) !=
+        FailureLog::Verdict::quiet) {
+        spdlog::warn("{}; the instances it found before are kept", failure.message);
+    }
+}
+
 }  // namespace rootcertd

@@ -4,11 +4,13 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "rootcertd/core/logging.hpp"
 #include "rootcertd/core/model.hpp"
 #include "rootcertd/pki/rotation.hpp"
+#include "rootcertd/runtime/fleet.hpp"
 #include "rootcertd/sources/results.hpp"
 #include "rootcertd/store/cert_store.hpp"
 #include "rootcertd/store/outputs.hpp"
@@ -63,6 +65,24 @@ void log_change(const Instance& instance, const std::filesystem::path& path, con
 // Unchanged: debug only.
 void log_output_write(const Output& output, const std::vector<std::string>& members,
                       const Outcome<OutputWrite>& done);
+
+// Discovery's lines. --once's pass: each failed list and refused instance
+// (errors), then how many instances each source kept.
+void log_discovery_pass(const DiscoveredAll& pass);
+
+// The daemon's: each refused instance once per source and name (LOGGED:
+// those already said).
+void log_refused(const std::vector<Refused>& refused, std::set<std::string>& logged);
+
+// The daemon's, after SOURCE listed: again after FAILURES failed lists; a
+// list that leaves out instances kept until the next one agrees; the
+// instances KEPT and what changed (nothing when nothing did).
+void log_listed(const Discovery& source, unsigned failures, const Fleet::Accepted& accepted,
+                std::size_t kept, const FleetDiff& change);
+
+// The daemon's, after SOURCE's list failed: said when it starts, changes
+// or repeats hourly (LOG).
+void log_list_failed(const Failure& failure, FailureLog& log);
 
 // The structured fields of every log line about INSTANCE: name, org, id.
 LogFields labels_of(const Instance& instance);

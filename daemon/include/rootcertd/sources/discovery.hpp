@@ -67,40 +67,4 @@ std::string sanitise_name(std::string_view text);
 boost::asio::awaitable<Outcome<Listing>> list_instances(std::shared_ptr<Services> services,
                                                         Discovery discovery);
 
-// What is kept: LISTED first, then each source's instances in order. A name
-// already taken is refused, with why.
-struct Composed {
-    std::vector<Instance> instances;
-    std::vector<std::string> from;  // for each instance: "listed" or its source's label
-    std::vector<Refused> refused;
-};
-Composed compose_instances(const std::vector<Instance>& listed,
-                           const std::vector<std::pair<std::string, Listing>>& found);
-
-// Every discovery source of SERVICES listed once, in order, and composed
-// with LISTED: what --once and --list-instances start from.
-struct DiscoveredAll {
-    Composed composed;
-    std::vector<std::pair<std::string, std::string>> failures;  // source, error
-    std::vector<std::pair<std::string, std::size_t>> kept;      // source, instances kept
-};
-boost::asio::awaitable<DiscoveredAll> discover_all(std::shared_ptr<Services> services,
-                                                   std::vector<Instance> listed);
-
-// NEXT, a source's new list, held against the list kept before (PREVIOUS,
-// none after a start) when CONFIRM: a list that leaves out more than half of
-// the previous instances, and at least two, may be wrong (a token for
-// another project, a partial page). Those instances are kept, and named in
-// `pending`, until a list leaves out the same ones again (PENDING, the
-// previous call's): then they go.
-struct Confirmed {
-    Listing listing;
-    std::vector<std::string> pending;
-};
-Confirmed confirm_removals(const Listing* previous, Listing next,
-                           const std::vector<std::string>& pending, bool confirm);
-
-// How many of SOURCE's instances COMPOSED kept.
-std::size_t kept_from(const Composed& composed, const std::string& source);
-
 }  // namespace rootcertd
