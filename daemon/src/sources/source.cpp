@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "rootcertd/core/blocking.hpp"
+#include "rootcertd/net/http_date.hpp"
 #include "rootcertd/sources/ca_response.hpp"
 #include "rootcertd/sources/providers.hpp"
 #include "rootcertd/sources/services.hpp"

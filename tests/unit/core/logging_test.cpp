@@ -7,8 +7,6 @@
 #include <boost/json/parse.hpp>
 #include <sstream>
 
-#include "rootcertd/net/api_client.hpp"
-
 using namespace rootcertd;
 
 TEST(Logging, JsonLinesParseEvenWithQuotesAndNewlines) {
@@ -36,13 +34,4 @@ TEST(Logging, ParsesLevelsAndFormats) {
     EXPECT_FALSE(parse_log_level("loud").has_value());
     EXPECT_EQ(parse_log_format("json"), LogFormat::json);
     EXPECT_FALSE(parse_log_format("xml").has_value());
-}
-
-TEST(RetryAfter, SecondsAndHttpDates) {
-    const auto now = std::chrono::system_clock::from_time_t(1'700'000'000);
-    EXPECT_EQ(parse_retry_after("120", now), std::chrono::seconds(120));
-    EXPECT_EQ(parse_retry_after("Wed, 15 Nov 2023 00:13:20 GMT", now), std::chrono::seconds(7200));
-    EXPECT_EQ(parse_retry_after("Tue, 14 Nov 2023 20:00:00 GMT", now), Duration{0});
-    EXPECT_FALSE(parse_retry_after("soon", now).has_value());
-    EXPECT_FALSE(parse_retry_after("", now).has_value());
 }

@@ -78,11 +78,4 @@ class HttpClient {
 std::shared_ptr<HttpClient> make_https_client(boost::asio::any_io_executor executor,
                                               const ClientOptions& options);
 
-// An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), as in Last-Modified.
-std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view value);
-
-// Seconds or an HTTP-date, as in a Retry-After header; nullopt if neither.
-std::optional<Duration> parse_retry_after(std::string_view value,
-                                          std::chrono::system_clock::time_point now);
-
 }  // namespace rootcertd
