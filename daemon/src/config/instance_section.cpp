@@ -5,6 +5,7 @@
 
 #include "rootcertd/config/sections.hpp"
 #include "rootcertd/config/values.hpp"
+#include "rootcertd/sources/list_kinds.hpp"
 #include "rootcertd/sources/providers.hpp"
 
 namespace rootcertd::config_read {
@@ -33,45 +34,44 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
                          const std::filesystem::path& base_dir) {
     Discovery d;
     d.provider = m.required("provider");
-    const bool tembo = d.provider == "tembo";
-    if (!tembo && d.provider != "cloudsql" && d.provider != "digitalocean") {
-        raise(m.site("provider"), "unknown provider '" + d.provider +
-                                      "' (discovery knows tembo, cloudsql, digitalocean)");
+    const ListKind* kind = find_list_kind(d.provider);
+    if (kind == nullptr) {
+        raise(m.site("provider"),
+              "unknown provider '" + d.provider + "' (discovery knows " + list_kind_names() + ")");
     }
-    if (tembo) {
-        d.scope = m.required("org");
-        if (!is_id(d.scope)) raise(m.site("org"), "'" + d.scope + "' must match ^[A-Za-z0-9_]+$");
+    if (!kind->scope_key.empty()) {
+        const std::string key(kind->scope_key);
+        d.scope = m.required(key.c_str());
+        if (!kind->scope_ok(d.scope)) {
+            raise(m.site(key.c_str()), "'" + d.scope + "' " + std::string(kind->scope_rule));
+        }
+    }
+    if (!kind->data_plane.empty()) {  // a control plane lists, data planes hold the CAs
         d.list_api = m.parsed<Endpoint>("control_plane", parse_https_url)
-                         .value_or(parse_https_url("https://api.tembo.io").value());
-        d.data_plane =
-            m.text("data_plane").value_or("https://api.{dataplane_index}.{region_id}.tembo.io");
+                         .value_or(parse_https_url(kind->control_plane).value());
+        d.data_plane = m.text("data_plane").value_or(std::string(kind->data_plane));
         check_template(m, "data_plane", d.data_plane);
         if (!d.data_plane.starts_with("https://")) {
             raise(m.site("data_plane"), "'" + d.data_plane + "' must start with https://");
         }
     } else {
-        if (d.provider == "cloudsql") {
-            d.scope = m.required("project");
-            if (!is_path_value(d.scope)) {
-                raise(m.site("project"),
-                      "'" + d.scope + "' may hold only letters, digits and '_.-:@'");
-            }
-        }
         d.ca_api = m.parsed<Endpoint>("api_url", parse_https_url);
         d.list_api =
             d.ca_api ? *d.ca_api : parse_https_url(find_preset(d.provider)->origin).value();
     }
     if (m.has("credential")) d.credential = credential_name(m, "credential", cfg);
-    if (!d.credential && (!tembo || (!cfg.token_file && !cfg.token_env))) {
+    const bool api_token = kind->api_token && (cfg.token_file || cfg.token_env);
+    if (!d.credential && !api_token) {
         m.raise_typo_of({"credential"});
-        raise(m.site("credential"), tembo ? "is required without api.token_file or api.token_env"
-                                          : "is required: " + d.provider + " needs a secret");
+        raise(m.site("credential"), kind->api_token
+                                        ? "is required without api.token_file or api.token_env"
+                                        : "is required: " + d.provider + " needs a secret");
     }
     d.interval = m.parsed<Duration>("interval", positive_duration).value_or(d.interval);
     if (auto n = m.parsed<unsigned>("max_instances", whole_number(1, 100'000)))
         d.max_instances = *n;
     if (auto b = m.parsed<bool>("confirm_mass_removal", parse_bool)) d.confirm_mass_removal = *b;
-    d.name_template = m.text("name").value_or(tembo ? "{instance_name}" : "{name}");
+    d.name_template = m.text("name").value_or(std::string(kind->name_template));
     check_template(m, "name", d.name_template);
     if (auto ca = m.path("ca_file", base_dir)) {
         d.ca_file = *ca;

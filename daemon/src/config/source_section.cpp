@@ -96,65 +96,12 @@ Source read_custom_source(MapReader& m, const Config& cfg) {
     return out;
 }
 
-// "eu-west-1", "us-gov-west-1", "ap-southeast-2": AWS's region names.
-bool is_aws_region(const std::string& s) {
-    std::vector<std::string_view> parts;
-    for (std::size_t at = 0; at <= s.size();) {
-        const auto dash = std::min(s.find('-', at), s.size());
-        parts.push_back(std::string_view(s).substr(at, dash - at));
-        at = dash + 1;
-    }
-    const auto letters = [](std::string_view p) {
-        return !p.empty() &&
-               std::all_of(p.begin(), p.end(), [](char c) { return c >= 'a' && c <= 'z'; });
-    };
-    return parts.size() >= 3 && parts.front().size() == 2 && letters(parts.front()) &&
-           std::all_of(parts.begin() + 1, parts.end() - 1, letters) && !parts.back().empty() &&
-           std::all_of(parts.back().begin(), parts.back().end(),
-                       [](char c) { return c >= '0' && c <= '9'; });
-}
-
 // A host name label: lower-case letters, digits and '-', 1 to 63, not at either end.
 bool is_dns_label(const std::string& s) {
     return !s.empty() && s.size() <= 63 && s.front() != '-' && s.back() != '-' &&
            std::all_of(s.begin(), s.end(), [](char c) {
                return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
            });
-}
-
-// What a preset's keys must look like beyond a path value.
-void check_preset_values(MapReader& m, const std::string& provider,
-                         const std::map<std::string, std::string>& values) {
-    if (provider == "rds") {
-        const auto& region = values.at("region");
-        if (region != "global" && !is_aws_region(region)) {
-            raise(m.site("region"), "'" + region +
-                                        "' is not an AWS region like eu-west-1 or us-gov-west-1, "
-                                        "nor global");
-        }
-    }
-    if (provider == "ibmcloud") {
-        const auto& type = values.at("endpoint_type");
-        if (type != "public" && type != "private") {
-            raise(m.site("endpoint_type"), "'" + type + "' is not public or private");
-        }
-    }
-    if (provider == "cloudsql") {
-        // A connection name is project:region:instance (the project may hold
-        // a ':' itself, as domain-scoped ones do: example.com:proj).
-        const auto& instance = values.at("instance");
-        if (instance.find(':') != std::string::npos) {
-            const auto last = instance.rfind(':');
-            const auto region = instance.rfind(':', last - 1);
-            raise(m.site("instance"),
-                  "'" + instance + "' looks like a connection name" +
-                      (region == std::string::npos || region == 0
-                           ? std::string()
-                           : " (project:region:instance): write project: " +
-                                 instance.substr(0, region) +
-                                 " and instance: " + instance.substr(last + 1)));
-        }
-    }
 }
 
 }  // namespace
@@ -225,16 +172,13 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
             }
             values[key] = std::move(value);
         }
-        check_preset_values(m, provider, values);
+        if (preset->check) {
+            if (auto bad = preset->check(values)) raise(m.site(bad->key.c_str()), bad->message);
+        }
         auto origin = m.parsed<Endpoint>("api_url", parse_https_url);
         std::optional<std::string> credential;
         if (m.has("credential")) credential = credential_name(m, "credential", cfg);
-        if (provider == "tembo") {
-            for (const char* key : {"org", "id"}) {
-                if (!is_id(values[key])) {
-                    raise(m.site(key), "'" + values[key] + "' must match ^[A-Za-z0-9_]+$");
-                }
-            }
+        if (provider == "tembo") {  // its origin and token may come from api:
             inst.org = values["org"];
             inst.id = values["id"];
             out = tembo_source(inst.org, inst.id, origin, credential, cfg, m.site());

@@ -5,7 +5,7 @@
 namespace rootcertd {
 
 LogFields labels_of(const Instance& instance) {
-    if (instance.source->provider == "tembo") {
+    if (!instance.org.empty()) {  // a Tembo instance: its org and id say which
         return {{"name", instance.name}, {"org", instance.org}, {"id", instance.id}};
     }
     return {{"name", instance.name}, {"provider", std::string(instance.source->provider)}};

@@ -23,6 +23,65 @@ Reading raw_pem(bool drop_leaves = false) {
     return r;
 }
 
+// "eu-west-1", "us-gov-west-1", "ap-southeast-2": AWS's region names.
+bool is_aws_region(const std::string& s) {
+    std::vector<std::string_view> parts;
+    for (std::size_t at = 0; at <= s.size();) {
+        const auto dash = std::min(s.find('-', at), s.size());
+        parts.push_back(std::string_view(s).substr(at, dash - at));
+        at = dash + 1;
+    }
+    const auto letters = [](std::string_view p) {
+        return !p.empty() &&
+               std::all_of(p.begin(), p.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+    };
+    return parts.size() >= 3 && parts.front().size() == 2 && letters(parts.front()) &&
+           std::all_of(parts.begin() + 1, parts.end() - 1, letters) && !parts.back().empty() &&
+           std::all_of(parts.back().begin(), parts.back().end(),
+                       [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// rds: a region, or global.
+std::optional<BadValue> check_rds(const PresetValues& values) {
+    const auto& region = values.at("region");
+    if (region == "global" || is_aws_region(region)) return std::nullopt;
+    return BadValue{"region", "'" + region +
+                                  "' is not an AWS region like eu-west-1 or us-gov-west-1, nor "
+                                  "global"};
+}
+
+// ibmcloud: the endpoint type.
+std::optional<BadValue> check_ibmcloud(const PresetValues& values) {
+    const auto& type = values.at("endpoint_type");
+    if (type == "public" || type == "private") return std::nullopt;
+    return BadValue{"endpoint_type", "'" + type + "' is not public or private"};
+}
+
+// cloudsql: an instance name, not a connection name (project:region:instance;
+// the project may hold a ':' itself, as domain-scoped ones do: example.com:proj).
+std::optional<BadValue> check_cloudsql(const PresetValues& values) {
+    const auto& instance = values.at("instance");
+    if (instance.find(':') == std::string::npos) return std::nullopt;
+    const auto last = instance.rfind(':');
+    const auto region = instance.rfind(':', last - 1);
+    return BadValue{"instance", "'" + instance + "' looks like a connection name" +
+                                    (region == std::string::npos || region == 0
+                                         ? std::string()
+                                         : " (project:region:instance): write project: " +
+                                               instance.substr(0, region) +
+                                               " and instance: " + instance.substr(last + 1))};
+}
+
+// tembo: org and id as the Tembo API writes them.
+std::optional<BadValue> check_tembo(const PresetValues& values) {
+    for (const char* key : {"org", "id"}) {
+        if (!is_id(values.at(key))) {
+            return BadValue{key, "'" + values.at(key) + "' must match ^[A-Za-z0-9_]+$"};
+        }
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 const std::vector<Preset>& presets() {
@@ -34,7 +93,12 @@ const std::vector<Preset>& presets() {
          json("/ca.crt"),
          {},
          {},
-         "Tembo data-plane API"},
+         "Tembo data-plane API",
+         {},
+         {},
+         {},
+         {},
+         check_tembo},
         {"aiven",
          "https://api.aiven.io",
          "/v1/project/{project}/kms/ca",
@@ -63,7 +127,8 @@ const std::vector<Preset>& presets() {
          {},
          {},
          "/v1/projects/{project}/instances/{instance}/connectSettings",
-         json("/serverCaCert/cert")},
+         json("/serverCaCert/cert"),
+         check_cloudsql},
         {"crunchybridge",
          "https://api.crunchybridge.com",
          "/teams/{team}.pem",
@@ -89,7 +154,10 @@ const std::vector<Preset>& presets() {
          {},
          "IBM Cloud Databases API, getConnection",
          {{"user", "admin"}, {"endpoint_type", "public"}},
-         {"deployment"}},
+         {"deployment"},
+         {},
+         {},
+         check_ibmcloud},
         {"rds",
          "https://truststore.pki.rds.amazonaws.com",
          "/{region}/{region}-bundle.pem",
@@ -97,7 +165,12 @@ const std::vector<Preset>& presets() {
          raw_pem(),
          {},
          {},
-         "Amazon RDS certificate bundles"},
+         "Amazon RDS certificate bundles",
+         {},
+         {},
+         {},
+         {},
+         check_rds},
         {"azure",
          "",
          "",

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "rootcertd/sources/list_kinds.hpp"
+#include "rootcertd/sources/providers.hpp"
+
 using namespace rootcertd;
 
 namespace {
@@ -175,4 +178,16 @@ TEST(Discovery, DigitalOceanFollowsNextOnTheSameOrigin) {
     EXPECT_EQ(page->next, "/v2/databases?page=2")
         << "only the path and query: the token stays home";
     EXPECT_TRUE(parse_list_page(d, R"({"databases": null})")->instances.empty());
+}
+
+TEST(Discovery, EveryListKindAsksForItsCaThroughAPresetThatSendsASecret) {
+    for (const auto& kind : list_kinds()) {
+        const Preset* preset = find_preset(kind.provider);
+        ASSERT_NE(preset, nullptr) << kind.provider;
+        EXPECT_FALSE(preset->path.empty()) << kind.provider;
+        EXPECT_FALSE(preset->auth_scheme.empty()) << kind.provider << ": the list needs a secret";
+        EXPECT_EQ(kind.scope_key.empty(), kind.first_page.find("{scope}") == std::string::npos)
+            << kind.provider << ": a scope key exactly when the first page names it";
+    }
+    EXPECT_EQ(list_kind_names(), "tembo, cloudsql, digitalocean");
 }

@@ -3,6 +3,7 @@
 // provider is one row of the table in providers.cpp.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,15 @@
 #include "rootcertd/core/model.hpp"
 
 namespace rootcertd {
+
+// A source's key values (after defaults), by key.
+using PresetValues = std::map<std::string, std::string>;
+
+// A value a preset refuses: which key, and why.
+struct BadValue {
+    std::string key;
+    std::string message;
+};
 
 struct Preset {
     std::string_view name;
@@ -38,6 +48,9 @@ struct Preset {
     // answers 200 without a CA, and how to read it; empty: none.
     std::string_view fallback_path = {};
     Reading fallback_reading = {};
+    // What the keys' values must be beyond path values (an AWS region, an
+    // endpoint type); null: nothing more.
+    std::optional<BadValue> (*check)(const PresetValues& values) = nullptr;
 };
 
 // Every preset, in documentation order.
