@@ -94,6 +94,7 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
             ioc, rt.refresh_and_hook(s, inst),
             [&, name = inst.name, labels = labels_of(inst)](std::exception_ptr e, RefreshResult r) {
                 if (e) r.failure = fail("aborted");
+                s->forget(name);  // a pass has no next refresh
                 if (Reporter::failed_pass(r)) ++failed;
                 InstanceLog log;
                 reporter.refreshed(name, labels, r, log, std::nullopt,

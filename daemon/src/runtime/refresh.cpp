@@ -213,6 +213,66 @@ asio::awaitable<void> verify_live(std::shared_ptr<Services> s, const Instance& i
     }
 }
 
+// Stage 2: only CA certificates (or leaves dropped, where the source says
+// so), expired ones left out, at least one valid now. Bytes validated before
+// are found without a coroutine frame; an answer whose CA validated is
+// remembered with it.
+asio::awaitable<Outcome<CertBundle>> validate_served(std::shared_ptr<Services> s,
+                                                     const Instance& inst, const Fetched& fetched,
+                                                     SysTime now) {
+    const bool drop_leaves = inst.source->reading.drop_leaves;
+    Outcome<CertBundle> served = fail("not validated");
+    if (auto hit = cached_bundle(*s, fetched.pem.value(), now); hit && !drop_leaves) {
+        served = std::move(*hit);
+    } else {
+        served = co_await validate_with_cache(s, fetched.pem.value(), now, drop_leaves);
+    }
+    if (!served) {
+        co_return fail(Stage::validate,
+                       describe_request(*inst.source) + ": invalid CA: " + served.error());
+    }
+    for (const auto& left_out : served->dropped) {
+        spdlog::debug("{}: left out {}", inst.name, left_out);
+    }
+    if (fetched.extracted_from) {
+        s->seen.extracted.put(*fetched.extracted_from, {inst.source->reading, fetched.pem.value()},
+                              fetched.pem.value().size());
+    }
+    co_return served;
+}
+
+// After a commit: the rotation state the file now reflects, and the
+// validators of the answer it came from (a 304 keeps the last ones).
+void remember(Services& s, const Instance& inst, RotationState& state, Plan& plan,
+              Fetched& fetched) {
+    state = std::move(plan.composition.state);
+    if (fetched.validators) {
+        s.validators.insert_or_assign(inst.name, std::move(*fetched.validators));
+    } else if (!fetched.not_modified) {
+        s.validators.erase(inst.name);
+    }
+}
+
+// The facts of an installed file for RESULT: the change, the bundle it holds
+// (the served one, or the plan's union) and whether its newest CA expires
+// within the expiry_warning window.
+void record_install(const Services& s, const Instance& inst, const Installed& installed,
+                    CertBundle served, const Plan& plan, SysTime now, RefreshResult& result) {
+    const CertInfo newest = served.newest();
+    auto bundle =
+        plan.pem == served.pem ? Outcome<CertBundle>(std::move(served)) : parse_bundle(plan.pem);
+    if (installed.change != Change::unchanged) {
+        log_change(inst, s.config.cert_path(inst), installed, bundle.value(), plan.composition);
+    }
+    result.change = installed.change;
+    result.bundle = std::move(bundle.value());
+    if (newest.not_after - now < s.config.expiry_warning) {
+        add_to(result.warning, "newest CA '" + newest.subject + "' expires " +
+                                   format_time(newest.not_after) +
+                                   ", within the expiry_warning window");
+    }
+}
+
 }  // namespace
 
 asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance inst) {
@@ -232,27 +292,9 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         if (fetched.pem.unreachable()) result.unreachable_origin = inst.source->api.origin();
         co_return failed(fetched.pem.failure());
     }
-    // 2. Validate it: only CA certificates (or leaves dropped, where the
-    // source says so), expired ones left out, at least one valid now. Bytes
-    // validated before are found without a coroutine frame.
-    const bool drop_leaves = inst.source->reading.drop_leaves;
-    Outcome<CertBundle> served = fail("not validated");
-    if (auto hit = cached_bundle(*s, fetched.pem.value(), now); hit && !drop_leaves) {
-        served = std::move(*hit);
-    } else {
-        served = co_await validate_with_cache(s, fetched.pem.value(), now, drop_leaves);
-    }
-    if (!served) {
-        co_return failed(fail(Stage::validate,
-                              describe_request(*inst.source) + ": invalid CA: " + served.error()));
-    }
-    for (const auto& left_out : served->dropped) {
-        spdlog::debug("{}: left out {}", inst.name, left_out);
-    }
-    if (fetched.extracted_from) {
-        s->seen.extracted.put(*fetched.extracted_from, {inst.source->reading, fetched.pem.value()},
-                              fetched.pem.value().size());
-    }
+    // 2. Validate it.
+    auto served = co_await validate_served(s, inst, fetched, now);
+    if (!served) co_return failed(served.failure());
     // 3. Read what the file and the rotation state hold now.
     auto disk = co_await read_current(s, inst);
     if (!disk) co_return failed(fail(Stage::read, "install " + inst.name + ": " + disk.error()));
@@ -263,31 +305,10 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     // 5. Commit: the rotation state, then the file, atomically and durably.
     auto installed = co_await commit(s, inst, entry->second, plan, disk.value());
     if (!installed) co_return failed(installed.failure());
-    if (s->single_pass) {
-        s->states.erase(entry);  // --once: nothing is kept for a next time
-    } else {
-        entry->second = std::move(plan.composition.state);
-        if (fetched.validators) {
-            s->validators.insert_or_assign(inst.name, std::move(*fetched.validators));
-        } else if (!fetched.not_modified) {
-            s->validators.erase(inst.name);
-        }
-    }
+    remember(*s, inst, entry->second, plan, fetched);
     // From here the file holds the planned bundle, whatever the live check
     // says next: a change is a change (its hook runs, it is counted).
-    const CertInfo newest = served->newest();
-    auto bundle = plan.pem == served->pem ? std::move(served.value()) : parse_bundle(plan.pem);
-    if (installed->change != Change::unchanged) {
-        log_change(inst, s->config.cert_path(inst), installed.value(), bundle.value(),
-                   plan.composition);
-    }
-    result.change = installed->change;
-    result.bundle = std::move(bundle.value());
-    if (newest.not_after - now < s->config.expiry_warning) {
-        add_to(result.warning, "newest CA '" + newest.subject + "' expires " +
-                                   format_time(newest.not_after) +
-                                   ", within the expiry_warning window");
-    }
+    record_install(*s, inst, installed.value(), std::move(served.value()), plan, now, result);
     // 6. Verify live: would a verify-full client reach the server now?
     if (inst.host) co_await verify_live(s, inst, plan.pem, std::move(plan.chain), result);
     co_return result;

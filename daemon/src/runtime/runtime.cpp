@@ -31,7 +31,6 @@ std::optional<Config> Runtime::load(bool reloading) {
 std::shared_ptr<Services> Runtime::make_services(Config cfg) {
     try {
         auto s = std::make_shared<Services>(ioc_.get_executor(), std::move(cfg), pool_);
-        s->single_pass = options_.once;
         auto removed = s->store.prepare();
         if (!removed) {
             spdlog::error("cert_dir: {}", removed.error());

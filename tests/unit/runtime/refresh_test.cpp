@@ -115,8 +115,12 @@ TEST_F(Refresh, InstallsAValidCaThenSeesItUnchanged) {
 
 // --once: every pass is a new process, so the rotation state lives on disk only.
 TEST_F(Refresh, ASinglePassKeepsNoStateInMemoryAndStillKeepsThePreviousCa) {
-    services->single_pass = true;
     services->state_files.emplace();  // state_dir listed empty at start-up
+    const auto run = [this] {         // as --once: each refresh forgotten when it ends
+        auto r = Refresh::run();
+        services->forget("prod");
+        return r;
+    };
     const auto pem = test::make_cert_pem();
     stage(200, json_for(pem));
     ASSERT_TRUE(run().ok());

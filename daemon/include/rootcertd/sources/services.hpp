@@ -116,9 +116,6 @@ struct Services {
     // instance adopts its file, which only lengthens an overlap.
     std::optional<std::set<std::string, std::less<>>> state_files;
     std::map<std::string, RotationState> states;  // cache; event loop only
-    // --once: each instance is refreshed once, so a refresh that ends well
-    // leaves no state in `states` (5,000 of them cost ~3 ms to free at exit).
-    bool single_pass = false;
     ContentCaches seen;
     boost::asio::thread_pool& blocking;  // fsync and file reads run here
     Semaphore requests_in_flight;        // API requests: at most config.concurrency
@@ -140,6 +137,13 @@ struct Services {
     const std::string* served_last(const std::string& instance) const;
     // Aborts every request in flight; later ones fail.
     void close_clients();
+    // Drops what refreshes keep of INSTANCE for its next one (the rotation
+    // state, validators): --once has no next one, and a pass of 5,000 would
+    // hold them all until exit.
+    void forget(const std::string& instance) {
+        states.erase(instance);
+        validators.erase(instance);
+    }
 };
 
 }  // namespace rootcertd
