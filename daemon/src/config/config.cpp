@@ -127,9 +127,9 @@ Config load_config(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno), path);
     // Whoever can change the file chooses the commands the daemon runs.
-    if (auto why = unsafe_path(path)) {
-        throw ConfigError(path + ": refusing a configuration that others can change: " + *why,
-                          path);
+    if (auto safe = safe_path(path); !safe) {
+        throw ConfigError(
+            path + ": refusing a configuration that others can change: " + safe.error(), path);
     }
     std::ostringstream text;
     text << in.rdbuf();

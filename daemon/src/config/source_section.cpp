@@ -33,7 +33,7 @@ Outcome<std::pair<Endpoint, std::string>> parse_source_url(const std::string& ur
     const auto slash = url.find('/', scheme.size());
     if (slash == std::string::npos) return fail("'" + url + "' has no path");
     auto origin = parse_https_url(std::string_view(url).substr(0, slash));
-    if (!origin) return fail(origin.error());
+    if (!origin) return origin.failure();
     std::string target = url.substr(slash);
     if (target.find('#') != std::string::npos ||
         std::any_of(target.begin(), target.end(),

@@ -77,42 +77,41 @@ void read_ownership(MapReader& map, FileOwnership& file) {
     }
 }
 
-// Why PATH (and each directory above it) could be changed by someone other
-// than root and the daemon's own user: owned by another user, writable by
-// others, or by a group other than root's and the daemon's. A sticky
-// directory (/tmp) is fine: others cannot replace what they do not own.
-// Like sshd's StrictModes. Nullopt when it is safe.
-std::optional<std::string> unsafe_path(const std::filesystem::path& path) {
-    const auto judge = [](const std::filesystem::path& p,
-                          bool is_dir) -> std::optional<std::string> {
+// Fails when PATH (or a directory above it) could be changed by someone
+// other than root and the daemon's own user: owned by another user,
+// writable by others, or by a group other than root's and the daemon's. A
+// sticky directory (/tmp) is fine: others cannot replace what they do not
+// own. Like sshd's StrictModes.
+Outcome<void> safe_path(const std::filesystem::path& path) {
+    const auto judge = [](const std::filesystem::path& p, bool is_dir) -> Outcome<void> {
         struct stat st {};
-        if (::stat(p.c_str(), &st) != 0) return std::nullopt;  // reported where it is read
+        if (::stat(p.c_str(), &st) != 0) return Ok{};  // reported where it is read
         char mode[8];
         std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
         const std::string what = (is_dir ? "its directory " : "") + p.string();
         if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
-            return what + " is owned by uid " + std::to_string(st.st_uid) +
-                   ", neither root nor the daemon's user";
+            return fail(what + " is owned by uid " + std::to_string(st.st_uid) +
+                        ", neither root nor the daemon's user");
         }
         if ((st.st_mode & S_IWOTH) != 0 && !(is_dir && (st.st_mode & S_ISVTX) != 0)) {
-            return what + " is writable by others (mode " + mode + ")";
+            return fail(what + " is writable by others (mode " + mode + ")");
         }
         if ((st.st_mode & S_IWGRP) != 0 && st.st_gid != 0 && st.st_gid != ::getegid()) {
-            return what + " is writable by group " + std::to_string(st.st_gid) + " (mode " + mode +
-                   ")";
+            return fail(what + " is writable by group " + std::to_string(st.st_gid) + " (mode " +
+                        mode + ")");
         }
-        return std::nullopt;
+        return Ok{};
     };
-    if (auto why = judge(path, false)) return why;
+    if (auto file = judge(path, false); !file) return file;
     std::error_code ec;
     const auto real = std::filesystem::canonical(path, ec);
     for (const auto& p : {path, ec ? path : real}) {
         for (auto dir = p.parent_path(); !dir.empty(); dir = dir.parent_path()) {
-            if (auto why = judge(dir, true)) return why;
+            if (auto above = judge(dir, true); !above) return above;
             if (dir == dir.root_path()) break;
         }
     }
-    return std::nullopt;
+    return Ok{};
 }
 
 // KEY: a program and its arguments (no shell), the program an absolute
@@ -136,8 +135,8 @@ std::vector<std::string> read_command(MapReader& m, const char* key) {
         raise(m.site((*command)[0], key),
               "cannot execute '" + argv[0] + "': " + std::strerror(errno));
     }
-    if (auto why = unsafe_path(argv[0])) {
-        raise(m.site((*command)[0], key), "refusing to run '" + argv[0] + "': " + *why);
+    if (auto safe = safe_path(argv[0]); !safe) {
+        raise(m.site((*command)[0], key), "refusing to run '" + argv[0] + "': " + safe.error());
     }
     return argv;
 }

@@ -220,7 +220,7 @@ asio::awaitable<CommandRun> run_command(asio::any_io_executor ex, std::vector<st
     if (!pid) {
         ::close(out[0]);
         if (!merge_stderr) ::close(err[0]);
-        run.result = fail(pid.error());
+        run.result = pid.failure();
         co_return run;
     }
     track(pid.value(), true);

@@ -87,20 +87,24 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
                 reused = conn != nullptr;
                 if (!conn) {
                     conn = std::make_unique<Conn>(ex_, tls_, live_);
-                    if (auto err = co_await connect(*conn, endpoint, deadline)) co_return *err;
+                    auto connected = co_await connect(*conn, endpoint, deadline);
+                    if (!connected) co_return connected.failure();
                 }
             }
             HttpResponse response;
             bool keep_alive = false;
             bool stale = false;  // a reused connection the server had already closed
             conn->clean = false;
-            auto err = co_await exchange(*conn, request, deadline, response, keep_alive, stale);
-            if (!err) {
+            auto exchanged =
+                co_await exchange(*conn, request, deadline, response, keep_alive, stale);
+            if (exchanged) {
                 conn->clean = true;
                 if (keep_alive && !closed_) put_idle(origin, std::move(conn));
                 co_return response;
             }
-            if (!(reused && stale && attempt == 0 && Clock::now() < deadline)) co_return *err;
+            if (!(reused && stale && attempt == 0 && Clock::now() < deadline)) {
+                co_return exchanged.failure();
+            }
         }
     }
 
@@ -117,8 +121,8 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
   private:
     // Each step that fails names its stage: resolve, connect (the proxy's
     // tunnel included) or tls.
-    asio::awaitable<std::optional<Failure>> connect(Conn& conn, const Endpoint& ep,
-                                                    Clock::time_point deadline) {
+    asio::awaitable<Outcome<void>> connect(Conn& conn, const Endpoint& ep,
+                                           Clock::time_point deadline) {
         const auto origin = ep.origin();
         // Through a proxy, the proxy resolves the API's name: only its own is looked up here.
         const Proxy* proxy = options_.proxy.proxy_for(ep);
@@ -146,7 +150,8 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         // 2b. Through a proxy: a CONNECT tunnel, inside which TLS runs end to end.
         if (proxy) {
             conn.set_deadline(std::min(deadline, Clock::now() + options_.connect_timeout));
-            if (auto err = co_await tunnel(conn, *proxy, ep)) co_return fail(Stage::connect, *err);
+            auto tunnelled = co_await tunnel(conn, *proxy, ep);
+            if (!tunnelled) co_return tunnelled;
         }
         // 3. SNI and host-name verification: the name we asked for, exactly.
         if (!is_ip_literal(ep.host) &&
@@ -168,13 +173,13 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
                 why += ": " + std::string(X509_verify_cert_error_string(verify));
             co_return fail(Stage::tls, "TLS handshake with " + origin + via + ": " + why);
         }
-        co_return std::nullopt;
+        co_return Ok{};
     }
 
     // Asks PROXY for a tunnel to EP. Only the target's host and port and the
     // proxy's own credentials cross in clear text; never the token.
-    asio::awaitable<std::optional<std::string>> tunnel(Conn& conn, const Proxy& proxy,
-                                                       const Endpoint& ep) {
+    // Fails at the connect stage.
+    asio::awaitable<Outcome<void>> tunnel(Conn& conn, const Proxy& proxy, const Endpoint& ep) {
         auto& stream = beast::get_lowest_layer(conn.stream);
         const std::string target = url_host(ep.host) + ":" + std::to_string(ep.port);
         const std::string asked = "proxy " + proxy.origin() + " (CONNECT " + target + ")";
@@ -184,22 +189,27 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         std::string credentials = proxy.credentials;
         if (options_.proxy_credentials) {
             auto fresh = options_.proxy_credentials();
-            if (!fresh) co_return asked + ": " + fresh.error();
+            if (!fresh) co_return fail(Stage::connect, asked + ": " + fresh.error());
             credentials = std::move(fresh.value());
         }
         if (!credentials.empty()) {
             req.set(http::field::proxy_authorization, basic_authorization(credentials));
         }
         auto [wec, w] = co_await http::async_write(stream, req, awaitable_tuple());
-        if (wec) co_return asked + ": send: " + describe(conn, wec, options_.connect_timeout);
+        if (wec) {
+            co_return fail(Stage::connect,
+                           asked + ": send: " + describe(conn, wec, options_.connect_timeout));
+        }
         // A CONNECT answer has no body to read: a refusal's is left unread.
         beast::flat_buffer buffer;
         http::response_parser<http::empty_body> parser;
         parser.skip(true);
         parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
         auto [rec, r] = co_await http::async_read_header(stream, buffer, parser, awaitable_tuple());
-        if (rec)
-            co_return asked + ": read answer: " + describe(conn, rec, options_.connect_timeout);
+        if (rec) {
+            co_return fail(Stage::connect, asked + ": read answer: " +
+                                               describe(conn, rec, options_.connect_timeout));
+        }
         const auto& res = parser.get();
         if (res.result_int() / 100 != 2) {
             std::string why = asked + ": answered " + std::to_string(res.result_int()) + " " +
@@ -210,16 +220,18 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
                 why += credentials.empty() ? ": set api.proxy_auth_file"
                                            : ": the proxy refused the credentials";
             }
-            co_return why;
+            co_return fail(Stage::connect, why);
         }
-        if (buffer.size() != 0) co_return asked + ": sent data before the TLS handshake";
-        co_return std::nullopt;
+        if (buffer.size() != 0) {
+            co_return fail(Stage::connect, asked + ": sent data before the TLS handshake");
+        }
+        co_return Ok{};
     }
 
     // STALE: nothing came back on a kept connection, which a fresh one may fix.
-    asio::awaitable<std::optional<Failure>> exchange(Conn& conn, const HttpRequest& r,
-                                                     Clock::time_point deadline, HttpResponse& out,
-                                                     bool& keep_alive, bool& stale) {
+    asio::awaitable<Outcome<void>> exchange(Conn& conn, const HttpRequest& r,
+                                            Clock::time_point deadline, HttpResponse& out,
+                                            bool& keep_alive, bool& stale) {
         // 5. Send the request, formatted here in one buffer: Beast's serializer
         // costs more than a few fixed headers are worth (docs/architecture.md,
         // "The warm path"). Nothing in it can break a header line (see
@@ -276,7 +288,7 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
         out.body = std::move(parser.body);
         out.etag = std::move(parser.etag);
         out.last_modified = std::move(parser.last_modified);
-        co_return std::nullopt;
+        co_return Ok{};
     }
 
     static constexpr std::size_t max_dialing = 2;

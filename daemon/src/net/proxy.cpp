@@ -108,7 +108,7 @@ Outcome<ProxyRoute> resolve_proxy(const std::optional<std::string>& configured,
         if (url.empty()) return route;
     }
     auto proxy = parse_proxy_url(url);
-    if (!proxy) return fail(route.source + ": " + proxy.error());
+    if (!proxy) return proxy.failure().prefixed(route.source + ": ");
     route.proxy = std::move(proxy.value());
     return route;
 }

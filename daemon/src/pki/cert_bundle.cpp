@@ -130,13 +130,13 @@ std::string format_time(SysTime t) {
 
 Outcome<CertBundle> parse_bundle(std::string_view pem) {
     auto p = parse(pem);
-    if (!p) return fail(p.error());
+    if (!p) return p.failure();
     return std::move(p->bundle);
 }
 
 Outcome<CertBundle> validate_bundle(std::string_view pem, SysTime now, bool drop_leaves) {
     auto p = parse(pem);
-    if (!p) return fail(p.error());
+    if (!p) return p.failure();
     CertBundle kept;
     bool any_ca = false;
     for (std::size_t i = 0; i < p->x509.size(); ++i) {

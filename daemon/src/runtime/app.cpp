@@ -147,7 +147,8 @@ int list_instances(const RunOptions& options) {
         std::printf("%-32s %-24s refused: %s\n", r.name.c_str(), r.source.c_str(),
                     r.reason.c_str());
     }
-    for (const auto& [source, error] : found->failures) {
+    for (const auto& [source, failure] : found->failures) {
+        const auto& error = failure.message;
         std::printf("%-32s %-24s list failed: %s\n", "-", source.c_str(), error.c_str());
         spdlog::error("{}", error);
     }

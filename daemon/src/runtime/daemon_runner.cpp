@@ -271,9 +271,9 @@ class DaemonRunner {
         }
         if (target == "/status") return {200, "application/json", board_.to_json(), ""};
         if (target == "/readyz") {
-            std::string reason;
-            if (board_.ready(&reason)) return {200, "text/plain; charset=utf-8", "ready\n", ""};
-            return {503, "text/plain; charset=utf-8", reason + "\n", ""};
+            const auto ready = board_.ready();
+            if (ready) return {200, "text/plain; charset=utf-8", "ready\n", ""};
+            return {503, "text/plain; charset=utf-8", ready.error() + "\n", ""};
         }
         return {200, "text/plain; charset=utf-8", "ok\n",
                 ""};  // /livez, /healthz: the loop answered

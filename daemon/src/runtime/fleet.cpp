@@ -77,7 +77,7 @@ asio::awaitable<DiscoveredAll> discover_all(std::shared_ptr<Services> s,
     for (const auto& d : s->config.discover) {
         auto instances = co_await list_instances(s, d);
         if (!instances) {
-            out.failures.emplace_back(d.label(), instances.error());
+            out.failures.emplace_back(d.label(), instances.failure());
             continue;
         }
         found.emplace_back(d.label(), std::move(instances.value()));

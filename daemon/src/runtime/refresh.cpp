@@ -162,7 +162,7 @@ asio::awaitable<Outcome<Installed>> commit(std::shared_ptr<Services> s, const In
                      text = keeps ? serialize_state(next) : std::string()]() -> Outcome<bool> {
             if (!keeps) return s->state_store.remove(state_name);
             auto saved = s->state_store.install(state_name, text, FileOwnership{0600, {}, {}});
-            if (!saved) return fail(saved.error());
+            if (!saved) return saved.failure();
             return true;
         };
         auto saved = co_await run_blocking(s->blocking, std::move(save));

@@ -223,7 +223,7 @@ void log_change(const Instance& inst, const std::filesystem::path& path, const I
 }
 
 void log_discovery_pass(const DiscoveredAll& pass) {
-    for (const auto& [source, error] : pass.failures) spdlog::error("{}", error);
+    for (const auto& [source, failure] : pass.failures) spdlog::error("{}", failure.message);
     for (const auto& r : pass.composed.refused) {
         spdlog::error("discovery {}: refused '{}': {}", r.source, r.name, r.reason);
     }

@@ -152,19 +152,16 @@ bool StatusBoard::all_attempted() const {
     return true;
 }
 
-bool StatusBoard::ready(std::string* reason) const {
+Outcome<void> StatusBoard::ready() const {
     std::string missing;
     std::size_t count = 0;
     for (const auto& [name, s] : instances_) {
         if (s.file_valid) continue;
         if (++count <= 5) missing += (missing.empty() ? "" : ", ") + name;
     }
-    if (count == 0) return true;
-    if (reason) {
-        *reason = std::to_string(count) + " instance(s) without a valid CA file: " + missing +
-                  (count > 5 ? ", ..." : "");
-    }
-    return false;
+    if (count == 0) return Ok{};
+    return fail(std::to_string(count) + " instance(s) without a valid CA file: " + missing +
+                (count > 5 ? ", ..." : ""));
 }
 
 namespace {
@@ -254,8 +251,7 @@ std::string StatusBoard::to_json() const {
         }
         list.push_back(std::move(o));
     }
-    std::string reason;
-    const bool is_ready = ready(&reason);
+    const bool is_ready = ready().ok();
     json::object out{{"version", ROOTCERTD_VERSION},
                      {"ready", is_ready},
                      {"summary", summary()},
@@ -435,7 +431,7 @@ std::string render_metrics(const StatusBoard& board) {
     family("rootcertd_instances", "gauge", "Instances in the running configuration.");
     out += "rootcertd_instances " + std::to_string(board.instances().size()) + "\n";
     family("rootcertd_ready", "gauge", "1 when every instance has a valid CA file in place.");
-    out += std::string("rootcertd_ready ") + (board.ready(nullptr) ? "1" : "0") + "\n";
+    out += std::string("rootcertd_ready ") + (board.ready() ? "1" : "0") + "\n";
 
     by_result(
         "rootcertd_refresh_total", "Refreshes by result.",

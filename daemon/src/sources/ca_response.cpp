@@ -68,12 +68,12 @@ std::string error_message(std::string_view body) {
     return printable_snippet(body);
 }
 
-// Why a certificate text at POINTER is unusable, or nothing.
-std::optional<std::string> not_text(const json::value* v, const std::string& what) {
-    if (v == nullptr) return what + " is missing";
-    if (!v->is_string()) return what + " is " + kind_of(*v) + ", not a string";
-    if (v->get_string().empty()) return what + " is empty";
-    return std::nullopt;
+// Fails saying why the certificate text WHAT is unusable.
+Outcome<void> is_text(const json::value* v, const std::string& what) {
+    if (v == nullptr) return fail(what + " is missing");
+    if (!v->is_string()) return fail(what + " is " + kind_of(*v) + ", not a string");
+    if (v->get_string().empty()) return fail(what + " is empty");
+    return Ok{};
 }
 
 std::string pointer_text(std::string_view pointer) {
@@ -100,7 +100,7 @@ Outcome<std::vector<std::string>> select(const json::value& v, const Reading& re
     }
     std::vector<std::string> out;
     if (!at->is_array()) {
-        if (auto why = not_text(at, where)) return fail(*why);
+        if (auto text = is_text(at, where); !text) return text.failure();
         out.emplace_back(at->get_string());
         return out;
     }
@@ -111,10 +111,10 @@ Outcome<std::vector<std::string>> select(const json::value& v, const Reading& re
         const json::value* item = &items[i];
         if (!reading.member.empty()) {
             item = item->is_object() ? item->get_object().if_contains(reading.member) : nullptr;
-            if (auto why = not_text(item, what + "." + reading.member)) return fail(*why);
-        } else if (auto why = not_text(item, what)) {
-            return fail(*why);
         }
+        const auto text =
+            is_text(item, reading.member.empty() ? what : what + "." + reading.member);
+        if (!text) return text.failure();
         out.emplace_back(item->get_string());
     }
     return out;
@@ -124,7 +124,7 @@ Outcome<std::vector<std::string>> select(const json::value& v, const Reading& re
 Outcome<std::string> as_pem(std::string text, const Reading& reading) {
     if (reading.base64) {
         auto decoded = decode_base64(text);
-        if (!decoded) return fail("base64: " + decoded.error());
+        if (!decoded) return decoded.failure().prefixed("base64: ");
         text = std::move(decoded.value());
     }
     const bool pem =
@@ -158,11 +158,11 @@ Outcome<std::string> read_ca(std::string_view body, const Reading& reading) {
                     "'");
     }
     auto texts = select(v, reading);
-    if (!texts) return fail(texts.error());
+    if (!texts) return texts.failure();
     std::string pem;
     for (auto& text : texts.value()) {
         auto one = as_pem(std::move(text), reading);
-        if (!one) return fail(one.error());
+        if (!one) return one.failure();
         pem += one.value();
         if (!pem.empty() && pem.back() != '\n') pem += '\n';
     }

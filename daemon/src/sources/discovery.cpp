@@ -40,21 +40,21 @@ std::string first_page(const Discovery& d) {
 
 namespace {
 
-// Why values from a list may not reach pg_service.conf, a live check, a log
-// line or /status as they are; nullopt when they may.
-std::optional<std::string> unsafe_values(const Instance& inst) {
+// Fails saying why values from a list may not reach pg_service.conf, a
+// live check, a log line or /status as they are.
+Outcome<void> safe_values(const Instance& inst) {
     if (inst.host && !is_host(*inst.host)) {
-        return "host '" + printable_snippet(*inst.host, 60) + "' is not a host name or address";
+        return fail("host '" + printable_snippet(*inst.host, 60) +
+                    "' is not a host name or address");
     }
     if (inst.user && (inst.user->empty() ||
                       std::any_of(inst.user->begin(), inst.user->end(), [](unsigned char c) {
                           return c < 0x20 || c == 0x7f || c == ' ';
                       }))) {
-        return "user '" + printable_snippet(*inst.user, 60) +
-               "' is empty or has a space or "
-               "control character";
+        return fail("user '" + printable_snippet(*inst.user, 60) +
+                    "' is empty or has a space or control character");
     }
-    return std::nullopt;
+    return Ok{};
 }
 
 }  // namespace
@@ -68,7 +68,7 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
     }
     const ListKind& kind = *find_list_kind(d.provider);
     auto items = kind.items(page);
-    if (!items) return fail(items.error());
+    if (!items) return items.failure();
     if (items.value()->size() > d.max_instances) {
         return fail("the list holds " + std::to_string(items.value()->size()) +
                     " objects, more than max_instances (" + std::to_string(d.max_instances) + ")");
@@ -83,13 +83,13 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
         inst.discovered_by = d.label();
         ListedItem item{{}, d.ca_api};
         auto keep = kind.read(d, object.get_object(), inst, item);
-        if (!keep) return fail(which + keep.error());
+        if (!keep) return keep.failure().prefixed(which);
         if (!keep.value()) continue;
         auto name = expand_fields(d.name_template, object.get_object());
-        if (!name) return fail(which + name.error());
+        if (!name) return name.failure().prefixed(which);
         inst.name = sanitise_name(*name);
-        if (auto why = unsafe_values(inst)) {
-            out.refused.push_back({inst.name, d.label(), *why});
+        if (auto safe = safe_values(inst); !safe) {
+            out.refused.push_back({inst.name, d.label(), safe.error()});
             continue;
         }
         Source source = preset_source(
@@ -100,7 +100,7 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
         out.instances.push_back(std::move(inst));
     }
     auto next = kind.next(d, page);
-    if (!next) return fail(next.error());
+    if (!next) return next.failure();
     out.next = std::move(next.value());
     return out;
 }

@@ -60,9 +60,9 @@ Outcome<bool> tembo_read(const Discovery& d, const json::object& o, Instance& in
     const auto state = field(o, "state").value_or("");
     if (state == "Deleting" || state == "Deleted") return false;
     auto plane = expand_fields(d.data_plane, o);
-    if (!plane) return fail("(" + *id + ") " + plane.error());
+    if (!plane) return plane.failure().prefixed("(" + *id + ") ");
     auto endpoint = parse_https_url(*plane);
-    if (!endpoint) return fail("(" + *id + "): data plane: " + endpoint.error());
+    if (!endpoint) return endpoint.failure().prefixed("(" + *id + "): data plane: ");
     item.origin = endpoint.value();
     inst.org = d.scope;  // the CA path uses the entry's org
     inst.id = *id;

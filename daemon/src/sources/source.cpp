@@ -30,7 +30,7 @@ Outcome<std::string> roots_by_subject(std::string_view store_pem,
                                       const std::vector<std::string>& required,
                                       const std::vector<std::string>& optional) {
     auto store = parse_bundle(store_pem);
-    if (!store) return fail("cannot read the system trust store: " + store.error());
+    if (!store) return store.failure().prefixed("cannot read the system trust store: ");
     std::string pem;
     const auto take = [&](const std::string& subject) {
         bool found = false;
@@ -143,7 +143,7 @@ asio::awaitable<Fetched> fetch_system_roots(std::shared_ptr<Services> s, const S
         std::ostringstream text;
         text << in.rdbuf();
         auto roots = roots_by_subject(text.str(), required, optional);
-        if (!roots) return fail(path + ": " + roots.error());
+        if (!roots) return roots.failure().prefixed(path + ": ");
         return roots;
     };
     out.pem = co_await run_blocking(s->blocking, std::move(read));

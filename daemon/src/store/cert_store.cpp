@@ -146,7 +146,7 @@ std::optional<Outcome<std::optional<std::string>>> CertStore::read_up_to(
     if (size > limit) return std::nullopt;
     if (meta != nullptr) *meta = FileMeta{st.st_mode & 07777, st.st_uid, st.st_gid};
     auto bytes = read_fd(fd.get(), size, path);
-    if (!bytes) return fail(bytes.error());
+    if (!bytes) return bytes.failure();
     return std::optional<std::string>(std::move(bytes.value()));
 }
 
@@ -201,11 +201,11 @@ std::optional<Outcome<Installed>> stage(int dir, const std::filesystem::path& di
             if (S_ISREG(st.st_mode)) {
                 auto old =
                     read_fd(cur.get(), static_cast<std::size_t>(st.st_size), target.native());
-                if (!old) return fail(old.error());
+                if (!old) return old.failure();
                 if (old.value() == job.bytes) {
                     // Same bytes: no rewrite; only repair a drifted mode, owner or group.
                     if (auto repaired = repair(cur.get(), st, job.ownership, target); !repaired) {
-                        return fail(repaired.error());
+                        return repaired.failure();
                     }
                     return result;
                 }

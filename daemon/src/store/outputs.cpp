@@ -93,7 +93,7 @@ Outcome<OutputWrite> write_output(const Output& output, const std::vector<std::s
     std::map<std::string, std::vector<TrustedCert>, std::less<>> parsed;
     for (const auto& name : members) {
         auto bytes = certs.read(name + ".crt");
-        if (!bytes) return fail(name + ": " + bytes.error());
+        if (!bytes) return bytes.failure().prefixed(name + ": ");
         if (!bytes.value()) {
             result.waiting_for.push_back(name);
             continue;
@@ -101,7 +101,7 @@ Outcome<OutputWrite> write_output(const Output& output, const std::vector<std::s
         auto it = parsed.find(*bytes.value());
         if (it == parsed.end()) {
             auto read = trusted_certs(*bytes.value());
-            if (!read) return fail(name + ".crt: " + read.error());
+            if (!read) return read.failure().prefixed(name + ".crt: ");
             it = parsed.emplace(std::move(*bytes.value()), std::move(read.value())).first;
         }
         for (const auto& cert : it->second) {

@@ -117,16 +117,16 @@ Outcome<bool> update_service_file(const std::filesystem::path& path, const Confi
     const auto name = real.filename().string();
     FileMeta meta;
     auto existing = dir.read(name, &meta);
-    if (!existing) return fail(existing.error());
+    if (!existing) return existing.failure();
     const std::string kept = keep_others ? sections_not_in(existing->value_or(""), config) : "";
     auto merged = merge_service_block(existing->value_or(""), render_service_block(config, kept));
-    if (!merged) return fail(real.string() + ": " + merged.error());
+    if (!merged) return merged.failure().prefixed(real.string() + ": ");
     // An existing file keeps its mode, owner and group: it may hold
     // passwords in sections of its own, and be private for that reason.
     const FileOwnership keep = existing->has_value() ? FileOwnership{meta.mode, meta.uid, meta.gid}
                                                      : FileOwnership{0644, {}, {}};
     auto done = dir.install(name, merged.value(), keep);
-    if (!done) return fail(done.error());
+    if (!done) return done.failure();
     return done->change != Change::unchanged;
 }
 

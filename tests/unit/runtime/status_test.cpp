@@ -19,14 +19,13 @@ Config config_with(const std::string& instances) {
 TEST(StatusBoard, ReadyOnlyWhenEveryInstanceHasAValidFile) {
     StatusBoard board;
     board.sync(config_with("[{org: a, id: one}, {org: a, id: two}]"));
-    std::string reason;
-    EXPECT_FALSE(board.ready(&reason));
-    EXPECT_EQ(reason, "2 instance(s) without a valid CA file: one, two");
+    EXPECT_FALSE(board.ready());
+    EXPECT_EQ(board.ready().error(), "2 instance(s) without a valid CA file: one, two");
     board.find("one")->file_valid = true;
-    EXPECT_FALSE(board.ready(&reason));
-    EXPECT_EQ(reason, "1 instance(s) without a valid CA file: two");
+    EXPECT_FALSE(board.ready());
+    EXPECT_EQ(board.ready().error(), "1 instance(s) without a valid CA file: two");
     board.find("two")->file_valid = true;
-    EXPECT_TRUE(board.ready(&reason));
+    EXPECT_TRUE(board.ready());
 }
 
 TEST(StatusBoard, SummaryNamesWhatFails) {

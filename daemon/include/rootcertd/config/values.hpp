@@ -23,9 +23,9 @@ Outcome<mode_t> parse_mode(const std::string& text);
 // file_mode, owner and group of MAP into FILE.
 void read_ownership(MapReader& map, FileOwnership& file);
 
-// Why PATH (or a directory above it) could be changed by someone other than
-// root and the daemon's user; nullopt when it is safe.
-std::optional<std::string> unsafe_path(const std::filesystem::path& path);
+// Fails saying why PATH (or a directory above it) could be changed by
+// someone other than root and the daemon's user.
+Outcome<void> safe_path(const std::filesystem::path& path);
 
 // KEY: a program and its arguments (no shell), the program an absolute path
 // that can be executed now.

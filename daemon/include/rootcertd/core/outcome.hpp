@@ -1,6 +1,7 @@
 // Expected failures as values: a result, or a human-readable reason.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -39,6 +40,9 @@ struct Failure {
     bool unreachable() const {
         return stage == Stage::resolve || stage == Stage::connect || stage == Stage::tls;
     }
+    // The same failure, CONTEXT ("install prod: ") before its message: the
+    // stage stays what it was.
+    Failure prefixed(const std::string& context) const { return {stage, context + message}; }
 };
 
 inline Failure fail(std::string message) { return Failure{Stage::none, std::move(message)}; }
@@ -67,6 +71,27 @@ class Outcome {
 
   private:
     std::variant<T, Failure> v_;
+};
+
+// What a step that produces nothing returns: Ok{}, or why it failed.
+struct Ok {};
+
+template <>
+class Outcome<void> {
+  public:
+    Outcome() : failure_(Failure{Stage::none, "no result"}) {}  // as Outcome<T>'s
+    Outcome(Ok) : failure_(std::nullopt) {}  // NOLINT(google-explicit-constructor)
+    Outcome(Failure failure)
+        : failure_(std::move(failure)) {}  // NOLINT(google-explicit-constructor)
+
+    bool ok() const { return !failure_.has_value(); }
+    explicit operator bool() const { return ok(); }
+    const Failure& failure() const { return *failure_; }
+    const std::string& error() const { return failure().message; }
+    bool unreachable() const { return !ok() && failure().unreachable(); }
+
+  private:
+    std::optional<Failure> failure_;
 };
 
 }  // namespace rootcertd

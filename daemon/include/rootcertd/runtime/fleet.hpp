@@ -33,7 +33,7 @@ Composed compose_instances(const std::vector<Instance>& listed,
 // with LISTED: what --once and --list-instances start from.
 struct DiscoveredAll {
     Composed composed;
-    std::vector<std::pair<std::string, std::string>> failures;  // source, error
+    std::vector<std::pair<std::string, Failure>> failures;  // by source label
     std::vector<std::pair<std::string, std::size_t>> kept;      // source, instances kept
 };
 boost::asio::awaitable<DiscoveredAll> discover_all(std::shared_ptr<Services> services,

@@ -104,7 +104,7 @@ class StatusBoard {
 
     bool all_attempted() const;
     // Every instance has a valid file in place; REASON says which do not.
-    bool ready(std::string* reason) const;
+    Outcome<void> ready() const;
     // "3/3 fresh" or "2/3 fresh; failing: prod (HTTP 404: ...)".
     std::string summary() const;
     // GET /status: a JSON document with every instance.
