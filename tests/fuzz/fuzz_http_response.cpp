@@ -1,12 +1,17 @@
 // libFuzzer: raw HTTP response bytes through the parser limits the API client
 // uses (16 KiB header, 1 MiB body), then the "ca.crt" extraction. The client's
 // ResponseParser must read exactly what Beast's response_parser reads: the
-// same verdict, status, body, Location, Retry-After and keep-alive.
+// same verdict, status, body, Location, Retry-After and keep-alive. A date
+// the client reads (the input itself, a Last-Modified) reads as strptime()
+// reads it.
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdint>
 #include <cstdlib>
+#include <ctime>
+#include <string>
 
+#include "rootcertd/net/http_date.hpp"
 #include "rootcertd/net/response_parser.hpp"
 #include "rootcertd/sources/ca_response.hpp"
 
@@ -28,12 +33,23 @@ boost::beast::error_code feed(Parser& parser, const std::uint8_t* data, std::siz
     return ec;
 }
 
+// A date parse_http_date() accepts is the one strptime() and timegm() read.
+void check_date(const std::string& text) {
+    const auto date = rootcertd::parse_http_date(text);
+    if (!date) return;
+    std::tm tm{};
+    const char* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    expect(end != nullptr && *end == '\0');
+    expect(date->time_since_epoch().count() == timegm(&tm));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     namespace http = boost::beast::http;
     http::response_parser<http::string_body> beast;
     rootcertd::ResponseParser lean;
+    check_date(std::string(reinterpret_cast<const char*>(data), size));
     const auto beast_ec = feed(beast, data, size);
     const auto lean_ec = feed(lean, data, size);
     expect(beast_ec == lean_ec);
@@ -44,6 +60,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         expect(res.body() == lean.body);
         expect(res[http::field::location] == lean.location);
         expect(res[http::field::retry_after] == lean.retry_after);
+        check_date(lean.last_modified);
         // The parser's verdict, which the client uses: false after a body that
         // ended with the connection, whatever the header says.
         expect(beast.keep_alive() == lean.keep_alive());

@@ -59,7 +59,7 @@ void read_credentials(const std::string& source, MapReader& top,
     if (!node) return;
     MapReader all(source, *node, "credentials");
     for (std::size_t i = 0; i < node->size(); ++i) {
-        const std::string& name = node->key(i).Scalar();
+        const std::string name(node->key(i).Scalar());
         if (!is_safe_name(name)) {
             raise(all.site(node->key(i), name),
                   "'" + name + "' is not a credential name (letters, digits, '_', '.', '-')");

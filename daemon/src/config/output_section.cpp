@@ -73,7 +73,7 @@ Output read_output(const std::string& source, MapReader& m, const Config& cfg,
         for (std::size_t i = 0; i < list->size(); ++i) {
             const auto item = (*list)[i];
             if (!item.IsScalar()) raise(m.site(item, "instances"), "must be a list of names");
-            const std::string& name = item.Scalar();
+            const std::string name(item.Scalar());
             const bool listed =
                 std::any_of(cfg.instances.begin(), cfg.instances.end(),
                             [&](const Instance& inst) { return inst.name == name; });

@@ -11,12 +11,19 @@
 namespace rootcertd {
 
 YamlNode::Kind YamlNode::kind() const { return tree_->nodes_[index_].kind; }
-const std::string& YamlNode::Scalar() const { return tree_->nodes_[index_].scalar; }
-YAML::Mark YamlNode::Mark() const { return tree_->nodes_[index_].mark; }
+std::string_view YamlNode::Scalar() const {
+    const auto& n = tree_->nodes_[index_];
+    if (n.kind != Kind::scalar) return {};
+    return std::string_view(tree_->text_).substr(n.first, n.count);
+}
+YAML::Mark YamlNode::Mark() const {
+    return tree_->has_marks_ ? tree_->marks_[index_] : YAML::Mark::null_mark();
+}
 
 std::size_t YamlNode::size() const {
     const auto& n = tree_->nodes_[index_];
-    return n.kind == Kind::map ? n.count / 2 : n.count;
+    if (n.kind == Kind::map) return n.count / 2;
+    return n.kind == Kind::sequence ? n.count : 0;
 }
 
 YamlNode YamlNode::child(std::size_t i) const {
@@ -62,8 +69,11 @@ class TreeBuilder final : public YAML::EventHandler {
     void OnMapEnd() override { close(); }
 
   private:
-    std::uint32_t add(YamlNode::Kind kind, const YAML::Mark& mark, const std::string& scalar) {
-        tree_.nodes_.push_back({kind, mark, 0, 0, scalar});
+    std::uint32_t add(YamlNode::Kind kind, const YAML::Mark& mark, std::string_view scalar) {
+        tree_.nodes_.push_back({kind, static_cast<std::uint32_t>(tree_.text_.size()),
+                                static_cast<std::uint32_t>(scalar.size())});
+        tree_.text_.append(scalar);
+        if (tree_.has_marks_) tree_.marks_.push_back(mark);
         return static_cast<std::uint32_t>(tree_.nodes_.size() - 1);
     }
     void finished(std::uint32_t index, YAML::anchor_t anchor) {
@@ -207,17 +217,18 @@ bool json_candidate(std::string_view text) {
 }  // namespace
 
 YamlTree::YamlTree(std::string_view text, Marks marks) {
+    text_.reserve(text.size());  // scalars are at most the text that holds them
     if (marks == Marks::optional && json_candidate(text)) {
+        has_marks_ = false;
         boost::json::basic_parser<JsonEvents> parser(boost::json::parse_options{}, *this);
         boost::json::error_code ec;
         const auto used = parser.write_some(false, text.data(), text.size(), ec);
-        if (!ec && used == text.size()) {
-            has_marks_ = false;
-            return;
-        }
+        if (!ec && used == text.size()) return;
         nodes_.clear();  // not JSON after all: read it as YAML, from nothing
         children_.clear();
+        text_.clear();
         has_root_ = false;
+        has_marks_ = true;
     }
     std::istringstream in{std::string(text)};
     YAML::Parser parser(in);

@@ -57,14 +57,14 @@ std::size_t request_hash(const Source& source) {
     // that changes any of it, a 304 would replay a CA read the old way.
     std::size_t seed = 0;
     const auto& r = source.reading;
-    const std::string credential = source.credential ? "credential " + *source.credential : "api";
-    const std::string ca_file = source.ca_file ? source.ca_file->native() : std::string();
+    const std::string_view credential = source.credential ? *source.credential : "";
+    const std::string_view ca_file = source.ca_file ? source.ca_file->native() : "";
     const std::string_view texts[] = {source.provider,    source.api.host,    source.target,
                                       source.auth_scheme, source.auth_header, credential,
                                       r.json_pointer,     r.member,           ca_file};
     for (const auto text : texts) boost::hash_combine(seed, text);
     const unsigned numbers[] = {source.api.port, r.base64, static_cast<unsigned>(r.format),
-                                r.drop_leaves};
+                                r.drop_leaves, source.credential.has_value()};
     for (const auto n : numbers) boost::hash_combine(seed, n);
     return seed;
 }
@@ -120,13 +120,18 @@ void warn_about_token(Services& s, const TokenSource& token, SysTime now) {
 // RFC 9110 (8.8.2.2) says of Last-Modified, one less than a minute old is
 // weak: not used. An ETag without a Last-Modified is the server's own (a
 // content hash, as S3 sends).
-std::optional<Validators> trustworthy_validators(const HttpResponse& answer, std::size_t request,
+// SOURCE: the request they answer, hashed only for validators kept.
+std::optional<Validators> trustworthy_validators(const HttpResponse& answer, const Source& source,
                                                  SysTime now) {
     if (answer.etag.empty() && answer.last_modified.empty()) return std::nullopt;
-    Validators v{request, answer.etag, std::nullopt};
-    if (answer.last_modified.empty()) return v;
-    v.last_modified = parse_http_date(answer.last_modified);
-    if (!v.last_modified || now - *v.last_modified < std::chrono::minutes(1)) return std::nullopt;
+    Validators v{0, answer.etag, std::nullopt};
+    if (!answer.last_modified.empty()) {
+        v.last_modified = parse_http_date(answer.last_modified);
+        if (!v.last_modified || now - *v.last_modified < std::chrono::minutes(1)) {
+            return std::nullopt;
+        }
+    }
+    v.request = request_hash(source);
     return v;
 }
 
@@ -264,13 +269,13 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
     if (src.roots != nullptr) co_return co_await fetch_system_roots(s, src);
     Fetched out;
     std::string secret;
-    const std::size_t request_key = request_hash(src);
-    // 1. Conditional when the last answer had validators and what it served
-    // is still known.
+    // 1. Conditional when the last answer had validators for this same
+    // request and what it served is still known.
     const auto known = s->validators.find(inst.name);
-    const std::string* last = known != s->validators.end() && known->second.request == request_key
-                                  ? s->served_last(inst.name)
-                                  : nullptr;
+    const std::string* last =
+        known != s->validators.end() && known->second.request == request_hash(src)
+            ? s->served_last(inst.name)
+            : nullptr;
     // 2. The request and its answer.
     auto response = co_await send(s, src, src.target, last ? &known->second : nullptr, out, secret);
     if (!response) {
@@ -279,7 +284,7 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
         co_return out;
     }
     if (response.value().status == 200) {
-        out.validators = trustworthy_validators(response.value(), request_key, sys_now());
+        out.validators = trustworthy_validators(response.value(), src, sys_now());
     }
     read_answer(
         *s, src, response.value(), src.reading, [&] { return describe_request(src) + ": "; }, last,

@@ -19,3 +19,16 @@ TEST(HttpDate, LastModifiedIsAnImfFixdate) {
     EXPECT_FALSE(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT")) << "RFC 850: not sent today";
     EXPECT_FALSE(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT trailing"));
 }
+
+TEST(HttpDate, EveryFieldIsCheckedAndDatesAgreeWithTheCalendar) {
+    EXPECT_EQ(parse_http_date("Thu, 29 Feb 2024 23:59:60 GMT"),
+              std::chrono::sys_days{std::chrono::year(2024) / 3 / 1} + std::chrono::seconds(0))
+        << "a leap day, and a leap second as the next minute's first";
+    for (const char* bad : {"Thu, 29 Feb 2023 12:00:00 GMT", "Sun, 06 Nov 1994 24:00:00 GMT",
+                            "Sun, 06 Nov 1994 08:60:37 GMT", "sun, 06 Nov 1994 08:49:37 GMT",
+                            "Sun, 06 nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 UTC",
+                            "Sun, 6 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:3x GMT",
+                            "Xyz, 06 Nov 1994 08:49:37 GMT", "Sun, 00 Nov 1994 08:49:37 GMT", ""}) {
+        EXPECT_FALSE(parse_http_date(bad)) << bad;
+    }
+}

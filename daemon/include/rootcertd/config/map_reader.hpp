@@ -34,14 +34,14 @@ struct Site {
 // SITE() names the value in an error: built only then (most values are read
 // once and never wrong, and a site is a string of its own).
 template <class MakeSite>
-std::string expand_env(const MakeSite& site, const std::string& in) {
-    if (in.find("${") == std::string::npos) return in;
+std::string expand_env(const MakeSite& site, std::string_view in) {
+    if (in.find("${") == std::string_view::npos) return std::string(in);
     std::string out;
     for (std::size_t i = 0; i < in.size();) {
         if (in.compare(i, 2, "${") == 0) {
             const auto end = in.find('}', i + 2);
             if (end == std::string::npos) raise(site(), "unterminated '${' in value");
-            std::string name = in.substr(i + 2, end - i - 2);
+            std::string name(in.substr(i + 2, end - i - 2));
             std::optional<std::string> fallback;  // ${NAME:-fallback}
             if (const auto dash = name.find(":-"); dash != std::string::npos) {
                 fallback = name.substr(dash + 2);
@@ -92,10 +92,12 @@ class MapReader {
         entries_.reserve(node.size());
         std::set<std::string_view> seen;  // only for big mappings
         for (std::size_t i = 0; i < node.size(); ++i) {
-            const auto& key = node.key(i).Scalar();
+            const std::string_view key = node.key(i).Scalar();
             const bool duplicate =
                 node.size() <= 16 ? find(key) != entries_.end() : !seen.insert(key).second;
-            if (duplicate) raise({source_, node.key(i).Mark(), key_path(key)}, "duplicate key");
+            if (duplicate) {
+                raise({source_, node.key(i).Mark(), key_path(std::string(key))}, "duplicate key");
+            }
             entries_.push_back(Entry{key, node.key(i), node.value(i)});
         }
         known_.reserve(16);

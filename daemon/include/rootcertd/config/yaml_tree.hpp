@@ -35,7 +35,7 @@ class YamlNode {
     bool IsSequence() const { return kind() == Kind::sequence; }
     bool IsMap() const { return kind() == Kind::map; }
     // The text of a scalar; empty for anything else (as YAML::Node::Scalar()).
-    const std::string& Scalar() const;
+    std::string_view Scalar() const;
     YAML::Mark Mark() const;
     // Items of a sequence, or key/value pairs of a map.
     std::size_t size() const;
@@ -76,15 +76,19 @@ class YamlTree {
   private:
     friend class YamlNode;
     friend class TreeBuilder;
+    // 12 bytes: a fleet's config is tens of thousands of nodes, all held
+    // while the config is read (bench/RESULTS.md, "--once peak RSS").
     struct Node {
         YamlNode::Kind kind;
-        YAML::Mark mark;
-        std::uint32_t first = 0;  // children: children_[first, first + count)
+        // A collection's children: children_[first, first + count). A
+        // scalar's text: text_.substr(first, count).
+        std::uint32_t first = 0;
         std::uint32_t count = 0;
-        std::string scalar;
     };
     std::vector<Node> nodes_;
+    std::vector<YAML::Mark> marks_;  // one per node, when has_marks_
     std::vector<std::uint32_t> children_;
+    std::string text_;  // every scalar's text, one after the other
     bool has_root_ = false;
     bool has_marks_ = true;
 };

@@ -9,7 +9,8 @@
 
 namespace rootcertd {
 
-// An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), as in Last-Modified.
+// An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), as in Last-Modified;
+// names are case-sensitive (RFC 9110, 5.6.7), the obsolete formats refused.
 std::optional<std::chrono::sys_seconds> parse_http_date(std::string_view value);
 
 // Seconds or an HTTP-date, as in a Retry-After header; nullopt if neither.

@@ -69,15 +69,15 @@ std::string percent_encode(std::string_view text);
 template <class Value>
 std::string expand_path(std::string_view path, const Value& value) {
     std::string out;
-    for (std::size_t i = 0; i < path.size();) {
-        if (path[i] == '{') {
-            const auto end = path.find('}', i);
-            out += value(std::string(path.substr(i + 1, end - i - 1)));
-            i = end + 1;
-        } else {
-            out += path[i++];
-        }
+    out.reserve(path.size() + 48);
+    std::size_t at = 0;
+    for (auto open = path.find('{'); open != std::string_view::npos; open = path.find('{', at)) {
+        const auto close = path.find('}', open);
+        out.append(path.substr(at, open - at));
+        out += value(std::string(path.substr(open + 1, close - open - 1)));
+        at = close + 1;
     }
+    out.append(path.substr(at));
     return out;
 }
 
