@@ -121,6 +121,8 @@ class DaemonRunner {
             }
         }
         if (const auto period = notify_.watchdog_period()) {
+            spdlog::info("systemd watchdog: WATCHDOG=1 every {} (half of WATCHDOG_USEC)",
+                         human(std::chrono::duration_cast<Duration>(*period)));
             asio::co_spawn(ioc_, watchdog_loop(*period), asio::detached);
         }
         asio::co_spawn(ioc_, sweep_loop(), asio::detached);
