@@ -25,8 +25,8 @@ void read_globals(const std::string& source, MapReader& top, const std::filesyst
     cfg.pg_service_file = top.path("pg_service_file", base_dir);
     if (auto d = top.parsed<Duration>("verify_interval", positive_duration))
         cfg.verify_interval = *d;
-    cfg.keep_previous = read_rotation(source, top, "rotation").value_or(cfg.keep_previous);
-    cfg.on_change = read_hook(source, top, "on_change");
+    cfg.keep_previous = read_rotation(source, top).value_or(cfg.keep_previous);
+    cfg.on_change = read_hook(source, top);
     if (auto metrics = top.take("metrics")) {
         MapReader m(source, *metrics, "metrics");
         cfg.metrics_listen = m.text("listen");

@@ -15,15 +15,14 @@ namespace {
 // The settings an instance takes from the globals unless it has its own; a
 // `discover` entry's are the defaults of what it finds.
 void read_settings(const std::string& source, MapReader& m, const Config& cfg, Instance& inst) {
-    const std::string path = m.site().key;
     inst.refresh_interval =
         m.parsed<Duration>("refresh_interval", positive_duration).value_or(cfg.refresh_interval);
     inst.file = cfg.file;
     read_ownership(m, inst.file);
-    inst.keep_previous = read_rotation(source, m, path + ".rotation").value_or(cfg.keep_previous);
+    inst.keep_previous = read_rotation(source, m).value_or(cfg.keep_previous);
     inst.verify_interval =
         m.parsed<Duration>("verify_interval", positive_duration).value_or(cfg.verify_interval);
-    inst.on_change = read_hook(source, m, path + ".on_change");
+    inst.on_change = read_hook(source, m);
     if (!inst.on_change) inst.on_change = cfg.on_change;
 }
 
@@ -89,7 +88,6 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
 // names of the entries before it, with their lines.
 Instance read_instance(const std::string& source, MapReader& m, const Config& cfg,
                        const std::filesystem::path& base_dir, const NameLines& seen) {
-    const std::string path = m.site().key;
     Instance inst;
     const bool tembo = m.has("org") || m.has("id");
     if (tembo == m.has("source")) {
@@ -103,13 +101,13 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
         }
         inst.source =
             tembo_source(inst.org, inst.id, m.parsed<Endpoint>("api_url", parse_https_url),
-                         std::nullopt, cfg, m.site());
+                         std::nullopt, cfg, m);
         inst.name = m.text("name").value_or(inst.id);
     } else {
         if (m.has("api_url")) {
             raise(m.site("api_url"), "not with source: the source has its own api_url");
         }
-        MapReader src(source, *m.take("source"), path + ".source");
+        MapReader src(source, *m.take("source"), m.child_path("source"));
         inst.source = typo_first(src, [&] { return read_source(src, cfg, base_dir, inst); });
         src.finish();
         inst.name = m.required("name");

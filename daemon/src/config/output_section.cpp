@@ -107,7 +107,7 @@ Output read_output(const std::string& source, MapReader& m, const Config& cfg,
     }
     out.file = cfg.file;
     read_ownership(m, out.file);
-    out.on_change = read_hook(source, m, m.site().key + ".on_change");
+    out.on_change = read_hook(source, m);
     return out;
 }
 

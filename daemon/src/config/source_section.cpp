@@ -13,14 +13,14 @@ namespace rootcertd::config_read {
 // The request of a Tembo instance; ORIGIN: its api_url, else api.url.
 Source tembo_source(const std::string& org, const std::string& id,
                     const std::optional<Endpoint>& origin, std::optional<std::string> credential,
-                    const Config& cfg, const Site& where) {
-    const Preset& tembo = *find_preset("tembo");
-    if (!origin && !cfg.api) raise(where, "no api_url here and no api.url to inherit");
+                    const Config& cfg, const MapReader& where) {
+    static const Preset& tembo = *find_preset("tembo");
+    if (!origin && !cfg.api) raise(where.site(), "no api_url here and no api.url to inherit");
     if (!credential && !cfg.token_file && !cfg.token_env) {
-        raise(where, "needs api.token_file or api.token_env (or a source credential)");
+        raise(where.site(), "needs api.token_file or api.token_env (or a source credential)");
     }
     return preset_source(
-        tembo, [&](const std::string& key) { return key == "org" ? org : id; },
+        tembo, [&](std::string_view key) -> const std::string& { return key == "org" ? org : id; },
         origin ? origin : cfg.api, std::move(credential));
 }
 
@@ -134,24 +134,24 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
             raise(m.site("credential"),
                   "not for " + provider + ": its CAs are public, no secret is sent");
         }
-        std::map<std::string, std::string> values;
+        PresetValues values;
         for (const auto& key : path_keys(preset->origin)) {
-            auto value = m.required(key.c_str());
+            auto value = m.required(key);
             if (!is_dns_label(value)) {
-                raise(m.site(key.c_str()),
+                raise(m.site(key),
                       "'" + value +
                           "' must be lower-case letters, digits and '-' (a host name label)");
             }
-            values[key] = std::move(value);
+            values[std::string(key)] = std::move(value);
         }
         for (const auto& key : path_keys(preset->path)) {
             const auto fallback = std::find_if(preset->defaults.begin(), preset->defaults.end(),
                                                [&](const auto& d) { return d.first == key; });
             std::string value;
             if (fallback == preset->defaults.end()) {
-                value = m.required(key.c_str());
+                value = m.required(key);
             } else {
-                value = m.text(key.c_str()).value_or(std::string(fallback->second));
+                value = m.text(key).value_or(std::string(fallback->second));
                 if (value.empty()) value = fallback->second;
             }
             if (std::find(preset->encoded.begin(), preset->encoded.end(), key) !=
@@ -159,21 +159,20 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
                 if (value.size() > 512 || std::any_of(value.begin(), value.end(), [](char c) {
                         return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f;
                     })) {
-                    raise(m.site(key.c_str()),
+                    raise(m.site(key),
                           "'" + value +
                               "' must be printable, without spaces, at most 512 characters");
                 }
-                values[key] = percent_encode(value);
+                values[std::string(key)] = percent_encode(value);
                 continue;
             }
             if (!is_path_value(value)) {
-                raise(m.site(key.c_str()),
-                      "'" + value + "' may hold only letters, digits and '_.-:@'");
+                raise(m.site(key), "'" + value + "' may hold only letters, digits and '_.-:@'");
             }
-            values[key] = std::move(value);
+            values[std::string(key)] = std::move(value);
         }
         if (preset->check) {
-            if (auto bad = preset->check(values)) raise(m.site(bad->key.c_str()), bad->message);
+            if (auto bad = preset->check(values)) raise(m.site(bad->key), bad->message);
         }
         auto origin = m.parsed<Endpoint>("api_url", parse_https_url);
         std::optional<std::string> credential;
@@ -181,14 +180,14 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
         if (provider == "tembo") {  // its origin and token may come from api:
             inst.org = values["org"];
             inst.id = values["id"];
-            out = tembo_source(inst.org, inst.id, origin, credential, cfg, m.site());
+            out = tembo_source(inst.org, inst.id, origin, credential, cfg, m);
         } else {
             if (!preset->auth_scheme.empty() && !credential) {
                 raise(m.site("credential"),
                       "is required: " + provider + " needs a secret (see credentials)");
             }
             out = preset_source(
-                *preset, [&](const std::string& k) { return values[k]; }, origin,
+                *preset, [&](std::string_view k) { return value_of(values, k); }, origin,
                 std::move(credential));
         }
     }

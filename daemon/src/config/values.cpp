@@ -142,11 +142,10 @@ std::vector<std::string> read_command(MapReader& m, const char* key) {
 }
 
 // on_change: {command: [argv...], timeout: DURATION}, global or per instance.
-std::optional<Hook> read_hook(const std::string& source, MapReader& parent,
-                              const std::string& path) {
+std::optional<Hook> read_hook(const std::string& source, MapReader& parent) {
     auto node = parent.take("on_change");
     if (!node) return std::nullopt;
-    MapReader m(source, *node, path);
+    MapReader m(source, *node, parent.child_path("on_change"));
     Hook hook;
     hook.command = read_command(m, "command");
     if (auto d = m.parsed<Duration>("timeout", positive_duration)) hook.timeout = *d;
@@ -155,11 +154,10 @@ std::optional<Hook> read_hook(const std::string& source, MapReader& parent,
 }
 
 // rotation: {keep_previous: DURATION}, at the top level or in an instance.
-std::optional<Duration> read_rotation(const std::string& source, MapReader& parent,
-                                      const std::string& path) {
+std::optional<Duration> read_rotation(const std::string& source, MapReader& parent) {
     auto node = parent.take("rotation");
     if (!node) return std::nullopt;
-    MapReader rotation(source, *node, path);
+    MapReader rotation(source, *node, parent.child_path("rotation"));
     auto keep = rotation.parsed<Duration>("keep_previous", parse_duration);
     rotation.finish();
     return keep;

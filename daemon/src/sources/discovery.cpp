@@ -35,7 +35,7 @@ std::string sanitise_name(std::string_view text) {
 
 std::string first_page(const Discovery& d) {
     return expand_path(find_list_kind(d.provider)->first_page,
-                       [&](const std::string&) { return d.scope; });
+                       [&](std::string_view) -> const std::string& { return d.scope; });
 }
 
 namespace {
@@ -93,7 +93,8 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
             continue;
         }
         Source source = preset_source(
-            preset, [&](const std::string& k) { return item.keys[k]; }, item.origin, d.credential);
+            preset, [&](std::string_view k) { return value_of(item.keys, k); }, item.origin,
+            d.credential);
         source.ca_file = d.ca_file;
         inst.source = std::move(source);
         if (!inst.host) inst.dbname.reset();

@@ -113,7 +113,8 @@ Outcome<std::optional<std::string>> cloudsql_next(const Discovery& d, const json
     auto token = field(page.get_object(), "nextPageToken");
     if (!token || token->empty()) return std::optional<std::string>();
     return std::optional<std::string>(
-        expand_path(cloudsql_list, [&](const std::string&) { return d.scope; }) +
+        expand_path(cloudsql_list,
+                    [&](std::string_view) -> const std::string& { return d.scope; }) +
         "?pageToken=" + boost::urls::encode(*token, boost::urls::unreserved_chars));
 }
 

@@ -192,11 +192,11 @@ const Preset* find_preset(std::string_view name) {
     return it == all.end() ? nullptr : &*it;
 }
 
-std::vector<std::string> path_keys(std::string_view path) {
-    std::vector<std::string> keys;
+std::vector<std::string_view> path_keys(std::string_view path) {
+    std::vector<std::string_view> keys;
     for (auto at = path.find('{'); at != std::string_view::npos; at = path.find('{', at + 1)) {
-        std::string key(path.substr(at + 1, path.find('}', at) - at - 1));
-        if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(std::move(key));
+        const auto key = path.substr(at + 1, path.find('}', at) - at - 1);
+        if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
     }
     return keys;
 }

@@ -57,8 +57,11 @@ std::size_t request_hash(const Source& source) {
     // that changes any of it, a 304 would replay a CA read the old way.
     std::size_t seed = 0;
     const auto& r = source.reading;
-    const std::string_view credential = source.credential ? *source.credential : "";
-    const std::string_view ca_file = source.ca_file ? source.ca_file->native() : "";
+    // Views of the source's own strings (a "" branch would make a temporary).
+    const std::string_view credential =
+        source.credential ? std::string_view(*source.credential) : std::string_view();
+    const std::string_view ca_file =
+        source.ca_file ? std::string_view(source.ca_file->native()) : std::string_view();
     const std::string_view texts[] = {source.provider,    source.api.host,    source.target,
                                       source.auth_scheme, source.auth_header, credential,
                                       r.json_pointer,     r.member,           ca_file};

@@ -7,6 +7,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <deque>
+#include <functional>
 
 #include "pki.hpp"
 #include "rootcertd/config/config.hpp"
@@ -185,4 +186,24 @@ TEST_F(FetchCa, ARedirectIsNotFollowedAndItsQueryNotShown) {
         << f.pem.error();
     EXPECT_EQ(f.pem.error().find("sig="), std::string::npos);
     EXPECT_EQ(client->seen.size(), 1u);
+}
+
+TEST(RequestHash, TheSameRequestHashesTheSameAndAnyChangeOfItDiffers) {
+    Source a;
+    a.provider = "url";
+    a.api = parse_https_url("https://ca.example").value();
+    a.target = "/ca.pem";
+    a.credential = "a-secret-name-longer-than-fifteen";
+    a.ca_file = "/etc/rootcertd/a-trust-file-longer-than-fifteen.pem";
+    Source same = a;
+    EXPECT_EQ(request_hash(a), request_hash(same)) << "validators kept are used next time";
+    for (auto change : std::vector<std::function<void(Source&)>>{
+             [](Source& s) { s.credential.reset(); },
+             [](Source& s) { s.credential = "another-secret-name-also-long"; },
+             [](Source& s) { s.ca_file.reset(); }, [](Source& s) { s.target = "/other.pem"; },
+             [](Source& s) { s.reading.base64 = true; }}) {
+        Source changed = a;
+        change(changed);
+        EXPECT_NE(request_hash(a), request_hash(changed));
+    }
 }

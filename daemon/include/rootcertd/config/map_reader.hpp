@@ -5,6 +5,7 @@
 #include <yaml-cpp/mark.h>
 
 #include <algorithm>
+#include <boost/container/small_vector.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -96,15 +97,14 @@ class MapReader {
             const bool duplicate =
                 node.size() <= 16 ? find(key) != entries_.end() : !seen.insert(key).second;
             if (duplicate) {
-                raise({source_, node.key(i).Mark(), key_path(std::string(key))}, "duplicate key");
+                raise({source_, node.key(i).Mark(), key_path(key)}, "duplicate key");
             }
             entries_.push_back(Entry{key, node.key(i), node.value(i)});
         }
-        known_.reserve(16);
     }
 
     // The value at KEY, or nothing when absent; an explicit null counts as absent.
-    std::optional<YamlNode> take(const char* key) {
+    std::optional<YamlNode> take(std::string_view key) {
         known_.push_back(key);
         const auto it = find(key);
         if (it == entries_.end()) return std::nullopt;
@@ -113,7 +113,7 @@ class MapReader {
         return it->value;
     }
 
-    std::optional<std::string> text(const char* key) {
+    std::optional<std::string> text(std::string_view key) {
         auto node = take(key);
         if (!node) return std::nullopt;
         if (!node->IsScalar()) raise(site(*node, key), "must be a single value");
@@ -121,7 +121,7 @@ class MapReader {
     }
 
     template <class T, class Parse>
-    std::optional<T> parsed(const char* key, Parse parse) {
+    std::optional<T> parsed(std::string_view key, Parse parse) {
         auto node = take(key);
         if (!node) return std::nullopt;
         if (!node->IsScalar()) raise(site(*node, key), "must be a single value");
@@ -130,7 +130,7 @@ class MapReader {
         return std::move(result.value());
     }
 
-    std::string required(const char* key) {
+    std::string required(std::string_view key) {
         auto value = text(key);
         if (!value || value->empty()) {
             raise_typo_of({key});
@@ -140,7 +140,7 @@ class MapReader {
     }
 
     // A path value, relative to BASE_DIR. '~' is no home directory here.
-    std::optional<std::filesystem::path> path(const char* key,
+    std::optional<std::filesystem::path> path(std::string_view key,
                                               const std::filesystem::path& base_dir) {
         auto value = text(key);
         if (!value) return std::nullopt;
@@ -157,7 +157,7 @@ class MapReader {
             if (entry.used) continue;
             for (const auto wanted : keys) {
                 if (near_miss(entry.name, wanted)) {
-                    raise({source_, entry.key.Mark(), key_path(std::string(entry.name))},
+                    raise({source_, entry.key.Mark(), key_path(entry.name)},
                           "unknown key '" + std::string(entry.name) + "' (did you mean '" +
                               std::string(wanted) + "'?)");
                 }
@@ -165,22 +165,23 @@ class MapReader {
         }
     }
 
-    Site site(YamlNode node, const std::string& key) const {
+    Site site(YamlNode node, std::string_view key) const {
         return {source_, node.Mark(), key_path(key)};
     }
     // Where KEY's value is, or the mapping itself when KEY is absent.
-    Site site(const char* key) const {
+    Site site(std::string_view key) const {
         const auto it = find(key);
         return {source_, it == entries_.end() ? node_.Mark() : it->value.Mark(), key_path(key)};
     }
     // Whether KEY is set; KEY is one this mapping may hold (an unknown key's
-    // "expected one of" lists it). KEY is a string literal: kept by address,
-    // no copy (a fleet's config asks this for every instance).
-    bool has(const char* key) {
+    // "expected one of" lists it).
+    bool has(std::string_view key) {
         tested_.push_back(key);
         return find(key) != entries_.end();
     }
     Site site() const { return {source_, node_.Mark(), path_}; }
+    // The path of the mapping at KEY, for a reader of it ("instances[3].rotation").
+    std::string child_path(std::string_view key) const { return key_path(key); }
     const std::string& source() const { return source_; }
 
     // After another error in this mapping: a key nobody asked for that is a
@@ -194,7 +195,7 @@ class MapReader {
             if (entry.used) continue;
             for (const auto key : asked) {
                 if (near_miss(entry.name, key)) {
-                    raise({source_, entry.key.Mark(), key_path(std::string(entry.name))},
+                    raise({source_, entry.key.Mark(), key_path(entry.name)},
                           "unknown key '" + std::string(entry.name) + "' (did you mean '" +
                               std::string(key) + "'?)");
                 }
@@ -206,7 +207,7 @@ class MapReader {
     void finish() const {
         for (const auto& entry : entries_) {
             if (entry.used) continue;
-            const Site where{source_, entry.key.Mark(), key_path(std::string(entry.name))};
+            const Site where{source_, entry.key.Mark(), key_path(entry.name)};
             const std::string unknown = "unknown key '" + std::string(entry.name) + "'";
             std::vector<std::string_view> keys(known_.begin(), known_.end());
             keys.insert(keys.end(), tested_.begin(), tested_.end());
@@ -231,18 +232,20 @@ class MapReader {
         return d > 0 && d <= (key.size() <= 4 ? 1u : 2u);
     }
 
-    std::string key_path(const std::string& key) const {
-        return path_.empty() ? key : path_ + "." + key;
+    std::string key_path(std::string_view key) const {
+        return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
     }
 
     const std::string& source_;
     YamlNode node_;
     std::string path_;
     Entries entries_;
-    // Copies: a provider's keys come from its path template. Short keys stay
-    // in the string itself (no allocation).
-    std::vector<std::string> known_;
-    std::vector<const char*> tested_;  // keys has() was asked about: literals
+    // The keys asked for (take) and asked about (has), for "expected one of"
+    // and typos. Views: every key a reader is asked for outlives it (a
+    // literal, a provider table's text, the tree's own text). Held inline: a
+    // fleet's config builds a reader per instance.
+    boost::container::small_vector<std::string_view, 24> known_;
+    boost::container::small_vector<std::string_view, 8> tested_;
 };
 
 // READ(M), unless it fails while M holds a typo of a key it asked for:

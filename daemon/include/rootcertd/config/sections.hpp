@@ -28,7 +28,7 @@ std::string credential_name(MapReader& m, const char* key, const Config& cfg);
 // The request of a Tembo instance; ORIGIN: its api_url, else api.url.
 Source tembo_source(const std::string& org, const std::string& id,
                     const std::optional<Endpoint>& origin, std::optional<std::string> credential,
-                    const Config& cfg, const Site& where);
+                    const Config& cfg, const MapReader& where);
 // An instance's `source:`: a provider preset, or a custom url.
 Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path& base_dir,
                    Instance& inst);

@@ -31,13 +31,11 @@ Outcome<void> safe_path(const std::filesystem::path& path);
 // that can be executed now.
 std::vector<std::string> read_command(MapReader& m, const char* key);
 
-// PARENT's on_change: {command, timeout}; PATH names it in errors.
-std::optional<Hook> read_hook(const std::string& source, MapReader& parent,
-                              const std::string& path);
+// PARENT's on_change: {command, timeout}.
+std::optional<Hook> read_hook(const std::string& source, MapReader& parent);
 
 // PARENT's rotation: {keep_previous}.
-std::optional<Duration> read_rotation(const std::string& source, MapReader& parent,
-                                      const std::string& path);
+std::optional<Duration> read_rotation(const std::string& source, MapReader& parent);
 
 // [A-Za-z0-9_][A-Za-z0-9._-]*, without "..": safe as a file stem.
 bool is_safe_name(const std::string& s);

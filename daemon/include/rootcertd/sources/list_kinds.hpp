@@ -12,6 +12,7 @@
 
 #include "rootcertd/core/model.hpp"
 #include "rootcertd/core/outcome.hpp"
+#include "rootcertd/sources/providers.hpp"
 
 namespace rootcertd {
 
@@ -19,7 +20,7 @@ namespace rootcertd {
 // CA request when the list says (Tembo's data plane), and host, port and
 // user into the instance.
 struct ListedItem {
-    std::map<std::string, std::string> keys;
+    PresetValues keys;
     std::optional<Endpoint> origin;
 };
 

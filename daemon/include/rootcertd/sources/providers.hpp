@@ -14,7 +14,7 @@
 namespace rootcertd {
 
 // A source's key values (after defaults), by key.
-using PresetValues = std::map<std::string, std::string>;
+using PresetValues = std::map<std::string, std::string, std::less<>>;
 
 // A value a preset refuses: which key, and why.
 struct BadValue {
@@ -59,13 +59,19 @@ const std::vector<Preset>& presets();
 // The preset called NAME, or nothing.
 const Preset* find_preset(std::string_view name);
 
-// The {key} placeholders of PATH, in order, each once.
-std::vector<std::string> path_keys(std::string_view path);
+// The {key} placeholders of PATH, in order, each once: views into PATH.
+std::vector<std::string_view> path_keys(std::string_view path);
 
 // TEXT with every byte but RFC 3986's unreserved ones as %XX.
 std::string percent_encode(std::string_view text);
 
-// PATH with each {key} replaced by VALUE(key).
+// KEY's value in VALUES, or nothing.
+inline std::string_view value_of(const PresetValues& values, std::string_view key) {
+    const auto it = values.find(key);
+    return it == values.end() ? std::string_view() : std::string_view(it->second);
+}
+
+// PATH with each {key} replaced by VALUE(key), KEY a std::string_view.
 template <class Value>
 std::string expand_path(std::string_view path, const Value& value) {
     std::string out;
@@ -74,7 +80,7 @@ std::string expand_path(std::string_view path, const Value& value) {
     for (auto open = path.find('{'); open != std::string_view::npos; open = path.find('{', at)) {
         const auto close = path.find('}', open);
         out.append(path.substr(at, open - at));
-        out += value(std::string(path.substr(open + 1, close - open - 1)));
+        out += value(path.substr(open + 1, close - open - 1));
         at = close + 1;
     }
     out.append(path.substr(at));
