@@ -12,6 +12,7 @@
 #include "rootcertd/core/blocking.hpp"
 #include "rootcertd/core/logging.hpp"
 #include "rootcertd/pki/server_probe.hpp"
+#include "rootcertd/runtime/reporter.hpp"
 #include "rootcertd/sources/source.hpp"
 
 namespace rootcertd {
@@ -109,7 +110,7 @@ std::map<std::string, RotationState>::iterator rotation_state(Services& s, const
         if (auto st = parse_state(*disk.state)) {
             entry->second = std::move(st.value());
         } else {
-            spdlog::warn("{}: ignoring unreadable rotation state: {}", inst.name, st.error());
+            log_unreadable_state(inst.name, st.error());
         }
     } else if (disk.file) {
         entry->second.served = *disk.file;
@@ -137,10 +138,7 @@ asio::awaitable<Plan> plan_file(std::shared_ptr<Services> s, const Instance& ins
     const auto next = verify_chain(*plan.chain, plan.pem, *inst.host);
     if (!next.ok() && !next.host_mismatch && verify_chain(*plan.chain, *current, *inst.host).ok()) {
         plan.pem = union_of(plan.pem, *current);
-        spdlog::warn(
-            "{}: server {} does not yet present a certificate under the new CA; "
-            "installing the new CA together with the current one",
-            inst.name, server_of(inst));
+        log_server_behind(inst, server_of(inst));
     }
     co_return plan;
 }

@@ -222,6 +222,40 @@ void log_change(const Instance& inst, const std::filesystem::path& path, const I
               fields);
 }
 
+void Reporter::checked(const std::string& name, const LogFields& labels, const CheckResult& c,
+                       FailureLog& log, std::chrono::steady_clock::time_point now) {
+    if (!c.problem) {
+        if (log.on_success() > 0)
+            log_event(spdlog::level::info, name + ": live check passes again", labels);
+        return;
+    }
+    const std::string key = std::string(stage_name(c.problem->stage)) + (c.refresh_now ? "+" : "");
+    if (log.on_failure(key, now) == FailureLog::Verdict::quiet) return;
+    LogFields fields = labels;
+    fields.emplace_back("error", c.problem->message);
+    fields.emplace_back("stage", stage_name(c.problem->stage));
+    log_event(spdlog::level::warn, name + ": live check: " + c.problem->message, fields);
+}
+
+void log_hook_run(const std::string& name, const LogFields& labels, const std::string& program,
+                  const HookRun& run, std::optional<Duration> retry) {
+    log_event(run ? spdlog::level::info : spdlog::level::warn,
+              name + ": on_change " + program + " " + (run ? run.value() : run.error()) +
+                  (retry ? "; retrying in " + human(*retry) : ""),
+              labels);
+}
+
+void log_unreadable_state(const std::string& name, const std::string& why) {
+    spdlog::warn("{}: ignoring unreadable rotation state: {}", name, why);
+}
+
+void log_server_behind(const Instance& instance, const std::string& server) {
+    spdlog::warn(
+        "{}: server {} does not yet present a certificate under the new CA; "
+        "installing the new CA together with the current one",
+        instance.name, server);
+}
+
 void log_discovery_pass(const DiscoveredAll& pass) {
     for (const auto& [source, failure] : pass.failures) spdlog::error("{}", failure.message);
     for (const auto& r : pass.composed.refused) {

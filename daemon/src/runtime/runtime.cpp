@@ -114,11 +114,8 @@ asio::awaitable<void> Runtime::hook_until_done(std::shared_ptr<Services> s, Hook
         // Retried while this change is the file's latest, in the daemon.
         const bool retry = !run && !options_.once && !hook_retries_stopped_ &&
                            hook_generation_[job.name] == generation;
-        log_event(run ? spdlog::level::info : spdlog::level::warn,
-                  job.name + ": on_change " + hook.command[0] + " " +
-                      (run ? run.value() : run.error()) +
-                      (retry ? "; retrying in " + human(delay) : ""),
-                  job.labels);
+        log_hook_run(job.name, job.labels, hook.command[0], run,
+                     retry ? std::optional(delay) : std::nullopt);
         if (on_hook_end) on_hook_end(job.name, run.ok());
         if (!retry) break;
         timer.expires_after(delay);

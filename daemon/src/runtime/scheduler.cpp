@@ -96,12 +96,6 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     auto next_refresh = Steady::now();
     auto next_check = Steady::time_point::max();
-    const auto say = [&](spdlog::level::level_enum level, const std::string& text,
-                         LogFields extra = {}) {
-        LogFields fields = labels;
-        fields.insert(fields.end(), extra.begin(), extra.end());
-        log_event(level, name + ": " + text, fields);
-    };
     while (!co_await stopped()) {
         timer.expires_at(std::min(next_refresh, next_check));
         auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -115,15 +109,7 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
                 c.problem = fail(std::string("unexpected error: ") + e.what());
             }
             if (co_await stopped()) break;
-            if (!c.problem) {
-                if (check_failures.on_success() > 0)
-                    say(spdlog::level::info, "live check passes again");
-            } else if (check_failures.on_failure(
-                           std::string(stage_name(c.problem->stage)) + (c.refresh_now ? "+" : ""),
-                           Steady::now()) != FailureLog::Verdict::quiet) {
-                say(spdlog::level::warn, "live check: " + c.problem->message,
-                    {{"error", c.problem->message}, {"stage", stage_name(c.problem->stage)}});
-            }
+            reporter_.checked(name, labels, c, check_failures, Steady::now());
             // While the API fails, its backoff holds; while only the server
             // disagrees, the API is asked again at once.
             if (c.refresh_now && (consecutive == 0 || server_ahead)) next_refresh = Steady::now();

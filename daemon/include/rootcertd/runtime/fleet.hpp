@@ -34,7 +34,7 @@ Composed compose_instances(const std::vector<Instance>& listed,
 struct DiscoveredAll {
     Composed composed;
     std::vector<std::pair<std::string, Failure>> failures;  // by source label
-    std::vector<std::pair<std::string, std::size_t>> kept;      // source, instances kept
+    std::vector<std::pair<std::string, std::size_t>> kept;  // source, instances kept
 };
 boost::asio::awaitable<DiscoveredAll> discover_all(std::shared_ptr<Services> services,
                                                    std::vector<Instance> listed);

@@ -11,6 +11,7 @@
 #include "rootcertd/core/model.hpp"
 #include "rootcertd/pki/rotation.hpp"
 #include "rootcertd/runtime/fleet.hpp"
+#include "rootcertd/sources/hooks.hpp"
 #include "rootcertd/sources/results.hpp"
 #include "rootcertd/store/cert_store.hpp"
 #include "rootcertd/store/outputs.hpp"
@@ -37,6 +38,11 @@ class Reporter {
                    InstanceLog& log, std::optional<Duration> retry,
                    std::chrono::steady_clock::time_point now);
 
+    // After a live check of instance NAME: a problem when it starts or
+    // changes (and hourly), passing again once (LOG: what was said).
+    static void checked(const std::string& name, const LogFields& labels, const CheckResult& check,
+                        FailureLog& log, std::chrono::steady_clock::time_point now);
+
     // --once, at the end: "N instance(s) could not reach ORIGIN", per origin,
     // then "refreshed X/TOTAL instance(s) in N ms", naming each failed
     // instance with its reason (up to 20; the rest are counted).
@@ -59,6 +65,17 @@ class Reporter {
 // than rootcertd had changed it).
 void log_change(const Instance& instance, const std::filesystem::path& path, const Installed& done,
                 const CertBundle& installed, const Composition& rotation);
+
+// The line about an on_change run of NAME (an instance or an output):
+// what it did, or why it failed and, in the daemon, when it is retried.
+void log_hook_run(const std::string& name, const LogFields& labels, const std::string& program,
+                  const HookRun& run, std::optional<Duration> retry);
+
+// The refresh pipeline's own lines: a rotation state that cannot be read
+// (the file is adopted instead), and a server that does not yet present a
+// certificate under the new CA (both are installed together).
+void log_unreadable_state(const std::string& name, const std::string& why);
+void log_server_behind(const Instance& instance, const std::string& server);
 
 // The line about an output's write (outputs:): written, with the
 // fingerprints added and removed; waiting for members' files; failed.
