@@ -252,7 +252,7 @@ class DaemonRunner {
         spdlog::debug("reading {} existing file(s)", names.size());
         for (const auto& name : names) {
             if (auto* st = board_.find(name); !st || st->attempted) continue;
-            auto read = [s, file = name + ".crt"] { return s->store.read(file); };
+            auto read = [s, file = name + ".crt"] { return s->files.store.read(file); };
             auto bytes = co_await run_blocking(rt_.pool(), std::move(read));
             if (!bytes || !bytes->has_value()) continue;
             auto bundle = co_await validate_with_cache(s, **bytes, sys_now());
@@ -292,7 +292,7 @@ class DaemonRunner {
 
     // Removes the stale temp files of cert_dir and state_dir, off the loop.
     static asio::awaitable<void> sweep_temps(std::shared_ptr<Services> s) {
-        for (const CertStore* store : {&s->store, &s->state_store}) {
+        for (const CertStore* store : {&s->files.store, &s->files.state_store}) {
             auto removed = co_await run_blocking(s->blocking, [store] { return store->sweep(); });
             if (!removed) {
                 spdlog::warn("sweeping temp files: {}", removed.error());

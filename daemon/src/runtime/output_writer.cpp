@@ -65,7 +65,7 @@ asio::awaitable<bool> OutputWriter::write(std::shared_ptr<Services> s, std::set<
         std::optional<std::string> password;
         Outcome<OutputWrite> done = OutputWrite{};
         if (output.password) {
-            auto secret = co_await s->credentials.get(output.password);
+            auto secret = co_await s->fetch.credentials.get(output.password);
             if (!secret) {
                 done = secret.failure();
             } else {
@@ -74,7 +74,7 @@ asio::awaitable<bool> OutputWriter::write(std::shared_ptr<Services> s, std::set<
         }
         if (done) {
             auto job = [&output, &members, &password, s] {
-                return write_output(output, members, s->store, password);
+                return write_output(output, members, s->files.store, password);
             };
             done = co_await run_blocking(s->blocking, std::move(job));
         }

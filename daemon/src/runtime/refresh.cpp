@@ -76,20 +76,23 @@ struct Plan {
 // on the loop (a trip through the pool costs it more); a bigger one on the
 // pool. The state file is looked for only where one may be.
 asio::awaitable<Outcome<OnDisk>> read_current(std::shared_ptr<Services> s, const Instance& inst) {
+    const FileState& files = s->files;  // the pool's job holds S itself
     const auto file_name = inst.name + ".crt";
     const auto state_name = inst.name + ".json";
-    const bool read_state =
-        !s->states.contains(inst.name) && (!s->state_files || s->state_files->contains(state_name));
+    const bool read_state = !files.states.contains(inst.name) &&
+                            (!files.state_files || files.state_files->contains(state_name));
     // Nullopt: the file is bigger than LIMIT, and nothing was read.
     auto read = [s, file_name, state_name,
                  read_state](std::size_t limit) -> std::optional<Outcome<OnDisk>> {
         FileMeta meta;
-        auto file = s->store.read_up_to(file_name, limit, &meta);
+        auto file = s->files.store.read_up_to(file_name, limit, &meta);
         if (!file) return std::nullopt;
         if (!*file) return Outcome<OnDisk>(fail(file->error()));
         OnDisk d{std::move(file->value()), meta, std::nullopt};
         if (read_state) {
-            if (auto st = s->state_store.read(state_name); st) d.state = std::move(st.value());
+            if (auto st = s->files.state_store.read(state_name); st) {
+                d.state = std::move(st.value());
+            }
         }
         return Outcome<OnDisk>(std::move(d));
     };
@@ -102,9 +105,10 @@ asio::awaitable<Outcome<OnDisk>> read_current(std::shared_ptr<Services> s, const
 // state file, else (a file from before rootcertd managed it) the file. One
 // lookup for the whole refresh: std::map entries stay put, and an
 // instance's entry is only touched by its own loop.
-std::map<std::string, RotationState>::iterator rotation_state(Services& s, const Instance& inst,
+std::map<std::string, RotationState>::iterator rotation_state(FileState& files,
+                                                              const Instance& inst,
                                                               const OnDisk& disk) {
-    auto [entry, fresh] = s.states.try_emplace(inst.name);
+    auto [entry, fresh] = files.states.try_emplace(inst.name);
     if (!fresh) return entry;
     if (disk.state) {
         if (auto st = parse_state(*disk.state)) {
@@ -152,14 +156,16 @@ asio::awaitable<Plan> plan_file(std::shared_ptr<Services> s, const Instance& ins
 asio::awaitable<Outcome<Installed>> commit(std::shared_ptr<Services> s, const Instance& inst,
                                            const RotationState& state, const Plan& plan,
                                            const OnDisk& disk) {
+    FileState& files = s->files;  // the pool's job holds S itself
     const auto state_name = inst.name + ".json";
     const RotationState& next = plan.composition.state;
     const bool keeps = !next.kept.empty();
     if ((keeps || !state.kept.empty()) && !(next == state)) {
         auto save = [s, state_name, keeps,
                      text = keeps ? serialize_state(next) : std::string()]() -> Outcome<bool> {
-            if (!keeps) return s->state_store.remove(state_name);
-            auto saved = s->state_store.install(state_name, text, FileOwnership{0600, {}, {}});
+            if (!keeps) return s->files.state_store.remove(state_name);
+            auto saved =
+                s->files.state_store.install(state_name, text, FileOwnership{0600, {}, {}});
             if (!saved) return saved.failure();
             return true;
         };
@@ -168,17 +174,17 @@ asio::awaitable<Outcome<Installed>> commit(std::shared_ptr<Services> s, const In
             co_return fail(Stage::install,
                            "save rotation state of " + inst.name + ": " + saved.error());
         }
-        if (s->state_files) {
+        if (files.state_files) {
             if (keeps) {
-                s->state_files->insert(state_name);
+                files.state_files->insert(state_name);
             } else {
-                s->state_files->erase(state_name);
+                files.state_files->erase(state_name);
             }
         }
     }
     if (disk.file && *disk.file == plan.pem && disk.meta.matches(inst.file)) co_return Installed{};
     InstallJob job{inst.name + ".crt", plan.pem, inst.file};  // GCC12-COROUTINE-TEMPORARY
-    auto installed = co_await s->installs->install(std::move(job));
+    auto installed = co_await files.installs->install(std::move(job));
     if (!installed)
         co_return fail(Stage::install, "install " + inst.name + ": " + installed.error());
     co_return installed;
@@ -241,13 +247,13 @@ asio::awaitable<Outcome<CertBundle>> validate_served(std::shared_ptr<Services> s
 
 // After a commit: the rotation state the file now reflects, and the
 // validators of the answer it came from (a 304 keeps the last ones).
-void remember(Services& s, const Instance& inst, RotationState& state, Plan& plan,
+void remember(Fetcher& fetch, const Instance& inst, RotationState& state, Plan& plan,
               Fetched& fetched) {
     state = std::move(plan.composition.state);
     if (fetched.validators) {
-        s.validators.insert_or_assign(inst.name, std::move(*fetched.validators));
+        fetch.validators.insert_or_assign(inst.name, std::move(*fetched.validators));
     } else if (!fetched.not_modified) {
-        s.validators.erase(inst.name);
+        fetch.validators.erase(inst.name);
     }
 }
 
@@ -296,14 +302,14 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
     // 3. Read what the file and the rotation state hold now.
     auto disk = co_await read_current(s, inst);
     if (!disk) co_return failed(fail(Stage::read, "install " + inst.name + ": " + disk.error()));
-    const auto entry = rotation_state(*s, inst, disk.value());
+    const auto entry = rotation_state(s->files, inst, disk.value());
     // 4. Plan the file: served CAs, kept ones, and the live server's say.
     auto plan =
         co_await plan_file(s, inst, entry->second, served.value(), disk->file, now, result.warning);
     // 5. Commit: the rotation state, then the file, atomically and durably.
     auto installed = co_await commit(s, inst, entry->second, plan, disk.value());
     if (!installed) co_return failed(installed.failure());
-    remember(*s, inst, entry->second, plan, fetched);
+    remember(s->fetch, inst, entry->second, plan, fetched);
     // From here the file holds the planned bundle, whatever the live check
     // says next: a change is a change (its hook runs, it is counted).
     record_install(*s, inst, installed.value(), std::move(served.value()), plan, now, result);
@@ -350,7 +356,7 @@ asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> s, Instance in
         result.problem = probed.failure();
         co_return result;
     }
-    auto read = [s, file_name = inst.name + ".crt"] { return s->store.read(file_name); };
+    auto read = [s, file_name = inst.name + ".crt"] { return s->files.store.read(file_name); };
     auto file = co_await run_blocking(s->blocking, std::move(read));
     if (!file || !file->has_value()) {
         result.problem = fail(Stage::read, "no installed file to check yet");

@@ -31,32 +31,32 @@ std::optional<Config> Runtime::load(bool reloading) {
 std::shared_ptr<Services> Runtime::make_services(Config cfg) {
     try {
         auto s = std::make_shared<Services>(ioc_.get_executor(), std::move(cfg), pool_);
-        auto removed = s->store.prepare();
+        auto removed = s->files.store.prepare();
         if (!removed) {
             spdlog::error("cert_dir: {}", removed.error());
             return nullptr;
         }
         if (removed.value() > 0) {
             spdlog::info("removed {} temp file(s) left in {} by an earlier crash", removed.value(),
-                         s->store.dir().string());
+                         s->files.store.dir().string());
         }
         std::vector<std::string> state_files;
-        if (auto state = s->state_store.prepare(&state_files); !state) {
+        if (auto state = s->files.state_store.prepare(&state_files); !state) {
             spdlog::error("state_dir: {}", state.error());
             return nullptr;
         }
-        s->state_files.emplace(std::make_move_iterator(state_files.begin()),
-                               std::make_move_iterator(state_files.end()));
-        if (const auto& route = s->proxy; route.proxy) {
+        s->files.state_files.emplace(std::make_move_iterator(state_files.begin()),
+                                     std::make_move_iterator(state_files.end()));
+        if (const auto& route = s->fetch.proxy; route.proxy) {
             spdlog::info("API requests go through proxy {} (from {}){}", route.proxy->origin(),
                          route.source,
                          route.no_proxy.empty() ? "" : ", except no_proxy " + route.no_proxy);
         }
-        if (s->proxy_auth) {  // read now so a careless mode is reported at start-up
-            if (auto credentials = s->proxy_auth->get(); !credentials) {
+        if (s->fetch.proxy_auth) {  // read now so a careless mode is reported at start-up
+            if (auto credentials = s->fetch.proxy_auth->get(); !credentials) {
                 spdlog::warn("{}", credentials.error());
-            } else if (!s->proxy_auth->exposure().empty()) {
-                spdlog::warn("{}", s->proxy_auth->exposure());
+            } else if (!s->fetch.proxy_auth->exposure().empty()) {
+                spdlog::warn("{}", s->fetch.proxy_auth->exposure());
             }
         }
         // With discovery the block is written once the lists are in: written
@@ -108,7 +108,7 @@ asio::awaitable<void> Runtime::hook_until_done(std::shared_ptr<Services> s, Hook
         HookRun run = fail(Stage::hook, "aborted");
         try {
             run = co_await run_hook(ioc_.get_executor(), hook, job.env,
-                                    s->credentials.secret_variables(), job.name);
+                                    s->fetch.credentials.secret_variables(), job.name);
         } catch (const std::exception&) {
         }
         // Retried while this change is the file's latest, in the daemon.

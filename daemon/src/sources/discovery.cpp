@@ -116,7 +116,7 @@ asio::awaitable<Outcome<Listing>> list_instances(std::shared_ptr<Services> s, Di
         if (n == max_list_pages || !seen_pages.insert(target).second) {
             co_return fail(Stage::response, where + "the list pages in a loop or without end");
         }
-        auto secret = co_await s->credentials.get(d.credential);
+        auto secret = co_await s->fetch.credentials.get(d.credential);
         if (!secret) co_return fail(Stage::token, where + secret.error());
         HttpRequest request;
         request.endpoint = d.list_api;
@@ -126,10 +126,10 @@ asio::awaitable<Outcome<Listing>> list_instances(std::shared_ptr<Services> s, Di
         request.body_limit = max_list_body;
         std::optional<Outcome<HttpResponse>> response;
         {
-            co_await s->requests_in_flight.async_send(boost::system::error_code{},
-                                                      asio::use_awaitable);
-            SlotGuard slot(s->requests_in_flight);
-            response = co_await s->client_for(d.ca_file)->get(std::move(request));
+            co_await s->fetch.requests_in_flight.async_send(boost::system::error_code{},
+                                                            asio::use_awaitable);
+            SlotGuard slot(s->fetch.requests_in_flight);
+            response = co_await s->fetch.client_for(d.ca_file)->get(std::move(request));
         }
         if (!*response) {
             co_return fail(response->failure().stage,
@@ -137,7 +137,7 @@ asio::awaitable<Outcome<Listing>> list_instances(std::shared_ptr<Services> s, Di
         }
         const auto& answer = response->value();
         if (answer.status != 200) {
-            if (answer.status == 401) s->credentials.refused(d.credential);
+            if (answer.status == 401) s->fetch.credentials.refused(d.credential);
             co_return fail(Stage::http,
                            redact(where + http_error(answer.status, answer.body), secret.value()));
         }

@@ -14,62 +14,69 @@ ProxyRoute proxy_route(const Config& config) {
     return std::move(route.value());
 }
 
-ClientOptions client_options(const Services& s,
-                             const std::optional<std::filesystem::path>& extra_ca = {}) {
-    ClientOptions options;
-    options.resolver = s.resolver;
-    options.ca_file = s.config.ca_file;
-    options.extra_ca_file = extra_ca;
-    options.timeout = s.config.timeout;
-    options.connect_timeout = s.config.connect_timeout;
-    options.proxy = s.proxy;
-    if (s.proxy_auth) {
-        options.proxy_credentials = [auth = s.proxy_auth] { return auth->get(); };
-    }
-    return options;
-}
-
 }  // namespace
 
 std::size_t admission_slots(const Config& config) {
     return std::max<std::size_t>(64, 4 * std::size_t{config.concurrency});
 }
 
-Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& blocking_pool,
-                   const ClientFactory& client_factory)
-    : config(std::move(cfg)),
-      proxy(proxy_route(config)),
+Fetcher::Fetcher(asio::any_io_executor ex, const Config& config, std::shared_ptr<Resolver> resolver,
+                 const ClientFactory& client_factory)
+    : proxy(proxy_route(config)),
       proxy_auth(config.proxy_auth_file ? std::make_shared<TokenSource>(TokenSource::from_file(
                                               *config.proxy_auth_file, "proxy auth file"))
                                         : nullptr),
-      executor(ex),
-      resolver(make_resolver(ex)),
-      make_client(client_factory),
-      client(client_factory(ex, client_options(*this))),
       credentials(config, ex),
-      store(config.cert_dir),
-      installs(std::make_shared<InstallQueue>(ex, blocking_pool, store)),
-      state_store(config.state_dir),
-      blocking(blocking_pool),
       requests_in_flight(ex, config.concurrency),
-      refreshes_admitted(ex, admission_slots(config)) {}
+      executor_(ex),
+      make_client_(client_factory) {
+    base_.resolver = std::move(resolver);
+    base_.ca_file = config.ca_file;
+    base_.timeout = config.timeout;
+    base_.connect_timeout = config.connect_timeout;
+    base_.proxy = proxy;
+    if (proxy_auth) base_.proxy_credentials = [auth = proxy_auth] { return auth->get(); };
+    client_ = make_client_(executor_, base_);
+}
 
-const std::shared_ptr<HttpClient>& Services::client_for(
+ClientOptions Fetcher::options(const std::optional<std::filesystem::path>& extra_ca) const {
+    ClientOptions options = base_;
+    options.extra_ca_file = extra_ca;
+    return options;
+}
+
+const std::shared_ptr<HttpClient>& Fetcher::client_for(
     const std::optional<std::filesystem::path>& ca) {
-    if (!ca) return client;
-    auto& c = clients_by_ca[*ca];
-    if (!c) c = make_client(executor, client_options(*this, ca));
+    if (!ca) return client_;
+    auto& c = clients_by_ca_[*ca];
+    if (!c) c = make_client_(executor_, options(ca));
     return c;
 }
 
-const std::string* Services::served_last(const std::string& instance) const {
+void Fetcher::close() {
+    client_->close();
+    for (auto& [_, c] : clients_by_ca_) c->close();
+}
+
+FileState::FileState(asio::any_io_executor ex, asio::thread_pool& blocking_pool,
+                     const Config& config)
+    : store(config.cert_dir),
+      installs(std::make_shared<InstallQueue>(ex, blocking_pool, store)),
+      state_store(config.state_dir) {}
+
+const std::string* FileState::served_last(const std::string& instance) const {
     const auto it = states.find(instance);
     return it == states.end() || it->second.served.empty() ? nullptr : &it->second.served;
 }
 
-void Services::close_clients() {
-    client->close();
-    for (auto& [_, c] : clients_by_ca) c->close();
-}
+Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& blocking_pool,
+                   const ClientFactory& client_factory)
+    : config(std::move(cfg)),
+      executor(ex),
+      resolver(make_resolver(ex)),
+      fetch(ex, config, resolver, client_factory),
+      files(ex, blocking_pool, config),
+      blocking(blocking_pool),
+      refreshes_admitted(ex, admission_slots(config)) {}
 
 }  // namespace rootcertd

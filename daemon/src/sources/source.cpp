@@ -109,8 +109,8 @@ void warn_about_token(Services& s, const TokenSource& token, SysTime now) {
                    ": rotate it before refreshes fail";
     }
     if (warning.empty()) {
-        s.token_warnings.on_success();
-    } else if (s.token_warnings.on_failure(warning, std::chrono::steady_clock::now()) !=
+        s.fetch.token_warnings.on_success();
+    } else if (s.fetch.token_warnings.on_failure(warning, std::chrono::steady_clock::now()) !=
                FailureLog::Verdict::quiet) {
         spdlog::warn("{}", warning);
     }
@@ -175,11 +175,11 @@ asio::awaitable<Outcome<HttpResponse>> send(std::shared_ptr<Services> s, const S
     for (bool again = false;; again = true) {
         HttpRequest request{src.api, target, {}, "Authorization", {}, {}};
         if (src.sends_secret()) {
-            auto got = co_await s->credentials.get(src.credential);
+            auto got = co_await s->fetch.credentials.get(src.credential);
             if (!got) co_return fail(Stage::token, got.error());
             secret = std::move(got.value());
             if (!src.credential) {
-                if (const TokenSource* api = s->credentials.api_token()) {
+                if (const TokenSource* api = s->fetch.credentials.api_token()) {
                     out.token_expiry = api->expiry();
                     warn_about_token(*s, *api, now);
                 }
@@ -196,13 +196,13 @@ asio::awaitable<Outcome<HttpResponse>> send(std::shared_ptr<Services> s, const S
             if (known->last_modified) request.if_modified_since = http_date(*known->last_modified);
         }
         {
-            co_await s->requests_in_flight.async_send(boost::system::error_code{},
-                                                      asio::use_awaitable);
-            SlotGuard slot(s->requests_in_flight);
-            response = co_await s->client_for(src)->get(std::move(request));
+            co_await s->fetch.requests_in_flight.async_send(boost::system::error_code{},
+                                                            asio::use_awaitable);
+            SlotGuard slot(s->fetch.requests_in_flight);
+            response = co_await s->fetch.client_for(src)->get(std::move(request));
         }
         if (again || !*response || (*response)->status != 401 ||
-            !s->credentials.refused(src.credential)) {
+            !s->fetch.credentials.refused(src.credential)) {
             break;
         }
     }
@@ -257,7 +257,7 @@ void read_answer(Services& s, const Source& src, HttpResponse& answer, const Rea
     }
     std::string why = redact(where() + http_error(answer.status, answer.body), secret);
     if (answer.status == 401) {
-        s.credentials.refused(src.credential);  // a secret rotated this second is used next
+        s.fetch.credentials.refused(src.credential);  // a secret rotated this second is used next
         if (out.token_expiry && *out.token_expiry <= sys_now()) {
             why += " (the API token expired " + format_time(*out.token_expiry) + ")";
         }
@@ -274,10 +274,10 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
     std::string secret;
     // 1. Conditional when the last answer had validators for this same
     // request and what it served is still known.
-    const auto known = s->validators.find(inst.name);
+    const auto known = s->fetch.validators.find(inst.name);
     const std::string* last =
-        known != s->validators.end() && known->second.request == request_hash(src)
-            ? s->served_last(inst.name)
+        known != s->fetch.validators.end() && known->second.request == request_hash(src)
+            ? s->files.served_last(inst.name)
             : nullptr;
     // 2. The request and its answer.
     auto response = co_await send(s, src, src.target, last ? &known->second : nullptr, out, secret);

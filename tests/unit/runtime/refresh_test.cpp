@@ -56,8 +56,8 @@ class Refresh : public ::testing::Test {
             [fake = fake](auto, const ClientOptions&) -> std::shared_ptr<HttpClient> {
                 return fake;
             });
-        EXPECT_TRUE(services->store.prepare().ok());
-        EXPECT_TRUE(services->state_store.prepare().ok());
+        EXPECT_TRUE(services->files.store.prepare().ok());
+        EXPECT_TRUE(services->files.state_store.prepare().ok());
     }
     ~Refresh() override { pool.join(); }
 
@@ -115,8 +115,8 @@ TEST_F(Refresh, InstallsAValidCaThenSeesItUnchanged) {
 
 // --once: every pass is a new process, so the rotation state lives on disk only.
 TEST_F(Refresh, ASinglePassKeepsNoStateInMemoryAndStillKeepsThePreviousCa) {
-    services->state_files.emplace();  // state_dir listed empty at start-up
-    const auto run = [this] {         // as --once: each refresh forgotten when it ends
+    services->files.state_files.emplace();  // state_dir listed empty at start-up
+    const auto run = [this] {               // as --once: each refresh forgotten when it ends
         auto r = Refresh::run();
         services->forget("prod");
         return r;
@@ -124,13 +124,13 @@ TEST_F(Refresh, ASinglePassKeepsNoStateInMemoryAndStillKeepsThePreviousCa) {
     const auto pem = test::make_cert_pem();
     stage(200, json_for(pem));
     ASSERT_TRUE(run().ok());
-    EXPECT_TRUE(services->states.empty());
+    EXPECT_TRUE(services->files.states.empty());
 
     const auto rotated = test::make_cert_pem({.cn = "Next CA"});
     stage(200, json_for(rotated));
     auto r = run();
     ASSERT_TRUE(r.ok()) << r.error();
-    EXPECT_TRUE(services->states.empty());
+    EXPECT_TRUE(services->files.states.empty());
     EXPECT_EQ(file(), rotated + pem) << "the previous CA kept";
 
     auto again = run();  // the next pass: what is kept comes from state_dir
@@ -162,7 +162,7 @@ TEST_F(Refresh, AnOversizedFileInPlaceIsReplacedByTheCa) {
         std::ofstream out(dir / "certs/prod.crt", std::ios::binary);
         out << junk;
     }
-    ASSERT_FALSE(services->store.read_up_to("prod.crt", CertStore::loop_read_limit));
+    ASSERT_FALSE(services->files.store.read_up_to("prod.crt", CertStore::loop_read_limit));
     stage(200, json_for(pem));
     auto r = run();
     ASSERT_TRUE(r.ok()) << r.error();

@@ -88,41 +88,20 @@ struct ContentCaches {
 using ClientFactory =
     std::function<std::shared_ptr<HttpClient>(boost::asio::any_io_executor, const ClientOptions&)>;
 
-// What every refresh shares; rebuilt when a reload changes global settings.
-struct Services {
-    Services(boost::asio::any_io_executor ex, Config config,
-             boost::asio::thread_pool& blocking_pool,
-             const ClientFactory& client_factory = make_https_client);
+// What requests share: the HTTPS clients (one per extra trust file), the
+// proxy, secrets, each instance's validators and the request slots. Used
+// by fetching a CA and listing a discover entry.
+struct Fetcher {
+    Fetcher(boost::asio::any_io_executor ex, const Config& config,
+            std::shared_ptr<Resolver> resolver, const ClientFactory& client_factory);
 
-    Config config;
     ProxyRoute proxy;                         // api.proxy or the environment's
     std::shared_ptr<TokenSource> proxy_auth;  // api.proxy_auth_file, when set
-    boost::asio::any_io_executor executor;    // the event loop
-    std::shared_ptr<Resolver> resolver;       // for the API and the live checks
-    ClientFactory make_client;
-    std::shared_ptr<HttpClient> client;  // trusts the system store and api.ca_file
-    // Clients for sources with a ca_file of their own, by that file.
-    std::map<std::filesystem::path, std::shared_ptr<HttpClient>> clients_by_ca;
     Credentials credentials;
     // The validators of each instance's last installed answer, for a
-    // conditional request next time. Daemon only: --once asks once.
+    // conditional request next time.
     std::map<std::string, Validators, std::less<>> validators;
-    CertStore store;
-    std::shared_ptr<InstallQueue> installs;  // group commit into store
-    CertStore state_store;                   // rotation state, one JSON file per instance
-    // The files state_store holds, when it was listed: an instance without one
-    // (most: a state is only kept during an overlap) is not looked for. One
-    // written meanwhile by a Services that a reload replaced is missed: that
-    // instance adopts its file, which only lengthens an overlap.
-    std::optional<std::set<std::string, std::less<>>> state_files;
-    std::map<std::string, RotationState> states;  // cache; event loop only
-    ContentCaches seen;
-    boost::asio::thread_pool& blocking;  // fsync and file reads run here
-    Semaphore requests_in_flight;        // API requests: at most config.concurrency
-    // Refreshes under way, taken by whoever starts one (the scheduler's loop,
-    // --once) before the refresh's frames exist: it bounds memory, and up to
-    // 4 x concurrency installs can gather into one durable batch.
-    Semaphore refreshes_admitted;
+    Semaphore requests_in_flight;  // API requests: at most config.concurrency
     // Warnings about the token (its file's mode, its expiry) are the same for
     // every instance: logged once, and again hourly while they last.
     FailureLog token_warnings;
@@ -133,16 +112,66 @@ struct Services {
         return client_for(source.ca_file);
     }
     const std::shared_ptr<HttpClient>& client_for(const std::optional<std::filesystem::path>& ca);
+    // Aborts every request in flight; later ones fail.
+    void close();
+
+  private:
+    ClientOptions options(const std::optional<std::filesystem::path>& extra_ca) const;
+
+    boost::asio::any_io_executor executor_;
+    ClientOptions base_;  // the config's trust, timeouts, resolver and proxy
+    ClientFactory make_client_;
+    std::shared_ptr<HttpClient> client_;  // trusts the system store and api.ca_file
+    std::map<std::filesystem::path, std::shared_ptr<HttpClient>> clients_by_ca_;
+};
+
+// What is on disk and what refreshes remember of it: the cert store and its
+// install queue, the rotation state files and the states in memory.
+struct FileState {
+    FileState(boost::asio::any_io_executor ex, boost::asio::thread_pool& blocking_pool,
+              const Config& config);
+
+    CertStore store;
+    std::shared_ptr<InstallQueue> installs;  // group commit into store
+    CertStore state_store;                   // rotation state, one JSON file per instance
+    // The files state_store holds, when it was listed: an instance without one
+    // (most: a state is only kept during an overlap) is not looked for. One
+    // written meanwhile by a Services that a reload replaced is missed: that
+    // instance adopts its file, which only lengthens an overlap.
+    std::optional<std::set<std::string, std::less<>>> state_files;
+    std::map<std::string, RotationState> states;  // cache; event loop only
+
     // What INSTANCE's source served last time (its rotation state), if known.
     const std::string* served_last(const std::string& instance) const;
+};
+
+// What every refresh shares, by owner; rebuilt when a reload changes global
+// settings.
+struct Services {
+    Services(boost::asio::any_io_executor ex, Config config,
+             boost::asio::thread_pool& blocking_pool,
+             const ClientFactory& client_factory = make_https_client);
+
+    Config config;
+    boost::asio::any_io_executor executor;  // the event loop
+    std::shared_ptr<Resolver> resolver;     // for the API and the live checks
+    Fetcher fetch;
+    FileState files;
+    ContentCaches seen;
+    boost::asio::thread_pool& blocking;  // fsync and file reads run here
+    // Refreshes under way, taken by whoever starts one (the scheduler's loop,
+    // --once) before the refresh's frames exist: it bounds memory, and up to
+    // 4 x concurrency installs can gather into one durable batch.
+    Semaphore refreshes_admitted;
+
     // Aborts every request in flight; later ones fail.
-    void close_clients();
+    void close_clients() { fetch.close(); }
     // Drops what refreshes keep of INSTANCE for its next one (the rotation
     // state, validators): --once has no next one, and a pass of 5,000 would
     // hold them all until exit.
     void forget(const std::string& instance) {
-        states.erase(instance);
-        validators.erase(instance);
+        files.states.erase(instance);
+        fetch.validators.erase(instance);
     }
 };
 
