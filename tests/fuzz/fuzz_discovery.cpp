@@ -22,8 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             // Every name is a safe file stem; every target a path.
             if (inst.name.empty() || inst.name.size() > 200 ||
                 inst.name.find('/') != std::string::npos ||
-                inst.name.find("..") != std::string::npos || inst.source->target.empty() ||
-                inst.source->target[0] != '/') {
+                inst.name.find("..") != std::string::npos || inst.target.empty() ||
+                inst.target[0] != '/') {
                 std::abort();
             }
         }

@@ -80,6 +80,7 @@ Config read_config(const YamlTree& tree, const std::string& source) {
     // Names point into cfg.instances, which never reallocates: reserved here.
     cfg.instances.reserve(list ? list->size() : 0);
     NameLines seen_names;
+    SourcePool sources;
     seen_names.reserve(list ? list->size() : 0);
     for (std::size_t i = 0; list && i < list->size(); ++i) {
         const auto node = (*list)[i];
@@ -88,6 +89,7 @@ Config read_config(const YamlTree& tree, const std::string& source) {
             typo_first(m, [&] { return read_instance(source, m, cfg, base_dir, seen_names); });
         const int line = node.Mark().line + 1;
         m.finish();
+        sources.share(inst.source);
         const auto& added = cfg.instances.emplace_back(std::move(inst));
         seen_names.emplace(added.name, line);
     }

@@ -99,9 +99,8 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
             *dest = m.required(field);
             if (!is_id(*dest)) raise(m.site(field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
         }
-        inst.source =
-            tembo_source(inst.org, inst.id, m.parsed<Endpoint>("api_url", parse_https_url),
-                         std::nullopt, cfg, m);
+        inst.source = tembo_source(inst, m.parsed<Endpoint>("api_url", parse_https_url),
+                                   std::nullopt, cfg, m);
         inst.name = m.text("name").value_or(inst.id);
     } else {
         if (m.has("api_url")) {

@@ -11,17 +11,20 @@
 namespace rootcertd::config_read {
 
 // The request of a Tembo instance; ORIGIN: its api_url, else api.url.
-Source tembo_source(const std::string& org, const std::string& id,
-                    const std::optional<Endpoint>& origin, std::optional<std::string> credential,
-                    const Config& cfg, const MapReader& where) {
+Source tembo_source(Instance& inst, const std::optional<Endpoint>& origin,
+                    std::optional<std::string> credential, const Config& cfg,
+                    const MapReader& where) {
     static const Preset& tembo = *find_preset("tembo");
     if (!origin && !cfg.api) raise(where.site(), "no api_url here and no api.url to inherit");
     if (!credential && !cfg.token_file && !cfg.token_env) {
         raise(where.site(), "needs api.token_file or api.token_env (or a source credential)");
     }
     return preset_source(
-        tembo, [&](std::string_view key) -> const std::string& { return key == "org" ? org : id; },
-        origin ? origin : cfg.api, std::move(credential));
+        tembo,
+        [&](std::string_view key) -> const std::string& {
+            return key == "org" ? inst.org : inst.id;
+        },
+        origin ? origin : cfg.api, std::move(credential), inst);
 }
 
 namespace {
@@ -52,11 +55,11 @@ bool is_header_name(const std::string& s) {
 }
 
 // `source: {url: ..., json_pointer, base64, format, auth | header}`.
-Source read_custom_source(MapReader& m, const Config& cfg) {
+Source read_custom_source(MapReader& m, const Config& cfg, Instance& inst) {
     Source out;
     out.provider = "url";
     auto url = m.parsed<std::pair<Endpoint, std::string>>("url", parse_source_url);
-    std::tie(out.api, out.target) = std::move(*url);
+    std::tie(out.api, inst.target) = std::move(*url);
     if (auto pointer = m.text("json_pointer")) {
         if (!pointer->empty() && !pointer->starts_with("/")) {
             raise(m.site("json_pointer"),
@@ -113,7 +116,7 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
     if (m.has("url")) {
         if (m.has("provider"))
             raise(m.site("provider"), "not with url: a custom source has no provider");
-        out = read_custom_source(m, cfg);
+        out = read_custom_source(m, cfg, inst);
     } else {
         const std::string provider = m.required("provider");
         const Preset* preset = find_preset(provider);
@@ -180,7 +183,7 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
         if (provider == "tembo") {  // its origin and token may come from api:
             inst.org = values["org"];
             inst.id = values["id"];
-            out = tembo_source(inst.org, inst.id, origin, credential, cfg, m);
+            out = tembo_source(inst, origin, credential, cfg, m);
         } else {
             if (!preset->auth_scheme.empty() && !credential) {
                 raise(m.site("credential"),
@@ -188,7 +191,7 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
             }
             out = preset_source(
                 *preset, [&](std::string_view k) { return value_of(values, k); }, origin,
-                std::move(credential));
+                std::move(credential), inst);
         }
     }
     if (auto ca = m.path("ca_file", base_dir)) {

@@ -145,4 +145,17 @@ bool is_path_value(const std::string& s) {
            });
 }
 
+void SourcePool::share(Shared<Source>& source) {
+    constexpr std::size_t remembered = 16;
+    for (const auto& known : recent_) {
+        if (known.same_object(source)) return;
+        if (*known == *source) {
+            source = known;
+            return;
+        }
+    }
+    if (recent_.size() == remembered) recent_.erase(recent_.begin());
+    recent_.push_back(source);
+}
+
 }  // namespace rootcertd

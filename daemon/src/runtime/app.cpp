@@ -42,7 +42,7 @@ namespace {
 std::string ca_url(const Instance& instance) {
     const auto& src = *instance.source;
     if (src.roots != nullptr) return "system trust store (" + std::string(src.provider) + ")";
-    return src.api.origin() + src.target;
+    return src.api.origin() + instance.target;
 }
 
 // Why USER (uid, gid, groups) could not read PATH, by its mode, owner and

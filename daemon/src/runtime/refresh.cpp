@@ -232,8 +232,7 @@ asio::awaitable<Outcome<CertBundle>> validate_served(std::shared_ptr<Services> s
         served = co_await validate_with_cache(s, fetched.pem.value(), now, drop_leaves);
     }
     if (!served) {
-        co_return fail(Stage::validate,
-                       describe_request(*inst.source) + ": invalid CA: " + served.error());
+        co_return fail(Stage::validate, describe_request(inst) + ": invalid CA: " + served.error());
     }
     for (const auto& left_out : served->dropped) {
         spdlog::debug("{}: left out {}", inst.name, left_out);

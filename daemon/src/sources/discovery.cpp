@@ -74,6 +74,7 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
                     " objects, more than max_instances (" + std::to_string(d.max_instances) + ")");
     }
     ListPage out;
+    SourcePool sources;
     const Preset& preset = *find_preset(d.provider);
     for (std::size_t i = 0; i < items.value()->size(); ++i) {
         const auto& object = (*items.value())[i];
@@ -94,9 +95,10 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
         }
         Source source = preset_source(
             preset, [&](std::string_view k) { return value_of(item.keys, k); }, item.origin,
-            d.credential);
+            d.credential, inst);
         source.ca_file = d.ca_file;
         inst.source = std::move(source);
+        sources.share(inst.source);
         if (!inst.host) inst.dbname.reset();
         out.instances.push_back(std::move(inst));
     }

@@ -21,9 +21,10 @@ namespace rootcertd {
 
 namespace asio = boost::asio;
 
-std::string describe_request(const Source& source) {
+std::string describe_request(const Instance& instance) {
+    const Source& source = *instance.source;
     if (source.roots != nullptr) return "roots from the system trust store";
-    return "GET " + source.target + " on " + source.api.origin();
+    return "GET " + instance.target + " on " + source.api.origin();
 }
 
 Outcome<std::string> roots_by_subject(std::string_view store_pem,
@@ -52,7 +53,7 @@ Outcome<std::string> roots_by_subject(std::string_view store_pem,
     return pem;
 }
 
-std::size_t request_hash(const Source& source) {
+std::size_t request_hash(const Source& source, std::string_view target) {
     // Everything that shapes the answer or how it is read: after a reload
     // that changes any of it, a 304 would replay a CA read the old way.
     std::size_t seed = 0;
@@ -62,7 +63,7 @@ std::size_t request_hash(const Source& source) {
         source.credential ? std::string_view(*source.credential) : std::string_view();
     const std::string_view ca_file =
         source.ca_file ? std::string_view(source.ca_file->native()) : std::string_view();
-    const std::string_view texts[] = {source.provider,    source.api.host,    source.target,
+    const std::string_view texts[] = {source.provider,    source.api.host,    target,
                                       source.auth_scheme, source.auth_header, credential,
                                       r.json_pointer,     r.member,           ca_file};
     for (const auto text : texts) boost::hash_combine(seed, text);
@@ -124,7 +125,7 @@ void warn_about_token(Services& s, const TokenSource& token, SysTime now) {
 // weak: not used. An ETag without a Last-Modified is the server's own (a
 // content hash, as S3 sends).
 // SOURCE: the request they answer, hashed only for validators kept.
-std::optional<Validators> trustworthy_validators(const HttpResponse& answer, const Source& source,
+std::optional<Validators> trustworthy_validators(const HttpResponse& answer, const Instance& inst,
                                                  SysTime now) {
     if (answer.etag.empty() && answer.last_modified.empty()) return std::nullopt;
     Validators v{0, answer.etag, std::nullopt};
@@ -134,7 +135,7 @@ std::optional<Validators> trustworthy_validators(const HttpResponse& answer, con
             return std::nullopt;
         }
     }
-    v.request = request_hash(source);
+    v.request = request_hash(*inst.source, inst.target);
     return v;
 }
 
@@ -155,7 +156,9 @@ asio::awaitable<Fetched> fetch_system_roots(std::shared_ptr<Services> s, const S
         return roots;
     };
     out.pem = co_await run_blocking(s->blocking, std::move(read));
-    if (!out.pem) out.pem = fail(Stage::response, describe_request(src) + ": " + out.pem.error());
+    if (!out.pem) {
+        out.pem = fail(Stage::response, "roots from the system trust store: " + out.pem.error());
+    }
     co_return out;
 }
 
@@ -275,33 +278,34 @@ asio::awaitable<Fetched> fetch_ca(std::shared_ptr<Services> s, const Instance& i
     // 1. Conditional when the last answer had validators for this same
     // request and what it served is still known.
     const auto known = s->fetch.validators.find(inst.name);
-    const std::string* last =
-        known != s->fetch.validators.end() && known->second.request == request_hash(src)
-            ? s->files.served_last(inst.name)
-            : nullptr;
+    const std::string* last = known != s->fetch.validators.end() &&
+                                      known->second.request == request_hash(src, inst.target)
+                                  ? s->files.served_last(inst.name)
+                                  : nullptr;
     // 2. The request and its answer.
-    auto response = co_await send(s, src, src.target, last ? &known->second : nullptr, out, secret);
+    auto response =
+        co_await send(s, src, inst.target, last ? &known->second : nullptr, out, secret);
     if (!response) {
         out.pem = fail(response.failure().stage,
-                       redact(describe_request(src) + ": " + response.error(), secret));
+                       redact(describe_request(inst) + ": " + response.error(), secret));
         co_return out;
     }
     if (response.value().status == 200) {
-        out.validators = trustworthy_validators(response.value(), src, sys_now());
+        out.validators = trustworthy_validators(response.value(), inst, sys_now());
     }
     read_answer(
-        *s, src, response.value(), src.reading, [&] { return describe_request(src) + ": "; }, last,
+        *s, src, response.value(), src.reading, [&] { return describe_request(inst) + ": "; }, last,
         secret, out);
     // 3. A 200 that holds no CA, from a source with a second place to look
     // (Cloud SQL in a CAS mode answers listServerCas empty): that place.
-    if (out.pem || out.pem.failure().stage != Stage::response || src.fallback_target.empty()) {
+    if (out.pem || out.pem.failure().stage != Stage::response || inst.fallback_target.empty()) {
         co_return out;
     }
     const std::string first = out.pem.error();
     out.validators.reset();  // the fallback's answer is never asked for conditionally
-    auto second = co_await send(s, src, src.fallback_target, nullptr, out, secret);
+    auto second = co_await send(s, src, inst.fallback_target, nullptr, out, secret);
     const std::string where =
-        first + "; then GET " + src.fallback_target + " on " + src.api.origin() + ": ";
+        first + "; then GET " + inst.fallback_target + " on " + src.api.origin() + ": ";
     if (!second) {
         out.pem = fail(second.failure().stage, redact(where + second.error(), secret));
         co_return out;

@@ -478,26 +478,26 @@ instances:
     const auto& i = cfg.instances;
     ASSERT_EQ(i.size(), 7u);
     EXPECT_EQ(i[0].source->api.origin(), "https://api.digitalocean.com");
-    EXPECT_EQ(i[0].source->target, "/v2/databases/9cc10173-e9ea-4176-9dbc-a4cee4c4ff30/ca");
+    EXPECT_EQ(i[0].target, "/v2/databases/9cc10173-e9ea-4176-9dbc-a4cee4c4ff30/ca");
     EXPECT_EQ(i[0].source->auth_scheme, "Bearer");
     EXPECT_TRUE(i[0].source->reading.base64);
     EXPECT_EQ(i[1].source->api.origin(), "https://api.aiven.io");
-    EXPECT_EQ(i[1].source->target, "/v1/project/my-project/kms/ca");
+    EXPECT_EQ(i[1].target, "/v1/project/my-project/kms/ca");
     EXPECT_EQ(i[1].source->auth_scheme, "aivenv1");
-    EXPECT_EQ(i[2].source->target,
+    EXPECT_EQ(i[2].target,
               "/v1/projects/example.com:my-proj/instances/sql-a/listServerCas");
     EXPECT_EQ(i[2].source->reading.member, "cert");
     EXPECT_EQ(cfg.credentials.at(2).ttl, 10min);
     EXPECT_EQ(cfg.credentials.at(2).timeout, 5s);
-    EXPECT_EQ(i[3].source->target, "/teams/abc123.pem");
+    EXPECT_EQ(i[3].target, "/teams/abc123.pem");
     EXPECT_TRUE(i[3].source->reading.drop_leaves);
     EXPECT_EQ(i[4].source->api.origin(), "https://truststore.pki.rds.amazonaws.com");
-    EXPECT_EQ(i[4].source->target, "/global/global-bundle.pem");
+    EXPECT_EQ(i[4].target, "/global/global-bundle.pem");
     EXPECT_FALSE(i[4].source->sends_secret()) << "RDS bundles are public: no Authorization header";
     ASSERT_NE(i[5].source->roots, nullptr);
     EXPECT_EQ(i[5].source->roots->system_roots.size(), 2u);
     EXPECT_EQ(i[6].org, "org_a");
-    EXPECT_EQ(i[6].source->target, "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
+    EXPECT_EQ(i[6].target, "/api/v1/orgs/org_a/instances/inst_1/secrets/certificate");
     EXPECT_EQ(i[6].source->api.port, 8443);
     EXPECT_EQ(i[6].source->credential, "do");
 }
@@ -516,13 +516,13 @@ TEST(Config, IbmCloudPutsTheRegionInTheOriginAndEncodesTheCrn) {
         "/etc/rootcertd/test.yaml");
     const auto& a = *cfg.instances.at(0).source;
     EXPECT_EQ(a.api.origin(), "https://api.eu-de.databases.cloud.ibm.com");
-    EXPECT_EQ(a.target,
+    EXPECT_EQ(cfg.instances.at(0).target,
               "/v4/ibm/deployments/"
               "crn%3Av1%3Abluemix%3Apublic%3Adatabases-for-postgresql%3Aeu-de%3Aa%2Fb1%3Ac2%3A%3A"
               "/users/admin/connections/public");
     EXPECT_EQ(a.reading.json_pointer, "/connection/postgres/certificate/certificate_base64");
     EXPECT_TRUE(a.reading.base64);
-    EXPECT_EQ(cfg.instances.at(1).source->target,
+    EXPECT_EQ(cfg.instances.at(1).target,
               "/v4/ibm/deployments/d/users/app/connections/private");
     const auto bad = [&](const std::string& source) {
         try {
@@ -579,7 +579,7 @@ instances:
     const auto& s = *cfg.instances.at(0).source;
     EXPECT_EQ(s.provider, "url");
     EXPECT_EQ(s.api.origin(), "https://vault.internal:8200");
-    EXPECT_EQ(s.target, "/v1/pki/ca/pem?format=pem");
+    EXPECT_EQ(cfg.instances.at(0).target, "/v1/pki/ca/pem?format=pem");
     EXPECT_EQ(s.reading.json_pointer, "/data/certificate");
     EXPECT_TRUE(s.reading.base64);
     EXPECT_EQ(s.reading.format, CaFormat::der);

@@ -66,7 +66,7 @@ TEST(Discovery, TemboListKeepsWhatIsNotBeingDeleted) {
     EXPECT_EQ(a.name, "alpha");
     EXPECT_EQ(a.org, "org_d");
     EXPECT_EQ(a.source->api.origin(), "https://api.data-1.use1.tembo.io");
-    EXPECT_EQ(a.source->target, "/api/v1/orgs/org_d/instances/inst_1/secrets/certificate");
+    EXPECT_EQ(a.target, "/api/v1/orgs/org_d/instances/inst_1/secrets/certificate");
     EXPECT_EQ(a.host, "alpha.example");
     EXPECT_EQ(a.port, 5433);
     EXPECT_EQ(a.user, "app");
@@ -94,7 +94,7 @@ TEST(Discovery, CloudSqlPagesAndKeepsPostgresOnly) {
     ASSERT_TRUE(page.ok()) << page.error();
     ASSERT_EQ(page->instances.size(), 1u);
     EXPECT_EQ(page->instances[0].host, "34.1.2.3");
-    EXPECT_EQ(page->instances[0].source->target, "/v1/projects/proj/instances/a/listServerCas");
+    EXPECT_EQ(page->instances[0].target, "/v1/projects/proj/instances/a/listServerCas");
     EXPECT_EQ(page->instances[0].source->credential, "gcp");
     EXPECT_EQ(page->next, "/v1/projects/proj/instances?pageToken=t%2F1%2B%3D");
     EXPECT_TRUE(parse_list_page(d, R"({"kind": "sql#instancesList"})")->instances.empty())

@@ -192,18 +192,32 @@ TEST(RequestHash, TheSameRequestHashesTheSameAndAnyChangeOfItDiffers) {
     Source a;
     a.provider = "url";
     a.api = parse_https_url("https://ca.example").value();
-    a.target = "/ca.pem";
     a.credential = "a-secret-name-longer-than-fifteen";
     a.ca_file = "/etc/rootcertd/a-trust-file-longer-than-fifteen.pem";
     Source same = a;
-    EXPECT_EQ(request_hash(a), request_hash(same)) << "validators kept are used next time";
+    EXPECT_EQ(request_hash(a, "/ca.pem"), request_hash(same, "/ca.pem"))
+        << "validators kept are used next time";
+    EXPECT_NE(request_hash(a, "/ca.pem"), request_hash(a, "/other.pem"));
     for (auto change : std::vector<std::function<void(Source&)>>{
              [](Source& s) { s.credential.reset(); },
              [](Source& s) { s.credential = "another-secret-name-also-long"; },
-             [](Source& s) { s.ca_file.reset(); }, [](Source& s) { s.target = "/other.pem"; },
-             [](Source& s) { s.reading.base64 = true; }}) {
+             [](Source& s) { s.ca_file.reset(); }, [](Source& s) { s.reading.base64 = true; }}) {
         Source changed = a;
         change(changed);
-        EXPECT_NE(request_hash(a), request_hash(changed));
+        EXPECT_NE(request_hash(a, "/ca.pem"), request_hash(changed, "/ca.pem"));
     }
+}
+
+TEST(SourcePool, EqualSourcesBecomeOneObjectAndOthersStayApart) {
+    SourcePool pool;
+    Source tembo;
+    tembo.provider = "tembo";
+    tembo.api = parse_https_url("https://api.data-1.use1.tembo.io").value();
+    Shared<Source> first(tembo), second(tembo), other(Source{});
+    pool.share(first);
+    pool.share(second);
+    pool.share(other);
+    EXPECT_TRUE(first.same_object(second)) << "one Source for the instances of one origin";
+    EXPECT_FALSE(first.same_object(other));
+    EXPECT_EQ(*other, Source{});
 }

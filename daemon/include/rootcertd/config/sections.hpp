@@ -25,10 +25,11 @@ void read_credentials(const std::string& source, MapReader& top,
 // KEY: a credential name that `credentials:` defines.
 std::string credential_name(MapReader& m, const char* key, const Config& cfg);
 
-// The request of a Tembo instance; ORIGIN: its api_url, else api.url.
-Source tembo_source(const std::string& org, const std::string& id,
-                    const std::optional<Endpoint>& origin, std::optional<std::string> credential,
-                    const Config& cfg, const MapReader& where);
+// The request of Tembo instance INST (its org and id; its target is set);
+// ORIGIN: its api_url, else api.url.
+Source tembo_source(Instance& inst, const std::optional<Endpoint>& origin,
+                    std::optional<std::string> credential, const Config& cfg,
+                    const MapReader& where);
 // An instance's `source:`: a provider preset, or a custom url.
 Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path& base_dir,
                    Instance& inst);

@@ -72,8 +72,7 @@ struct Source {
     // "tembo", "aiven", ..., "url" for a custom source: static text (a
     // source is copied per instance and per loop; a fleet has thousands).
     std::string_view provider;
-    Endpoint api;        // the origin; unused without a request
-    std::string target;  // path and query
+    Endpoint api;  // the origin; unused without a request
     // The Authorization scheme ("Bearer", "aivenv1"), or with auth_header
     // set, the bare secret goes in that field instead. Empty: no secret sent.
     std::string auth_scheme;
@@ -81,10 +80,8 @@ struct Source {
     // The secret: a name in `credentials:`; unset: api.token_file/token_env.
     std::optional<std::string> credential;
     Reading reading;
-    // Where to look when the answer is a 200 that holds no CA (Cloud SQL in
-    // a CAS mode answers listServerCas empty): path and query, and how to
-    // read that answer. Empty: nowhere.
-    std::string fallback_target;
+    // How to read the answer of the second place to look, when the
+    // instance has one (Instance::fallback_target).
     Reading fallback_reading;
     std::optional<std::filesystem::path> ca_file;  // trusted for this origin, besides api.ca_file
     // No request (azure): the preset whose roots, by RFC 2253 subject, come
@@ -104,16 +101,36 @@ class Shared {
     const T& operator*() const { return *p_; }
     const T* operator->() const { return p_.get(); }
     bool operator==(const Shared& other) const { return p_ == other.p_ || *p_ == *other.p_; }
+    bool same_object(const Shared& other) const { return p_ == other.p_; }
 
   private:
     std::shared_ptr<const T> p_;
+};
+
+// Makes equal Sources one object, as they are read: instances of one
+// provider, origin and secret differ only in their targets. Remembers the
+// last few distinct Sources (a config lists like instances together).
+class SourcePool {
+  public:
+    void share(Shared<Source>& source);
+
+  private:
+    std::vector<Shared<Source>> recent_;
 };
 
 struct Instance {
     std::string org;  // Tembo instances only: metric labels and log fields
     std::string id;
     std::string name;  // file stem: the file is <cert_dir>/<name>.crt
+    // Where its CA comes from. The request's path and query are the
+    // instance's own; the rest of the Source is shared by the instances with
+    // the same origin, secret and reading (SourcePool): a fleet of 5,000
+    // holds a handful of Sources, not 5,000.
     Shared<Source> source;
+    std::string target;  // path and query
+    // Where to look when the answer is a 200 that holds no CA (Cloud SQL in
+    // a CAS mode answers listServerCas empty); empty: nowhere.
+    std::string fallback_target;
     Duration refresh_interval{};
     FileOwnership file;
     Duration keep_previous{};  // rotation.keep_previous

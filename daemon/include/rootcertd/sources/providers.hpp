@@ -89,18 +89,18 @@ std::string expand_path(std::string_view path, const Value& value) {
 
 // The source PRESET makes from the values of its path keys (VALUE(key)), at
 // ORIGIN (its default origin when unset), with the secret CREDENTIAL (unset:
-// the API token, for presets that send one).
+// the API token, for presets that send one). INSTANCE gets its targets.
 template <class Value>
 Source preset_source(const Preset& preset, const Value& value, std::optional<Endpoint> origin,
-                     std::optional<std::string> credential) {
+                     std::optional<std::string> credential, Instance& instance) {
     Source out;
     out.provider = preset.name;
     if (!preset.path.empty()) {
         out.api = origin ? std::move(*origin)
                          : parse_https_url(expand_path(preset.origin, value)).value();
-        out.target = expand_path(preset.path, value);
+        instance.target = expand_path(preset.path, value);
         if (!preset.fallback_path.empty()) {
-            out.fallback_target = expand_path(preset.fallback_path, value);
+            instance.fallback_target = expand_path(preset.fallback_path, value);
             out.fallback_reading = preset.fallback_reading;
         }
     }

@@ -28,7 +28,7 @@ struct Validators {
 
 // The hash Validators::request holds for SOURCE's request: of everything
 // that shapes the answer or how it is read (URL, secret, reading, trust).
-std::size_t request_hash(const Source& source);
+std::size_t request_hash(const Source& source, std::string_view target);
 
 // What a source answered: the CA text, or why there is none, and what the
 // scheduler and the status board learn from the exchange either way.
@@ -45,7 +45,7 @@ struct Fetched {
 };
 
 // "GET <target> on <origin>", or what a source without a request reads.
-std::string describe_request(const Source& source);
+std::string describe_request(const Instance& instance);
 
 // Fetches INSTANCE's CA text: GET {origin}{target} with its secret, at most
 // services.config.concurrency at once, conditional when the last answer had
