@@ -28,6 +28,18 @@ void read_settings(const std::string& source, MapReader& m, const Config& cfg, I
 
 }  // namespace
 
+void check_new_name(MapReader& m, const std::string& name, const NameLines& taken,
+                    const char* what) {
+    if (!is_safe_name(name)) {
+        raise(m.site("name"),
+              "'" + name + "' is not a safe file name (letters, digits, '_', '.', '-')");
+    }
+    if (const auto it = taken.find(name); it != taken.end()) {
+        raise(m.site("name"), "'" + name + "' is already used by the " + what + " at line " +
+                                  std::to_string(it->second));
+    }
+}
+
 // One entry of `discover`: a control-plane list whose instances are kept.
 Discovery read_discovery(const std::string& source, MapReader& m, const Config& cfg,
                          const std::filesystem::path& base_dir) {
@@ -111,14 +123,7 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
         src.finish();
         inst.name = m.required("name");
     }
-    if (!is_safe_name(inst.name)) {
-        raise(m.site("name"),
-              "'" + inst.name + "' is not a safe file name (letters, digits, '_', '.', '-')");
-    }
-    if (const auto it = seen.find(inst.name); it != seen.end()) {
-        raise(m.site("name"), "'" + inst.name + "' is already used by the instance at line " +
-                                  std::to_string(it->second));
-    }
+    check_new_name(m, inst.name, seen, "instance");
     read_settings(source, m, cfg, inst);
     inst.host = service_value(m, "host");
     if (inst.host && !is_host(*inst.host)) {

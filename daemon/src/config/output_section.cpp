@@ -39,14 +39,7 @@ Output read_output(const std::string& source, MapReader& m, const Config& cfg,
                    const NameLines& taken) {
     Output out;
     out.name = m.required("name");
-    if (!is_safe_name(out.name)) {
-        raise(m.site("name"),
-              "'" + out.name + "' is not a safe file name (letters, digits, '_', '.', '-')");
-    }
-    if (const auto it = taken.find(out.name); it != taken.end()) {
-        raise(m.site("name"), "'" + out.name + "' is already used by the entry at line " +
-                                  std::to_string(it->second));
-    }
+    check_new_name(m, out.name, taken, "entry");
     if (auto f = m.text("format")) {
         if (*f == "pem") {
             out.format = OutputFormat::pem;

@@ -78,23 +78,23 @@ Source read_custom_source(MapReader& m, const Config& cfg, Instance& inst) {
         }
     }
     if (m.has("auth") && m.has("header")) raise(m.site(), "set auth or header, not both");
-    if (auto auth = m.take("auth")) {
-        MapReader a(m.source(), *auth, m.site().key + ".auth");
-        out.auth_scheme = a.required("scheme");
-        if (!is_header_name(out.auth_scheme)) {
-            raise(a.site("scheme"), "'" + out.auth_scheme + "' is not an authorization scheme");
-        }
-        out.credential = credential_name(a, "credential", cfg);
-        a.finish();
-    }
-    if (auto header = m.take("header")) {
-        MapReader h(m.source(), *header, m.site().key + ".header");
-        out.auth_header = h.required("name");
-        if (!is_header_name(out.auth_header)) {
-            raise(h.site("name"), "'" + out.auth_header + "' is not a header name");
-        }
-        out.credential = credential_name(h, "credential", cfg);
-        h.finish();
+    // auth: {scheme, credential} or header: {name, credential}.
+    struct Way {
+        const char* key;
+        const char* field;
+        std::string Source::*into;
+        const char* what;
+    };
+    for (const Way way : {Way{"auth", "scheme", &Source::auth_scheme, "an authorization scheme"},
+                          Way{"header", "name", &Source::auth_header, "a header name"}}) {
+        auto node = m.take(way.key);
+        if (!node) continue;
+        MapReader w(m.source(), *node, m.child_path(way.key));
+        std::string& value = out.*way.into;
+        value = w.required(way.field);
+        if (!is_header_name(value)) raise(w.site(way.field), "'" + value + "' is not " + way.what);
+        out.credential = credential_name(w, "credential", cfg);
+        w.finish();
     }
     return out;
 }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <optional>
 #include <set>
+#include <span>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -154,14 +155,7 @@ class MapReader {
     // nobody asked for that is a near miss of one of them is the mistake.
     void raise_typo_of(std::initializer_list<std::string_view> keys) const {
         for (const auto& entry : entries_) {
-            if (entry.used) continue;
-            for (const auto wanted : keys) {
-                if (near_miss(entry.name, wanted)) {
-                    raise({source_, entry.key.Mark(), key_path(entry.name)},
-                          "unknown key '" + std::string(entry.name) + "' (did you mean '" +
-                              std::string(wanted) + "'?)");
-                }
-            }
+            if (!entry.used) raise_if_near_miss(entry, keys);
         }
     }
 
@@ -189,17 +183,10 @@ class MapReader {
     // reported instead ("hots:" beside "port:" is a typo, not a port
     // without a host).
     void raise_typo_first() const {
-        std::vector<std::string_view> asked(known_.begin(), known_.end());
-        asked.insert(asked.end(), tested_.begin(), tested_.end());
         for (const auto& entry : entries_) {
             if (entry.used) continue;
-            for (const auto key : asked) {
-                if (near_miss(entry.name, key)) {
-                    raise({source_, entry.key.Mark(), key_path(entry.name)},
-                          "unknown key '" + std::string(entry.name) + "' (did you mean '" +
-                              std::string(key) + "'?)");
-                }
-            }
+            raise_if_near_miss(entry, known_);
+            raise_if_near_miss(entry, tested_);
         }
     }
 
@@ -207,25 +194,36 @@ class MapReader {
     void finish() const {
         for (const auto& entry : entries_) {
             if (entry.used) continue;
-            const Site where{source_, entry.key.Mark(), key_path(entry.name)};
-            const std::string unknown = "unknown key '" + std::string(entry.name) + "'";
-            std::vector<std::string_view> keys(known_.begin(), known_.end());
-            keys.insert(keys.end(), tested_.begin(), tested_.end());
-            for (const auto k : keys) {
-                if (near_miss(entry.name, k)) {
-                    raise(where, unknown + " (did you mean '" + std::string(k) + "'?)");
-                }
-            }
+            raise_if_near_miss(entry, known_);
+            raise_if_near_miss(entry, tested_);
             std::string known;
             std::set<std::string_view> listed;
-            for (const auto k : keys) {
-                if (listed.insert(k).second) known += (known.empty() ? "" : ", ") + std::string(k);
+            for (const auto& keys : {std::span<const std::string_view>(known_),
+                                     std::span<const std::string_view>(tested_)}) {
+                for (const auto k : keys) {
+                    if (listed.insert(k).second) {
+                        known += (known.empty() ? "" : ", ") + std::string(k);
+                    }
+                }
             }
-            raise(where, unknown + " (expected one of: " + known + ")");
+            raise({source_, entry.key.Mark(), key_path(entry.name)},
+                  "unknown key '" + std::string(entry.name) + "' (expected one of: " + known + ")");
         }
     }
 
   private:
+    // ENTRY, a key nobody asked for, as a typo of one of KEYS, if it is one.
+    template <class Keys>
+    void raise_if_near_miss(const Entry& entry, const Keys& keys) const {
+        for (const std::string_view wanted : keys) {
+            if (near_miss(entry.name, wanted)) {
+                raise({source_, entry.key.Mark(), key_path(entry.name)},
+                      "unknown key '" + std::string(entry.name) + "' (did you mean '" +
+                          std::string(wanted) + "'?)");
+            }
+        }
+    }
+
     // A typo: one or two edits away, and not most of the word.
     static bool near_miss(std::string_view typed, std::string_view key) {
         const auto d = edit_distance(typed, key);

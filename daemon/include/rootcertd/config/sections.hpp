@@ -39,6 +39,11 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
 void read_globals(const std::string& source, MapReader& top, const std::filesystem::path& base_dir,
                   Config& cfg);
 
+// NAME, an instance's or an output's: a safe file stem, not one of TAKEN
+// (the entries before it, named "the WHAT at line N" when it is).
+void check_new_name(MapReader& m, const std::string& name, const NameLines& taken,
+                    const char* what);
+
 // One entry of `discover`.
 Discovery read_discovery(const std::string& source, MapReader& m, const Config& cfg,
                          const std::filesystem::path& base_dir);
