@@ -152,20 +152,6 @@ TEST(Discovery, AListLongerThanMaxInstancesIsRefusedWhole) {
         "the list holds 3 objects, more than max_instances (2)");
 }
 
-TEST(Config, HostsAreNamesOrAddressesWithoutAPort) {
-    for (const char* ok : {"db.example.com", "localhost", "db.", "10.0.0.1", "::1", "a_b-c.d"}) {
-        EXPECT_TRUE(is_host(ok)) << ok;
-    }
-    for (const char* bad :
-         {"", ".", "db..example", "db example", "db\nx", "db:5432", "a/b", "[::1]"}) {
-        EXPECT_FALSE(is_host(bad)) << bad;
-    }
-    EXPECT_EQ(host_with_port("db.example.com:5432"),
-              (std::pair<std::string, std::string>{"db.example.com", "5432"}));
-    EXPECT_EQ(host_with_port("[::1]:5432"), (std::pair<std::string, std::string>{"::1", "5432"}));
-    EXPECT_FALSE(host_with_port("db.example.com"));
-}
-
 TEST(Discovery, DigitalOceanFollowsNextOnTheSameOrigin) {
     const auto d = digitalocean();
     auto page = parse_list_page(d, R"({"databases": [
