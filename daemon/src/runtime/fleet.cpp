@@ -12,17 +12,6 @@ namespace rootcertd {
 
 namespace asio = boost::asio;
 
-namespace {
-
-// "a,b,c", or "-" for none.
-std::string join_names(const std::vector<std::string>& names) {
-    std::string out;
-    for (const auto& name : names) out += (out.empty() ? "" : ",") + name;
-    return out.empty() ? "-" : out;
-}
-
-}  // namespace
-
 Composed compose_instances(const std::vector<Instance>& listed,
                            const std::vector<std::pair<std::string, Listing>>& found) {
     Composed out;
@@ -141,6 +130,12 @@ bool Fleet::a_source_has_not_listed(const Config& config) const {
         return std::none_of(found_.begin(), found_.end(),
                             [&](const auto& e) { return e.first == d.label(); });
     });
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& name : names) out += (out.empty() ? "" : ",") + name;
+    return out.empty() ? "-" : out;
 }
 
 FleetDiff diff_fleet(const std::vector<Instance>& before, const std::vector<Instance>& after) {

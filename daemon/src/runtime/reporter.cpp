@@ -280,12 +280,11 @@ void log_listed(const Discovery& source, unsigned failures, const Fleet::Accepte
     if (failures > 0)
         spdlog::info("discovery {}: listed again after {} failure(s)", label, failures);
     if (accepted.newly_pending) {
-        std::string names;
-        for (const auto& name : accepted.pending) names += (names.empty() ? "" : ",") + name;
         spdlog::warn(
             "discovery {}: the list leaves out {} of {} instance(s): {}; kept until the next "
             "list, in {}, leaves them out too (confirm_mass_removal)",
-            label, accepted.pending.size(), accepted.before, names, human(source.interval));
+            label, accepted.pending.size(), accepted.before, join_names(accepted.pending),
+            human(source.interval));
     }
     if (!change.empty()) {
         spdlog::info("discovery {}: {} instance(s) kept; {}", label, kept, change.describe());

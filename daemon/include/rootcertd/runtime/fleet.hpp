@@ -93,6 +93,9 @@ class Fleet {
     std::map<std::string, std::vector<std::string>> pending_removal_;  // by source label
 };
 
+// "a,b,c", or "-" for none: instance names in a log line.
+std::string join_names(const std::vector<std::string>& names);
+
 // What changed from one set of instances to the next, by name.
 struct FleetDiff {
     std::vector<std::string> added, changed, removed;
