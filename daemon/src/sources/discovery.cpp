@@ -17,7 +17,10 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 
 std::string sanitise_name(std::string_view text) {
-    std::string out;
+    // A name starts with a letter, a digit or '_': '_' is put before others.
+    const bool prefixed =
+        text.empty() || !(std::isalnum(static_cast<unsigned char>(text[0])) || text[0] == '_');
+    std::string out = prefixed ? "_" : "";
     for (const char c : text) {
         const bool safe =
             std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
@@ -25,9 +28,6 @@ std::string sanitise_name(std::string_view text) {
     }
     for (auto at = out.find(".."); at != std::string::npos; at = out.find("..")) {
         out.erase(at, 1);
-    }
-    if (out.empty() || !(std::isalnum(static_cast<unsigned char>(out[0])) || out[0] == '_')) {
-        out.insert(0, "_");
     }
     if (out.size() > 200) out.resize(200);
     return out;
