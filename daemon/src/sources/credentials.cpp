@@ -57,29 +57,35 @@ Credentials::Credentials(const Config& config, asio::any_io_executor executor)
     }
 }
 
-asio::awaitable<Outcome<std::string>> Credentials::get(std::optional<std::string> name) {
+std::optional<Outcome<std::string>> Credentials::ready(const std::optional<std::string>& name) {
     if (!name) {
-        if (!api_token_) co_return fail(Stage::token, "no api.token_file or api.token_env is set");
+        if (!api_token_) return fail(Stage::token, "no api.token_file or api.token_env is set");
         auto token = api_token_->get();
-        if (!token) co_return fail(Stage::token, token.error());
-        co_return token;
+        if (!token) return fail(Stage::token, token.error());
+        return token;
     }
     const auto it = named_.find(*name);
-    if (it == named_.end()) co_return fail(Stage::token, "no credential '" + *name + "'");
+    if (it == named_.end()) return fail(Stage::token, "no credential '" + *name + "'");
     if (auto& entry = it->second; entry.token) {
         auto token = entry.token->get();
-        if (!token) co_return fail(Stage::token, token.error());
+        if (!token) return fail(Stage::token, token.error());
         // A file open to others is said once, as the API token's is.
         if (entry.token->exposure() != entry.warned) {
             entry.warned = entry.token->exposure();
             if (!entry.warned.empty()) spdlog::warn("{}", entry.warned);
         }
-        co_return token;
+        return token;
     }
-    const auto cmd = it->second.command;  // outlives a reload that drops this entry
+    const auto& cmd = *it->second.command;
     const auto now = Clock::now();
-    if (cmd->value && !cmd->stale && now - cmd->fetched < cmd->spec.ttl) co_return *cmd->value;
-    if (cmd->failure && now < cmd->failed_until) co_return fail(Stage::token, *cmd->failure);
+    if (cmd.value && !cmd.stale && now - cmd.fetched < cmd.spec.ttl) return *cmd.value;
+    if (cmd.failure && now < cmd.failed_until) return fail(Stage::token, *cmd.failure);
+    return std::nullopt;
+}
+
+asio::awaitable<Outcome<std::string>> Credentials::get(std::optional<std::string> name) {
+    if (auto now = ready(name)) co_return std::move(*now);
+    const auto cmd = named_.find(*name)->second.command;  // outlives a reload that drops it
     if (cmd->running) {
         const auto run = cmd->running;
         co_await run->done.async_wait(asio::as_tuple(asio::use_awaitable));

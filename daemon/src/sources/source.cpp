@@ -171,16 +171,17 @@ namespace {
 // `concurrency` in flight. A refused secret that a credential command
 // replaces is tried once more at once (a --once pass has no later retry).
 asio::awaitable<Outcome<HttpResponse>> send(std::shared_ptr<Services> s, const Source& src,
-                                            std::string target, const Validators* known,
+                                            std::string_view target, const Validators* known,
                                             Fetched& out, std::string& secret) {
     const auto now = sys_now();
     std::optional<Outcome<HttpResponse>> response;
     for (bool again = false;; again = true) {
         HttpRequest request{src.api, target, {}, "Authorization", {}, {}};
         if (src.sends_secret()) {
-            auto got = co_await s->fetch.credentials.get(src.credential);
-            if (!got) co_return fail(Stage::token, got.error());
-            secret = std::move(got.value());
+            auto got = s->fetch.credentials.ready(src.credential);
+            if (!got) got = co_await s->fetch.credentials.get(src.credential);
+            if (!*got) co_return fail(Stage::token, got->error());
+            secret = std::move(got->value());
             if (!src.credential) {
                 if (const TokenSource* api = s->fetch.credentials.api_token()) {
                     out.token_expiry = api->expiry();

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "rootcertd/core/model.hpp"
 #include "rootcertd/core/outcome.hpp"
@@ -18,14 +19,16 @@
 namespace rootcertd {
 
 // One GET. Nothing in it may break a header line: targets are built from
-// validated config values, and secrets are single header-safe tokens.
+// validated config values, and secrets are single header-safe tokens. The
+// views are the caller's (a configured instance's target, a source's header
+// name): they outlive the get().
 struct HttpRequest {
     Endpoint endpoint;
-    std::string target;  // path and query
+    std::string_view target;  // path and query
     // "Authorization: <authorization>" when not empty (the value is a secret:
     // "Bearer TOKEN", "aivenv1 TOKEN"); AUTH_HEADER names another field.
     std::string authorization;
-    std::string auth_header = "Authorization";
+    std::string_view auth_header = "Authorization";
     // Validators of the last answer: sent as If-None-Match / If-Modified-Since.
     std::string if_none_match;
     std::string if_modified_since;

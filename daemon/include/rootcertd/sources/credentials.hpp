@@ -27,6 +27,10 @@ class Credentials {
     // one run. Fails as Stage::token, naming the credential.
     boost::asio::awaitable<Outcome<std::string>> get(std::optional<std::string> name);
 
+    // What get() gives at once, when no command has to run or finish first
+    // (nullopt: get() must wait for one). The common case needs no frame.
+    std::optional<Outcome<std::string>> ready(const std::optional<std::string>& name);
+
     // The API refused NAME's secret (a 401): a file is looked at again at
     // once, a command run again on the next get(), at most once a minute.
     // True when that run is due (a fresh secret is worth a retry now).
