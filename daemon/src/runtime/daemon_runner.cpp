@@ -190,16 +190,19 @@ class DaemonRunner {
         auto shared = std::make_shared<const Instance>(inst);
         std::optional<Scheduler::Checker> checker;
         if (inst.host) {
-            checker = Scheduler::Checker{[this, s, shared] { return check_and_record(s, *shared); },
+            checker = Scheduler::Checker{[this, s, shared] { return check_and_record(s, shared); },
                                          inst.verify_interval};
         }
         scheduler_.start(
             inst.name, labels_of(inst), policy,
-            [this, s, shared] { return refresh_and_record(s, *shared); }, checker,
+            [this, s, shared] { return refresh_and_record(s, shared); }, checker,
             &s->refreshes_admitted);
     }
 
-    asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s, Instance inst) {
+    // Each run holds the loop's one copy of its instance, never a new one.
+    asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s,
+                                                      std::shared_ptr<const Instance> shared) {
+        const Instance& inst = *shared;
         const auto started = std::chrono::steady_clock::now();
         auto r = co_await rt_.refresh_and_hook(s, inst);
         if (r.change != Change::unchanged && s == services_) outputs_.member_changed(s, inst);
@@ -210,9 +213,10 @@ class DaemonRunner {
         co_return r;
     }
 
-    asio::awaitable<CheckResult> check_and_record(std::shared_ptr<Services> s, Instance inst) {
-        auto c = co_await check_live(s, inst);
-        board_.record_check(inst.name, c);
+    asio::awaitable<CheckResult> check_and_record(std::shared_ptr<Services> s,
+                                                  std::shared_ptr<const Instance> inst) {
+        auto c = co_await check_live(s, *inst);
+        board_.record_check(inst->name, c);
         co_return c;
     }
 

@@ -73,31 +73,35 @@ struct Plan {
 };
 
 // Stage 3: the current file and rotation state. A file small enough is read
-// on the loop (a trip through the pool costs it more); a bigger one on the
-// pool. The state file is looked for only where one may be.
-asio::awaitable<Outcome<OnDisk>> read_current(std::shared_ptr<Services> s, const Instance& inst) {
-    const FileState& files = s->files;  // the pool's job holds S itself
-    const auto file_name = inst.name + ".crt";
-    const auto state_name = inst.name + ".json";
-    const bool read_state = !files.states.contains(inst.name) &&
-                            (!files.state_files || files.state_files->contains(state_name));
-    // Nullopt: the file is bigger than LIMIT, and nothing was read.
-    auto read = [s, file_name, state_name,
-                 read_state](std::size_t limit) -> std::optional<Outcome<OnDisk>> {
-        FileMeta meta;
-        auto file = s->files.store.read_up_to(file_name, limit, &meta);
-        if (!file) return std::nullopt;
-        if (!*file) return Outcome<OnDisk>(fail(file->error()));
-        OnDisk d{std::move(file->value()), meta, std::nullopt};
-        if (read_state) {
-            if (auto st = s->files.state_store.read(state_name); st) {
-                d.state = std::move(st.value());
-            }
-        }
-        return Outcome<OnDisk>(std::move(d));
+// on the loop (a trip through the pool costs it more, and the frame of a
+// coroutine is not needed); a bigger one on the pool. The state file is
+// looked for only where one may be: that is decided on the loop, which
+// alone touches the states in memory.
+bool state_file_wanted(const FileState& files, const std::string& name) {
+    return !files.states.contains(name) &&
+           (!files.state_files || files.state_files->contains(name + ".json"));
+}
+
+// Nullopt: the file is bigger than LIMIT, and nothing was read.
+std::optional<Outcome<OnDisk>> read_current(const FileState& files, const std::string& name,
+                                            bool with_state, std::size_t limit) {
+    FileMeta meta;
+    auto file = files.store.read_up_to(name + ".crt", limit, &meta);
+    if (!file) return std::nullopt;
+    if (!*file) return Outcome<OnDisk>(fail(file->error()));
+    OnDisk d{std::move(file->value()), meta, std::nullopt};
+    if (with_state) {
+        if (auto st = files.state_store.read(name + ".json"); st) d.state = std::move(st.value());
+    }
+    return Outcome<OnDisk>(std::move(d));
+}
+
+// The job holds S and the name itself: it may outlive this frame at a shutdown.
+asio::awaitable<Outcome<OnDisk>> read_current_on_pool(std::shared_ptr<Services> s, std::string name,
+                                                      bool with_state) {
+    auto read_all = [s, name, with_state] {
+        return *read_current(s->files, name, with_state, SIZE_MAX);
     };
-    if (auto on_loop = read(CertStore::loop_read_limit)) co_return std::move(*on_loop);
-    auto read_all = [read] { return *read(SIZE_MAX); };
     co_return co_await run_blocking(s->blocking, std::move(read_all));
 }
 
@@ -122,29 +126,36 @@ std::map<std::string, RotationState>::iterator rotation_state(FileState& files,
     return entry;
 }
 
-// Stage 4: what the file should hold. The served CAs plus those kept for the
-// overlap; and, before clients' trust changes, the live server is asked:
-// when it does not yet present a chain under the new bundle but does under
-// the current file, both are installed together.
-asio::awaitable<Plan> plan_file(std::shared_ptr<Services> s, const Instance& inst,
-                                const RotationState& state, const CertBundle& served,
-                                const std::optional<std::string>& current, SysTime now,
-                                std::string& warning) {
+// Stage 4: what the file should hold: the served CAs plus those kept for
+// the overlap.
+Plan plan_file(const Instance& inst, const RotationState& state, const CertBundle& served,
+               SysTime now) {
     Plan plan{compose(state, served, inst.keep_previous, now), {}, {}};
     plan.pem = plan.composition.pem;
-    if (!inst.host || !current || plan.pem == *current) co_return plan;
+    return plan;
+}
+
+// Before clients' trust changes from CURRENT, the live server is asked: when
+// it does not yet present a chain under the planned bundle but does under
+// CURRENT, both are installed together.
+bool plan_needs_server(const Instance& inst, const Plan& plan,
+                       const std::optional<std::string>& current) {
+    return inst.host && current && plan.pem != *current;
+}
+
+asio::awaitable<void> consult_server(std::shared_ptr<Services> s, const Instance& inst,
+                                     const std::string& current, Plan& plan, std::string& warning) {
     auto probed = co_await probe(s, inst);
     if (!probed) {
         add_to(warning, "live check before install: " + probed.error());
-        co_return plan;
+        co_return;
     }
     plan.chain = std::move(probed.value());
     const auto next = verify_chain(*plan.chain, plan.pem, *inst.host);
-    if (!next.ok() && !next.host_mismatch && verify_chain(*plan.chain, *current, *inst.host).ok()) {
-        plan.pem = union_of(plan.pem, *current);
+    if (!next.ok() && !next.host_mismatch && verify_chain(*plan.chain, current, *inst.host).ok()) {
+        plan.pem = union_of(plan.pem, current);
         log_server_behind(inst, server_of(inst));
     }
-    co_return plan;
 }
 
 // Stage 5: the rotation state, then the file. State is kept on disk only
@@ -153,6 +164,21 @@ asio::awaitable<Plan> plan_file(std::shared_ptr<Services> s, const Instance& ins
 // overlap, never lose one. A file that already holds these bytes and
 // ownership is not handed to the install queue (the common case); others
 // share one flush with concurrent installs (group commit).
+bool saves_state(const RotationState& state, const Plan& plan) {
+    const RotationState& next = plan.composition.state;
+    return (!next.kept.empty() || !state.kept.empty()) && !(next == state);
+}
+
+bool file_is_current(const Instance& inst, const Plan& plan, const OnDisk& disk) {
+    return disk.file && *disk.file == plan.pem && disk.meta.matches(inst.file);
+}
+
+// Nothing to write (the common case): no coroutine frame is needed.
+bool commits_nothing(const Instance& inst, const RotationState& state, const Plan& plan,
+                     const OnDisk& disk) {
+    return !saves_state(state, plan) && file_is_current(inst, plan, disk);
+}
+
 asio::awaitable<Outcome<Installed>> commit(std::shared_ptr<Services> s, const Instance& inst,
                                            const RotationState& state, const Plan& plan,
                                            const OnDisk& disk) {
@@ -160,7 +186,7 @@ asio::awaitable<Outcome<Installed>> commit(std::shared_ptr<Services> s, const In
     const auto state_name = inst.name + ".json";
     const RotationState& next = plan.composition.state;
     const bool keeps = !next.kept.empty();
-    if ((keeps || !state.kept.empty()) && !(next == state)) {
+    if (saves_state(state, plan)) {
         auto save = [s, state_name, keeps,
                      text = keeps ? serialize_state(next) : std::string()]() -> Outcome<bool> {
             if (!keeps) return s->files.state_store.remove(state_name);
@@ -182,7 +208,7 @@ asio::awaitable<Outcome<Installed>> commit(std::shared_ptr<Services> s, const In
             }
         }
     }
-    if (disk.file && *disk.file == plan.pem && disk.meta.matches(inst.file)) co_return Installed{};
+    if (file_is_current(inst, plan, disk)) co_return Installed{};
     InstallJob job{inst.name + ".crt", plan.pem, inst.file};  // GCC12-COROUTINE-TEMPORARY
     auto installed = co_await files.installs->install(std::move(job));
     if (!installed)
@@ -218,30 +244,39 @@ asio::awaitable<void> verify_live(std::shared_ptr<Services> s, const Instance& i
 }
 
 // Stage 2: only CA certificates (or leaves dropped, where the source says
-// so), expired ones left out, at least one valid now. Bytes validated before
-// are found without a coroutine frame; an answer whose CA validated is
-// remembered with it.
-asio::awaitable<Outcome<CertBundle>> validate_served(std::shared_ptr<Services> s,
-                                                     const Instance& inst, const Fetched& fetched,
-                                                     SysTime now) {
-    const bool drop_leaves = inst.source->reading.drop_leaves;
-    Outcome<CertBundle> served = fail("not validated");
-    if (auto hit = cached_bundle(*s, fetched.pem.value(), now); hit && !drop_leaves) {
-        served = std::move(*hit);
-    } else {
-        served = co_await validate_with_cache(s, fetched.pem.value(), now, drop_leaves);
-    }
+// so), expired ones left out, at least one valid now. An answer whose CA
+// validated is remembered with it.
+Outcome<CertBundle> accepted(Services& s, const Instance& inst, const Fetched& fetched,
+                             Outcome<CertBundle> served) {
     if (!served) {
-        co_return fail(Stage::validate, describe_request(inst) + ": invalid CA: " + served.error());
+        return fail(Stage::validate, describe_request(inst) + ": invalid CA: " + served.error());
     }
     for (const auto& left_out : served->dropped) {
         spdlog::debug("{}: left out {}", inst.name, left_out);
     }
     if (fetched.extracted_from) {
-        s->seen.extracted.put(*fetched.extracted_from, {inst.source->reading, fetched.pem.value()},
-                              fetched.pem.value().size());
+        s.seen.extracted.put(*fetched.extracted_from, {inst.source->reading, fetched.pem.value()},
+                             fetched.pem.value().size());
     }
-    co_return served;
+    return served;
+}
+
+// Bytes validated before, found without a coroutine frame (a fleet's warm
+// pass serves the same CA thousands of times). Nullopt: they need validating.
+std::optional<Outcome<CertBundle>> validated_before(Services& s, const Instance& inst,
+                                                    const Fetched& fetched, SysTime now) {
+    if (inst.source->reading.drop_leaves) return std::nullopt;  // kept apart, under another key
+    auto hit = cached_bundle(s, fetched.pem.value(), now);
+    if (!hit) return std::nullopt;
+    return accepted(s, inst, fetched, std::move(*hit));
+}
+
+asio::awaitable<Outcome<CertBundle>> validate_served(std::shared_ptr<Services> s,
+                                                     const Instance& inst, const Fetched& fetched,
+                                                     SysTime now) {
+    auto served =
+        co_await validate_with_cache(s, fetched.pem.value(), now, inst.source->reading.drop_leaves);
+    co_return accepted(*s, inst, fetched, std::move(served));
 }
 
 // After a commit: the rotation state the file now reflects, and the
@@ -278,7 +313,11 @@ void record_install(const Services& s, const Instance& inst, const Installed& in
 
 }  // namespace
 
-asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance inst) {
+// Stages 2 to 5 usually need not wait: each runs on the loop first and
+// takes a coroutine frame only when it must (new bytes to validate, a big
+// file, a server to ask, a file to write). A fleet's warm pass runs them
+// thousands of times.
+asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, const Instance& inst) {
     RefreshResult result;
     const auto now = sys_now();
     const auto failed = [&result](Failure why) {
@@ -296,22 +335,31 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, Instance ins
         co_return failed(fetched.pem.failure());
     }
     // 2. Validate it.
-    auto served = co_await validate_served(s, inst, fetched, now);
-    if (!served) co_return failed(served.failure());
+    auto served = validated_before(*s, inst, fetched, now);
+    if (!served) served = co_await validate_served(s, inst, fetched, now);
+    if (!*served) co_return failed(served->failure());
     // 3. Read what the file and the rotation state hold now.
-    auto disk = co_await read_current(s, inst);
-    if (!disk) co_return failed(fail(Stage::read, "install " + inst.name + ": " + disk.error()));
-    const auto entry = rotation_state(s->files, inst, disk.value());
+    const bool with_state = state_file_wanted(s->files, inst.name);
+    auto disk = read_current(s->files, inst.name, with_state, CertStore::loop_read_limit);
+    if (!disk) disk = co_await read_current_on_pool(s, inst.name, with_state);
+    if (!*disk) co_return failed(fail(Stage::read, "install " + inst.name + ": " + disk->error()));
+    const OnDisk& current = disk->value();
+    const auto entry = rotation_state(s->files, inst, current);
     // 4. Plan the file: served CAs, kept ones, and the live server's say.
-    auto plan =
-        co_await plan_file(s, inst, entry->second, served.value(), disk->file, now, result.warning);
+    auto plan = plan_file(inst, entry->second, served->value(), now);
+    if (plan_needs_server(inst, plan, current.file)) {
+        co_await consult_server(s, inst, *current.file, plan, result.warning);
+    }
     // 5. Commit: the rotation state, then the file, atomically and durably.
-    auto installed = co_await commit(s, inst, entry->second, plan, disk.value());
+    Outcome<Installed> installed = Installed{};
+    if (!commits_nothing(inst, entry->second, plan, current)) {
+        installed = co_await commit(s, inst, entry->second, plan, current);
+    }
     if (!installed) co_return failed(installed.failure());
     remember(s->fetch, inst, entry->second, plan, fetched);
     // From here the file holds the planned bundle, whatever the live check
     // says next: a change is a change (its hook runs, it is counted).
-    record_install(*s, inst, installed.value(), std::move(served.value()), plan, now, result);
+    record_install(*s, inst, installed.value(), std::move(served->value()), plan, now, result);
     // 6. Verify live: would a verify-full client reach the server now?
     if (inst.host) co_await verify_live(s, inst, plan.pem, std::move(plan.chain), result);
     co_return result;

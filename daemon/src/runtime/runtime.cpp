@@ -81,7 +81,7 @@ void Runtime::write_service_file(const Config& cfg, bool keep_others) {
 }
 
 asio::awaitable<RefreshResult> Runtime::refresh_and_hook(std::shared_ptr<Services> s,
-                                                         Instance inst) {
+                                                         const Instance& inst) {
     auto r = co_await refresh(s, inst);
     if (r.change != Change::unchanged && inst.on_change) {
         std::vector<std::pair<std::string, std::string>> env;

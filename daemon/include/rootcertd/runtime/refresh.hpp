@@ -26,10 +26,11 @@
 
 namespace rootcertd {
 
-// Refreshes INSTANCE once. Never throws for expected failures; a request is
-// in flight for at most config.timeout.
+// Refreshes INSTANCE once; the caller keeps INSTANCE alive until it ends.
+// Never throws for expected failures; a request is in flight for at most
+// config.timeout.
 boost::asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> services,
-                                              Instance instance);
+                                              const Instance& instance);
 
 // validate_bundle() through SERVICES' content-keyed cache: bytes validated
 // before are not parsed again (only their dates are checked against NOW);

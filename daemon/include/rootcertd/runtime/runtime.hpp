@@ -47,9 +47,10 @@ class Runtime {
 
     // refresh(), then INSTANCE's on_change hook when the file changed (even
     // when the live check after it failed: it will not change again). The
-    // hook runs detached: it never delays a refresh.
+    // hook runs detached: it never delays a refresh. The caller keeps
+    // INSTANCE alive until it ends.
     boost::asio::awaitable<RefreshResult> refresh_and_hook(std::shared_ptr<Services> services,
-                                                           Instance instance);
+                                                           const Instance& instance);
 
     // Hooks started and not yet ended (a hook waiting to be retried counts).
     std::size_t hooks_running() const { return hooks_running_; }
