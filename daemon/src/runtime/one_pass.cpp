@@ -92,13 +92,14 @@ int run_one_pass(Runtime& rt, std::shared_ptr<Services> s) {
         const auto& inst = instances[next++];
         asio::co_spawn(
             ioc, rt.refresh_and_hook(s, inst),
-            [&, name = inst.name, labels = labels_of(inst)](std::exception_ptr e, RefreshResult r) {
+            [&, &inst = inst](std::exception_ptr e, RefreshResult r) {  // INSTANCES stays put
                 if (e) r.failure = fail("aborted");
-                s->forget(name);  // a pass has no next refresh
+                s->forget(inst.name);  // a pass has no next refresh
                 if (Reporter::failed_pass(r)) ++failed;
                 InstanceLog log;
-                reporter.refreshed(name, labels, r, log, std::nullopt,
-                                   std::chrono::steady_clock::now());
+                reporter.refreshed(
+                    inst.name, [&inst] { return labels_of(inst); }, r, log, std::nullopt,
+                    std::chrono::steady_clock::now());
                 if (--pending == 0) {
                     s->close_clients();
                     signals.cancel();

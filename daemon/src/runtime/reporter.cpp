@@ -19,12 +19,12 @@ std::string human(Duration d) {
     return std::to_string(ms / 3'600'000) + "h";
 }
 
-void Reporter::refreshed(const std::string& name, const LogFields& labels, const RefreshResult& r,
+void Reporter::refreshed(const std::string& name, const Labels& labels, const RefreshResult& r,
                          InstanceLog& log, std::optional<Duration> retry,
                          std::chrono::steady_clock::time_point now) {
     const auto say = [&](spdlog::level::level_enum level, const std::string& text,
                          const LogFields& extra = {}) {
-        LogFields fields = labels;
+        LogFields fields = labels();
         fields.insert(fields.end(), extra.begin(), extra.end());
         log_event(level, name + ": " + text, fields);
     };

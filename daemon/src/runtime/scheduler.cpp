@@ -144,7 +144,8 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
         next_refresh = Steady::now() + delay;
         if (checker) next_check = Steady::now() + checker->interval;
         if (on_scheduled) on_scheduled(name, next_refresh);
-        reporter_.refreshed(name, labels, r, log, delay, Steady::now());
+        reporter_.refreshed(
+            name, [&labels] { return labels; }, r, log, delay, Steady::now());
     }
     co_await asio::this_coro::reset_cancellation_state();
 }

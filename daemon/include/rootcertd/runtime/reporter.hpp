@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -31,10 +32,14 @@ struct InstanceLog {
 // instance's name, org and id as structured fields. Event loop only.
 class Reporter {
   public:
-    // After a refresh of instance NAME, whose lines carry LABELS. RETRY is
+    // The fields of an instance's lines, built only for a line that is
+    // logged: most refreshes log nothing.
+    using Labels = std::function<LogFields()>;
+
+    // After a refresh of instance NAME, whose lines carry LABELS(). RETRY is
     // when the daemon tries again, or nullopt for --once, whose failures are
     // errors; NOW orders repeats.
-    void refreshed(const std::string& name, const LogFields& labels, const RefreshResult& result,
+    void refreshed(const std::string& name, const Labels& labels, const RefreshResult& result,
                    InstanceLog& log, std::optional<Duration> retry,
                    std::chrono::steady_clock::time_point now);
 
