@@ -53,18 +53,20 @@ auto tuple_token() { return asio::as_tuple(asio::use_awaitable); }
 
 class Server final : public HttpServer, public std::enable_shared_from_this<Server> {
   public:
-    Server(asio::any_io_executor ex, tcp::endpoint endpoint, HttpHandler handler,
-           ServerLimits limits)
-        : acceptor_(ex), handler_(std::move(handler)), limits_(limits) {
+    Server(asio::any_io_executor ex, HttpHandler handler, ServerLimits limits)
+        : acceptor_(ex), handler_(std::move(handler)), limits_(limits) {}
+
+    Outcome<void> listen(const tcp::endpoint& endpoint) {
         boost::system::error_code ec;
         acceptor_.open(endpoint.protocol(), ec);
         if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
         if (!ec) acceptor_.bind(endpoint, ec);
         if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
         if (ec) {
-            throw std::runtime_error("metrics.listen " + endpoint.address().to_string() + ":" +
-                                     std::to_string(endpoint.port()) + ": " + ec.message());
+            return fail("metrics.listen " + endpoint.address().to_string() + ":" +
+                        std::to_string(endpoint.port()) + ": " + ec.message());
         }
+        return Ok{};
     }
 
     void start() {
@@ -179,13 +181,13 @@ class Server final : public HttpServer, public std::enable_shared_from_this<Serv
 
 }  // namespace
 
-std::shared_ptr<HttpServer> start_http_server(asio::any_io_executor executor,
-                                              tcp::endpoint endpoint, HttpHandler handler,
-                                              ServerLimits limits) {
-    auto server =
-        std::make_shared<Server>(std::move(executor), endpoint, std::move(handler), limits);
+Outcome<std::shared_ptr<HttpServer>> start_http_server(asio::any_io_executor executor,
+                                                       tcp::endpoint endpoint, HttpHandler handler,
+                                                       ServerLimits limits) {
+    auto server = std::make_shared<Server>(std::move(executor), std::move(handler), limits);
+    if (auto bound = server->listen(endpoint); !bound) return bound.failure();
     server->start();
-    return server;
+    return std::shared_ptr<HttpServer>(std::move(server));
 }
 
 }  // namespace rootcertd

@@ -107,18 +107,18 @@ class DaemonRunner {
                                                    at - std::chrono::steady_clock::now()));
         };
         if (services_->config.metrics_listen) {
-            try {
-                server_ = start_http_server(
-                    ioc_.get_executor(), parse_listen(*services_->config.metrics_listen).value(),
-                    [this](std::string_view method, std::string_view target) {
-                        return handle(method, target);
-                    });
-                spdlog::info("serving /metrics, /livez, /readyz and /status on {}",
-                             *services_->config.metrics_listen);
-            } catch (const std::exception& e) {
-                spdlog::error("{}", e.what());
+            auto server = start_http_server(
+                ioc_.get_executor(), parse_listen(*services_->config.metrics_listen).value(),
+                [this](std::string_view method, std::string_view target) {
+                    return handle(method, target);
+                });
+            if (!server) {
+                spdlog::error("{}", server.error());
                 return exit_failed;
             }
+            server_ = std::move(server.value());
+            spdlog::info("serving /metrics, /livez, /readyz and /status on {}",
+                         *services_->config.metrics_listen);
         }
         if (const auto period = notify_.watchdog_period()) {
             spdlog::info("systemd watchdog: WATCHDOG=1 every {} (half of WATCHDOG_USEC)",

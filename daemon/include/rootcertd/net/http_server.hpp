@@ -43,9 +43,10 @@ class HttpServer {
     virtual void stop() = 0;
 };
 
-// Binds and starts serving. Throws std::runtime_error when it cannot bind.
-std::shared_ptr<HttpServer> start_http_server(boost::asio::any_io_executor executor,
-                                              boost::asio::ip::tcp::endpoint endpoint,
-                                              HttpHandler handler, ServerLimits limits = {});
+// Binds and starts serving; fails, naming metrics.listen, when it cannot bind.
+Outcome<std::shared_ptr<HttpServer>> start_http_server(boost::asio::any_io_executor executor,
+                                                       boost::asio::ip::tcp::endpoint endpoint,
+                                                       HttpHandler handler,
+                                                       ServerLimits limits = {});
 
 }  // namespace rootcertd
