@@ -48,8 +48,8 @@ class AresResolver final : public Resolver, public std::enable_shared_from_this<
         static std::once_flag once;
         std::call_once(once, [] { ares_library_init(ARES_LIB_INIT_ALL); });
         resolv_conf_ = stamp_of(resolv_conf_path);
-        open_channel();
     }
+    friend Outcome<std::shared_ptr<Resolver>> rootcertd::make_resolver(asio::any_io_executor);
     AresResolver(const AresResolver&) = delete;
     AresResolver& operator=(const AresResolver&) = delete;
     ~AresResolver() override { close_channel(); }
@@ -61,6 +61,7 @@ class AresResolver final : public Resolver, public std::enable_shared_from_this<
         if (!ec) co_return Endpoints{tcp::endpoint(literal, port)};
         if (closed_) co_return fail("shutting down");
         follow_resolv_conf();
+        if (channel_ == nullptr) co_return fail(unusable_);
         auto self = shared_from_this();  // callbacks find this resolver alive
         auto lookup = std::make_shared<Lookup>(ex_);
         lookup->port = port;
@@ -84,7 +85,7 @@ class AresResolver final : public Resolver, public std::enable_shared_from_this<
 
     void close() override {
         closed_ = true;
-        ares_cancel(channel_);
+        if (channel_ != nullptr) ares_cancel(channel_);
     }
 
   private:
@@ -106,18 +107,25 @@ class AresResolver final : public Resolver, public std::enable_shared_from_this<
         return {st.st_ino, st.st_mtim};
     }
 
-    void open_channel() {
+    // On failure there is no channel: lookups fail with its reason until a
+    // changed resolv.conf opens one.
+    Outcome<void> open_channel() {
         ares_options options{};
         options.sock_state_cb = &AresResolver::on_socket_state;
         options.sock_state_cb_data = this;
         if (const int rc = ares_init_options(&channel_, &options, ARES_OPT_SOCK_STATE_CB);
             rc != ARES_SUCCESS) {
-            throw std::runtime_error(std::string("DNS resolver: ") + ares_strerror(rc));
+            channel_ = nullptr;
+            unusable_ = std::string("DNS resolver: ") + ares_strerror(rc);
+            return fail(Stage::resolve, unusable_);
         }
+        return Ok{};
     }
 
     void close_channel() {
+        if (channel_ == nullptr) return;
         ares_destroy(channel_);  // answers what is under way, closes its sockets
+        channel_ = nullptr;
         for (auto& [fd, watch] : watches_) forget(*watch);
         watches_.clear();
     }
@@ -132,7 +140,7 @@ class AresResolver final : public Resolver, public std::enable_shared_from_this<
         if (stamp == resolv_conf_) return;
         resolv_conf_ = stamp;
         close_channel();
-        open_channel();
+        (void)open_channel();  // a failure is each lookup's until the next change
     }
 
     static void on_answer(void* arg, int status, int /*timeouts*/, ares_addrinfo* info) {
@@ -212,6 +220,7 @@ class AresResolver final : public Resolver, public std::enable_shared_from_this<
     }
 
     void process(ares_socket_t read_fd, ares_socket_t write_fd) {
+        if (channel_ == nullptr) return;  // closed since the socket was ready
         ares_process_fd(channel_, read_fd, write_fd);
         arm_timer();
     }
@@ -220,7 +229,7 @@ class AresResolver final : public Resolver, public std::enable_shared_from_this<
     // socket ready, at the time it asks for.
     void arm_timer() {
         timeval tv{};
-        if (ares_timeout(channel_, nullptr, &tv) == nullptr) {
+        if (channel_ == nullptr || ares_timeout(channel_, nullptr, &tv) == nullptr) {
             timer_.cancel();  // nothing under way
             return;
         }
@@ -234,6 +243,7 @@ class AresResolver final : public Resolver, public std::enable_shared_from_this<
 
     asio::any_io_executor ex_;
     ares_channel channel_ = nullptr;
+    std::string unusable_;  // why there is no channel
     Stamp resolv_conf_;
     std::chrono::steady_clock::time_point next_check_{};
     asio::steady_timer timer_;
@@ -243,8 +253,10 @@ class AresResolver final : public Resolver, public std::enable_shared_from_this<
 
 }  // namespace
 
-std::shared_ptr<Resolver> make_resolver(asio::any_io_executor executor) {
-    return std::make_shared<AresResolver>(std::move(executor));
+Outcome<std::shared_ptr<Resolver>> make_resolver(asio::any_io_executor executor) {
+    auto resolver = std::make_shared<AresResolver>(std::move(executor));
+    if (auto opened = resolver->open_channel(); !opened) return opened.failure();
+    return std::shared_ptr<Resolver>(std::move(resolver));
 }
 
 }  // namespace rootcertd

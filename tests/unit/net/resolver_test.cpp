@@ -26,7 +26,7 @@ Outcome<std::vector<asio::ip::tcp::endpoint>> lookup(Resolver& r, asio::io_conte
 
 TEST(Resolver, AnAddressIsNotLookedUp) {
     asio::io_context ioc;
-    auto resolver = make_resolver(ioc.get_executor());
+    auto resolver = make_resolver(ioc.get_executor()).value();
     for (const char* literal : {"127.0.0.1", "::1"}) {
         auto r = lookup(*resolver, ioc, literal);
         ASSERT_TRUE(r.ok()) << r.error();
@@ -38,7 +38,7 @@ TEST(Resolver, AnAddressIsNotLookedUp) {
 
 TEST(Resolver, ReadsTheHostsFile) {
     asio::io_context ioc;
-    auto resolver = make_resolver(ioc.get_executor());
+    auto resolver = make_resolver(ioc.get_executor()).value();
     auto r = lookup(*resolver, ioc, "localhost");
     ASSERT_TRUE(r.ok()) << r.error();
     bool loopback = false;
@@ -48,7 +48,7 @@ TEST(Resolver, ReadsTheHostsFile) {
 
 TEST(Resolver, AfterCloseEveryLookupFails) {
     asio::io_context ioc;
-    auto resolver = make_resolver(ioc.get_executor());
+    auto resolver = make_resolver(ioc.get_executor()).value();
     resolver->close();
     auto r = lookup(*resolver, ioc, "localhost");
     ASSERT_FALSE(r.ok());

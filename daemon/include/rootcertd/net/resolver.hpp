@@ -33,8 +33,8 @@ class Resolver {
     virtual void close() = 0;
 };
 
-// Throws std::runtime_error when the resolver cannot start (out of memory,
-// an unusable resolv.conf is not such a case: lookups then fail).
-std::shared_ptr<Resolver> make_resolver(boost::asio::any_io_executor executor);
+// Fails (Stage::resolve) when the resolver cannot start: out of memory, not
+// an unusable resolv.conf (lookups then fail).
+Outcome<std::shared_ptr<Resolver>> make_resolver(boost::asio::any_io_executor executor);
 
 }  // namespace rootcertd
