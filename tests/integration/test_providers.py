@@ -264,6 +264,25 @@ def aiven_via(providers, credential):
         "api_url": providers.url, "ca_file": str(providers.trust)}}]
 
 
+def test_a_source_ca_file_that_holds_no_certificate_is_refused_at_start_naming_it(
+        tmp_path, api, pki, providers):
+    """A trust file that cannot load stops the start (or a reload) with its key
+    and path, before any request: it was found only when the first refresh
+    needed it, and then said "aborted"."""
+    garbage = tmp_path / "not-a-ca.pem"
+    garbage.write_text("not a certificate\n")
+    providers.put("certs/one.crt", pki.ca("trust-file-one").read_text())
+    d = Daemon(tmp_path / "d", api,
+               [{"name": "one", "source": {"url": providers.url + "/certs/one.crt",
+                                           "ca_file": str(garbage)}}])
+    r = d.once()
+    assert r.returncode == 1, r.stderr
+    assert f"source ca_file {garbage}: " in r.stderr
+    assert "aborted" not in r.stderr
+    assert providers.requests("/certs/one.crt") == [], "no request before the trust is whole"
+    assert not d.file("one").exists()
+
+
 def test_a_command_that_closes_its_output_is_still_bounded_by_its_timeout(tmp_path, api, providers):
     """The timeout stopped at end of file; waitpid then waited for the whole
     command (60 s) and its token counted."""

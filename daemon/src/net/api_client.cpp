@@ -45,23 +45,29 @@ using https::Conn;
 using https::TlsSessions;
 class Client final : public HttpClient, public std::enable_shared_from_this<Client> {
   public:
-    Client(asio::any_io_executor ex, const ClientOptions& options)
+    Client(asio::any_io_executor ex, const ClientOptions& options,
+           std::shared_ptr<Resolver> resolver)
         : ex_(std::move(ex)),
           options_(options),
-          resolver_(options.resolver ? options.resolver : make_resolver(ex_)),
+          resolver_(std::move(resolver)),
           tls_(ssl::context::tls_client),
           sessions_(tls_.native_handle()),
           prune_(ex_) {
         SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
         use_system_trust(tls_.native_handle());
-        for (const auto& [file, key] : {std::pair{options.ca_file, "api.ca_file "},
-                                        std::pair{options.extra_ca_file, "source ca_file "}}) {
+        tls_.set_verify_mode(ssl::verify_peer);
+    }
+
+    // The trust files besides the system store, each named when it fails.
+    Outcome<void> load_trust() {
+        for (const auto& [file, key] : {std::pair{options_.ca_file, "api.ca_file "},
+                                        std::pair{options_.extra_ca_file, "source ca_file "}}) {
             if (!file) continue;
             boost::system::error_code ec;
             tls_.load_verify_file(file->string(), ec);
-            if (ec) throw std::runtime_error(key + file->string() + ": " + ec.message());
+            if (ec) return fail(Stage::tls, key + file->string() + ": " + ec.message());
         }
-        tls_.set_verify_mode(ssl::verify_peer);
+        return Ok{};
     }
 
     asio::awaitable<Outcome<HttpResponse>> get(HttpRequest request) override {
@@ -357,9 +363,17 @@ class Client final : public HttpClient, public std::enable_shared_from_this<Clie
 
 }  // namespace
 
-std::shared_ptr<HttpClient> make_https_client(asio::any_io_executor executor,
-                                              const ClientOptions& options) {
-    return std::make_shared<Client>(std::move(executor), options);
+Outcome<std::shared_ptr<HttpClient>> make_https_client(asio::any_io_executor executor,
+                                                       const ClientOptions& options) {
+    auto resolver = options.resolver;
+    if (!resolver) {
+        auto made = make_resolver(executor);
+        if (!made) return made.failure();
+        resolver = std::move(made.value());
+    }
+    auto client = std::make_shared<Client>(std::move(executor), options, std::move(resolver));
+    if (auto trusted = client->load_trust(); !trusted) return trusted.failure();
+    return std::shared_ptr<HttpClient>(std::move(client));
 }
 
 }  // namespace rootcertd

@@ -125,13 +125,12 @@ int list_instances(const RunOptions& options) {
     auto cfg = runtime.load(false);
     if (!cfg) return exit_usage;
     // Services without prepare(): no directory is created, nothing written.
-    std::shared_ptr<Services> s;
-    try {
-        s = std::make_shared<Services>(runtime.loop().get_executor(), *cfg, runtime.pool());
-    } catch (const std::exception& e) {
-        spdlog::error("{}", e.what());
+    auto made = make_services(runtime.loop().get_executor(), *cfg, runtime.pool());
+    if (!made) {
+        spdlog::error("{}", made.error());
         return exit_failed;
     }
+    const auto s = std::move(made.value());
     const auto found = discover_once(runtime, s);
     s->close_clients();
     runtime.loop().run();  // the connections close

@@ -29,44 +29,44 @@ std::optional<Config> Runtime::load(bool reloading) {
 }
 
 std::shared_ptr<Services> Runtime::make_services(Config cfg) {
-    try {
-        auto s = std::make_shared<Services>(ioc_.get_executor(), std::move(cfg), pool_);
-        auto removed = s->files.store.prepare();
-        if (!removed) {
-            spdlog::error("cert_dir: {}", removed.error());
-            return nullptr;
-        }
-        if (removed.value() > 0) {
-            spdlog::info("removed {} temp file(s) left in {} by an earlier crash", removed.value(),
-                         s->files.store.dir().string());
-        }
-        std::vector<std::string> state_files;
-        if (auto state = s->files.state_store.prepare(&state_files); !state) {
-            spdlog::error("state_dir: {}", state.error());
-            return nullptr;
-        }
-        s->files.state_files.emplace(std::make_move_iterator(state_files.begin()),
-                                     std::make_move_iterator(state_files.end()));
-        if (const auto& route = s->fetch.proxy; route.proxy) {
-            spdlog::info("API requests go through proxy {} (from {}){}", route.proxy->origin(),
-                         route.source,
-                         route.no_proxy.empty() ? "" : ", except no_proxy " + route.no_proxy);
-        }
-        if (s->fetch.proxy_auth) {  // read now so a careless mode is reported at start-up
-            if (auto credentials = s->fetch.proxy_auth->get(); !credentials) {
-                spdlog::warn("{}", credentials.error());
-            } else if (!s->fetch.proxy_auth->exposure().empty()) {
-                spdlog::warn("{}", s->fetch.proxy_auth->exposure());
-            }
-        }
-        // With discovery the block is written once the lists are in: written
-        // now, it would drop the sections of every discovered instance.
-        if (s->config.discover.empty()) write_service_file(s->config);
-        return s;
-    } catch (const std::exception& e) {
-        spdlog::error("{}", e.what());
+    auto made = rootcertd::make_services(ioc_.get_executor(), std::move(cfg), pool_);
+    if (!made) {
+        spdlog::error("{}", made.error());
         return nullptr;
     }
+    auto s = std::move(made.value());
+    auto removed = s->files.store.prepare();
+    if (!removed) {
+        spdlog::error("cert_dir: {}", removed.error());
+        return nullptr;
+    }
+    if (removed.value() > 0) {
+        spdlog::info("removed {} temp file(s) left in {} by an earlier crash", removed.value(),
+                     s->files.store.dir().string());
+    }
+    std::vector<std::string> state_files;
+    if (auto state = s->files.state_store.prepare(&state_files); !state) {
+        spdlog::error("state_dir: {}", state.error());
+        return nullptr;
+    }
+    s->files.state_files.emplace(std::make_move_iterator(state_files.begin()),
+                                 std::make_move_iterator(state_files.end()));
+    if (const auto& route = s->fetch.proxy; route.proxy) {
+        spdlog::info("API requests go through proxy {} (from {}){}", route.proxy->origin(),
+                     route.source,
+                     route.no_proxy.empty() ? "" : ", except no_proxy " + route.no_proxy);
+    }
+    if (s->fetch.proxy_auth) {  // read now so a careless mode is reported at start-up
+        if (auto credentials = s->fetch.proxy_auth->get(); !credentials) {
+            spdlog::warn("{}", credentials.error());
+        } else if (!s->fetch.proxy_auth->exposure().empty()) {
+            spdlog::warn("{}", s->fetch.proxy_auth->exposure());
+        }
+    }
+    // With discovery the block is written once the lists are in: written
+    // now, it would drop the sections of every discovered instance.
+    if (s->config.discover.empty()) write_service_file(s->config);
+    return s;
 }
 
 void Runtime::write_service_file(const Config& cfg, bool keep_others) {

@@ -6,23 +6,13 @@ namespace rootcertd {
 
 namespace asio = boost::asio;
 
-namespace {
-
-ProxyRoute proxy_route(const Config& config) {
-    auto route = resolve_proxy(config.proxy, std::getenv);
-    if (!route) throw std::runtime_error(route.error());
-    return std::move(route.value());
-}
-
-}  // namespace
-
 std::size_t admission_slots(const Config& config) {
     return std::max<std::size_t>(64, 4 * std::size_t{config.concurrency});
 }
 
 Fetcher::Fetcher(asio::any_io_executor ex, const Config& config, std::shared_ptr<Resolver> resolver,
-                 const ClientFactory& client_factory)
-    : proxy(proxy_route(config)),
+                 ProxyRoute route, const ClientFactory& client_factory)
+    : proxy(std::move(route)),
       proxy_auth(config.proxy_auth_file ? std::make_shared<TokenSource>(TokenSource::from_file(
                                               *config.proxy_auth_file, "proxy auth file"))
                                         : nullptr),
@@ -36,7 +26,26 @@ Fetcher::Fetcher(asio::any_io_executor ex, const Config& config, std::shared_ptr
     base_.connect_timeout = config.connect_timeout;
     base_.proxy = proxy;
     if (proxy_auth) base_.proxy_credentials = [auth = proxy_auth] { return auth->get(); };
-    client_ = make_client_(executor_, base_);
+}
+
+Outcome<void> Fetcher::make_clients(const Config& config) {
+    auto shared = make_client_(executor_, base_);
+    if (!shared) return shared.failure();
+    client_ = std::move(shared.value());
+    std::vector<std::filesystem::path> extra;
+    for (const auto& inst : config.instances) {
+        if (inst.source->ca_file) extra.push_back(*inst.source->ca_file);
+    }
+    for (const auto& d : config.discover) {
+        if (d.ca_file) extra.push_back(*d.ca_file);
+    }
+    for (const auto& ca : extra) {
+        if (clients_by_ca_.contains(ca)) continue;
+        auto client = make_client_(executor_, options(ca));
+        if (!client) return client.failure();
+        clients_by_ca_.emplace(ca, std::move(client.value()));
+    }
+    return Ok{};
 }
 
 ClientOptions Fetcher::options(const std::optional<std::filesystem::path>& extra_ca) const {
@@ -46,11 +55,12 @@ ClientOptions Fetcher::options(const std::optional<std::filesystem::path>& extra
 }
 
 const std::shared_ptr<HttpClient>& Fetcher::client_for(
-    const std::optional<std::filesystem::path>& ca) {
+    const std::optional<std::filesystem::path>& ca) const {
     if (!ca) return client_;
-    auto& c = clients_by_ca_[*ca];
-    if (!c) c = make_client_(executor_, options(ca));
-    return c;
+    // Every ca_file of the config has its client. Were one missing, the
+    // shared client would only fail to verify that origin: never trust more.
+    const auto it = clients_by_ca_.find(*ca);
+    return it == clients_by_ca_.end() ? client_ : it->second;
 }
 
 void Fetcher::close() {
@@ -69,12 +79,27 @@ const std::string* FileState::served_last(const std::string& instance) const {
     return it == states.end() || it->second.served.empty() ? nullptr : &it->second.served;
 }
 
+Outcome<std::shared_ptr<Services>> make_services(asio::any_io_executor ex, Config config,
+                                                 asio::thread_pool& blocking_pool,
+                                                 const ClientFactory& client_factory) {
+    auto route = resolve_proxy(config.proxy, std::getenv);
+    if (!route) return route.failure();
+    auto resolver = make_resolver(ex);
+    if (!resolver) return resolver.failure();
+    auto s = std::make_shared<Services>(ex, std::move(config), blocking_pool,
+                                        std::move(resolver.value()), std::move(route.value()),
+                                        client_factory);
+    if (auto made = s->fetch.make_clients(s->config); !made) return made.failure();
+    return s;
+}
+
 Services::Services(asio::any_io_executor ex, Config cfg, asio::thread_pool& blocking_pool,
+                   std::shared_ptr<Resolver> shared_resolver, ProxyRoute route,
                    const ClientFactory& client_factory)
     : config(std::move(cfg)),
       executor(ex),
-      resolver(make_resolver(ex)),
-      fetch(ex, config, resolver, client_factory),
+      resolver(std::move(shared_resolver)),
+      fetch(ex, config, resolver, std::move(route), client_factory),
       files(ex, blocking_pool, config),
       blocking(blocking_pool),
       refreshes_admitted(ex, admission_slots(config)) {}

@@ -51,11 +51,10 @@ class Refresh : public ::testing::Test {
                 "instances: [{org: org_a, id: inst_1, name: prod}]\n",
             "test.yaml");
         instance = cfg.instances[0];
-        services = std::make_shared<Services>(
-            ioc.get_executor(), cfg, pool,
-            [fake = fake](auto, const ClientOptions&) -> std::shared_ptr<HttpClient> {
-                return fake;
-            });
+        services = make_services(ioc.get_executor(), cfg, pool,
+                                 [fake = fake](auto, const ClientOptions&)
+                                     -> Outcome<std::shared_ptr<HttpClient>> { return {fake}; })
+                       .value();
         EXPECT_TRUE(services->files.store.prepare().ok());
         EXPECT_TRUE(services->files.state_store.prepare().ok());
     }

@@ -58,11 +58,10 @@ class FetchCa : public ::testing::Test {
                                     source + "}\n",
                                 "test.yaml");
         instance = cfg.instances.at(0);
-        services = std::make_shared<Services>(
-            ioc.get_executor(), cfg, pool,
-            [client = client](auto, const ClientOptions&) -> std::shared_ptr<HttpClient> {
-                return client;
-            });
+        services = make_services(ioc.get_executor(), cfg, pool,
+                                 [client = client](auto, const ClientOptions&)
+                                     -> Outcome<std::shared_ptr<HttpClient>> { return {client}; })
+                       .value();
     }
     Fetched fetch() {
         Fetched out;

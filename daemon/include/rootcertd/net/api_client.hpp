@@ -77,8 +77,9 @@ class HttpClient {
 };
 
 // TLS >= 1.2, peer and host-name verification, SNI, system trust store plus
-// options.ca_file. Throws std::runtime_error when the trust store cannot load.
-std::shared_ptr<HttpClient> make_https_client(boost::asio::any_io_executor executor,
-                                              const ClientOptions& options);
+// options.ca_file and extra_ca_file. Fails (Stage::tls, naming the file) when
+// one cannot load.
+Outcome<std::shared_ptr<HttpClient>> make_https_client(boost::asio::any_io_executor executor,
+                                                       const ClientOptions& options);
 
 }  // namespace rootcertd

@@ -85,15 +85,21 @@ struct ContentCaches {
 };
 
 // Makes the HTTPS client a Services uses; tests pass one that plays the API.
-using ClientFactory =
-    std::function<std::shared_ptr<HttpClient>(boost::asio::any_io_executor, const ClientOptions&)>;
+using ClientFactory = std::function<Outcome<std::shared_ptr<HttpClient>>(
+    boost::asio::any_io_executor, const ClientOptions&)>;
 
 // What requests share: the HTTPS clients (one per extra trust file), the
 // proxy, secrets, each instance's validators and the request slots. Used
 // by fetching a CA and listing a discover entry.
 struct Fetcher {
     Fetcher(boost::asio::any_io_executor ex, const Config& config,
-            std::shared_ptr<Resolver> resolver, const ClientFactory& client_factory);
+            std::shared_ptr<Resolver> resolver, ProxyRoute route,
+            const ClientFactory& client_factory);
+
+    // The shared client and one per extra trust file CONFIG names (sources'
+    // and discover entries' ca_file): a file that cannot load fails here,
+    // before any request, naming its key and path.
+    Outcome<void> make_clients(const Config& config);
 
     ProxyRoute proxy;                         // api.proxy or the environment's
     std::shared_ptr<TokenSource> proxy_auth;  // api.proxy_auth_file, when set
@@ -106,12 +112,13 @@ struct Fetcher {
     // every instance: logged once, and again hourly while they last.
     FailureLog token_warnings;
 
-    // The client for SOURCE's origin: the shared one, or one that also
-    // trusts the source's own ca_file.
-    const std::shared_ptr<HttpClient>& client_for(const Source& source) {
+    // The client for SOURCE's origin: the shared one, or the one that also
+    // trusts the source's own ca_file (made by make_clients).
+    const std::shared_ptr<HttpClient>& client_for(const Source& source) const {
         return client_for(source.ca_file);
     }
-    const std::shared_ptr<HttpClient>& client_for(const std::optional<std::filesystem::path>& ca);
+    const std::shared_ptr<HttpClient>& client_for(
+        const std::optional<std::filesystem::path>& ca) const;
     // Aborts every request in flight; later ones fail.
     void close();
 
@@ -148,9 +155,10 @@ struct FileState {
 // What every refresh shares, by owner; rebuilt when a reload changes global
 // settings.
 struct Services {
+    // Use make_services(): what can fail is made there first.
     Services(boost::asio::any_io_executor ex, Config config,
-             boost::asio::thread_pool& blocking_pool,
-             const ClientFactory& client_factory = make_https_client);
+             boost::asio::thread_pool& blocking_pool, std::shared_ptr<Resolver> resolver,
+             ProxyRoute route, const ClientFactory& client_factory);
 
     Config config;
     boost::asio::any_io_executor executor;  // the event loop
@@ -174,5 +182,11 @@ struct Services {
         fetch.validators.erase(instance);
     }
 };
+
+// Services for CONFIG, or why they cannot start: the proxy settings (api.proxy
+// or the environment's), the DNS resolver, a trust file that cannot load.
+Outcome<std::shared_ptr<Services>> make_services(
+    boost::asio::any_io_executor ex, Config config, boost::asio::thread_pool& blocking_pool,
+    const ClientFactory& client_factory = make_https_client);
 
 }  // namespace rootcertd
