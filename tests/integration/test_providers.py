@@ -271,7 +271,8 @@ def test_a_source_ca_file_that_holds_no_certificate_is_refused_at_start_naming_i
     needed it, and then said "aborted"."""
     garbage = tmp_path / "not-a-ca.pem"
     garbage.write_text("not a certificate\n")
-    providers.put("certs/one.crt", pki.ca("trust-file-one").read_text())
+    providers.hub.mkdir()  # served at /certs/
+    (providers.hub / "one.crt").write_text(pki.ca("trust-file-one").read_text())
     d = Daemon(tmp_path / "d", api,
                [{"name": "one", "source": {"url": providers.url + "/certs/one.crt",
                                            "ca_file": str(garbage)}}])
@@ -281,6 +282,36 @@ def test_a_source_ca_file_that_holds_no_certificate_is_refused_at_start_naming_i
     assert "aborted" not in r.stderr
     assert providers.requests("/certs/one.crt") == [], "no request before the trust is whole"
     assert not d.file("one").exists()
+
+
+def test_a_reload_makes_the_client_of_a_new_ca_file_or_fails_whole(tmp_path, api, pki,
+                                                                    providers):
+    """A reload that keeps the global settings keeps the Services: the trust
+    file of an instance it adds must still get its client, and one that
+    cannot load refuses the reload (the running instances go on)."""
+    api.serve("org_a", "inst_1", pki.ca("reload-tembo"))
+    providers.hub.mkdir()  # served at /certs/
+    (providers.hub / "added.crt").write_text(pki.ca("reload-added").read_text())
+    tembo = {"org": "org_a", "id": "inst_1", "name": "prod"}
+    d = Daemon(tmp_path / "d", api, [tembo])
+    d.start()
+    try:
+        wait_for(lambda: d.file("prod").exists(), 10, "the first file")
+        garbage = tmp_path / "not-a-ca.pem"
+        garbage.write_text("not a certificate\n")
+        added = lambda ca: {"name": "added", "source": {"url": providers.url + "/certs/added.crt",
+                                                        "ca_file": str(ca)}}
+        d.write_config([tembo, added(garbage)])
+        d.signal(signal.SIGHUP)
+        d.wait_log("reload failed, still running the previous configuration")
+        assert f"source ca_file {garbage}: " in d.output()
+        d.write_config([tembo, added(providers.trust)])
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: d.file("added").exists(), 10, "the added instance's file")
+        assert fingerprints(d.file("added").read_text()) == \
+            [Pki.fingerprint(pki.ca("reload-added"))]
+    finally:
+        assert d.stop() == 0, d.output()
 
 
 def test_a_command_that_closes_its_output_is_still_bounded_by_its_timeout(tmp_path, api, providers):

@@ -319,16 +319,25 @@ class DaemonRunner {
     void apply_reload() {
         auto cfg = rt_.load(true);
         if (!cfg) return;
+        // What the new config needs is made before anything changes: new
+        // Services when global settings changed, else the clients of the
+        // trust files it adds. A failure leaves the running config whole.
+        auto fresh = services_;
+        if (!same_globals(*cfg, services_->config)) {
+            fresh = rt_.make_services(*cfg);
+        } else if (auto made = services_->fetch.make_clients(*cfg); !made) {
+            spdlog::error("{}", made.error());
+            fresh = nullptr;
+        }
+        if (!fresh) {
+            spdlog::error("reload failed, still running the previous configuration");
+            return;
+        }
         start_some(SIZE_MAX);  // the diff below expects every loop started
         // SIGHUP keeps what was discovered (of the sources still configured)
         // and lists again.
         fleet_.reload(*cfg);
-        if (!same_globals(*cfg, services_->config)) {
-            auto fresh = rt_.make_services(*cfg);
-            if (!fresh) {
-                spdlog::error("reload failed, still running the previous configuration");
-                return;
-            }
+        if (fresh != services_) {
             scheduler_.stop_all();
             services_->close_clients();
             services_ = fresh;

@@ -29,9 +29,11 @@ Fetcher::Fetcher(asio::any_io_executor ex, const Config& config, std::shared_ptr
 }
 
 Outcome<void> Fetcher::make_clients(const Config& config) {
-    auto shared = make_client_(executor_, base_);
-    if (!shared) return shared.failure();
-    client_ = std::move(shared.value());
+    if (!client_) {
+        auto shared = make_client_(executor_, base_);
+        if (!shared) return shared.failure();
+        client_ = std::move(shared.value());
+    }
     std::vector<std::filesystem::path> extra;
     for (const auto& inst : config.instances) {
         if (inst.source->ca_file) extra.push_back(*inst.source->ca_file);

@@ -97,8 +97,9 @@ struct Fetcher {
             const ClientFactory& client_factory);
 
     // The shared client and one per extra trust file CONFIG names (sources'
-    // and discover entries' ca_file): a file that cannot load fails here,
-    // before any request, naming its key and path.
+    // and discover entries' ca_file), those not made yet: a file that cannot
+    // load fails here, before any request, naming its key and path. A reload
+    // that keeps the global settings calls it with its new config.
     Outcome<void> make_clients(const Config& config);
 
     ProxyRoute proxy;                         // api.proxy or the environment's
