@@ -2,9 +2,10 @@
 
 #include <yaml-cpp/exceptions.h>
 
+#include <array>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "rootcertd/config/sections.hpp"
 #include "rootcertd/config/values.hpp"
@@ -133,9 +134,18 @@ Config load_config(const std::string& path) {
         throw ConfigError(
             path + ": refusing a configuration that others can change: " + safe.error(), path);
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    return parse_config(text.str(), path);
+    // Read into one string, sized first when the file's size is known: a
+    // stringstream and its copy were both alive while a fleet's config was
+    // parsed (the peak of --once).
+    std::string text;
+    std::error_code ec;
+    if (const auto size = std::filesystem::file_size(path, ec); !ec) text.reserve(size);
+    std::array<char, 1 << 16> chunk;
+    while (in.read(chunk.data(), chunk.size()), in.gcount() > 0) {
+        text.append(chunk.data(), static_cast<std::size_t>(in.gcount()));
+    }
+    if (in.bad()) throw ConfigError(path + ": cannot read: " + std::strerror(errno), path);
+    return parse_config(text, path);
 }
 
 }  // namespace rootcertd
