@@ -133,11 +133,12 @@ struct Instance {
     std::string fallback_target;
     Duration refresh_interval{};
     FileOwnership file;
+    // Live verification and pg_service.conf: only with a host (PORT sits
+    // here, beside FILE, where it packs into FILE's padding).
+    std::uint16_t port = 5432;
     Duration keep_previous{};  // rotation.keep_previous
 
-    // Live verification and pg_service.conf: only with a host.
     std::optional<std::string> host;
-    std::uint16_t port = 5432;
     Duration verify_interval{};
     std::optional<std::string> dbname;
     std::optional<std::string> user;

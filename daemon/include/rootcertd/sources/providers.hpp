@@ -71,19 +71,27 @@ inline std::string_view value_of(const PresetValues& values, std::string_view ke
     return it == values.end() ? std::string_view() : std::string_view(it->second);
 }
 
-// PATH with each {key} replaced by VALUE(key), KEY a std::string_view.
+// PATH with each {key} replaced by VALUE(key), KEY a std::string_view. The
+// string is allocated once at its exact size: a fleet's instances each keep
+// one for as long as the daemon runs.
 template <class Value>
 std::string expand_path(std::string_view path, const Value& value) {
+    const auto each_part = [&](const auto& take) {
+        std::size_t at = 0;
+        for (auto open = path.find('{'); open != std::string_view::npos;
+             open = path.find('{', at)) {
+            const auto close = path.find('}', open);
+            take(path.substr(at, open - at));
+            take(std::string_view(value(path.substr(open + 1, close - open - 1))));
+            at = close + 1;
+        }
+        take(path.substr(at));
+    };
+    std::size_t size = 0;
+    each_part([&](std::string_view part) { size += part.size(); });
     std::string out;
-    out.reserve(path.size() + 48);
-    std::size_t at = 0;
-    for (auto open = path.find('{'); open != std::string_view::npos; open = path.find('{', at)) {
-        const auto close = path.find('}', open);
-        out.append(path.substr(at, open - at));
-        out += value(path.substr(open + 1, close - open - 1));
-        at = close + 1;
-    }
-    out.append(path.substr(at));
+    out.reserve(size);
+    each_part([&](std::string_view part) { out.append(part); });
     return out;
 }
 
