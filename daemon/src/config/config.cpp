@@ -81,16 +81,16 @@ Config read_config(const YamlTree& tree, const std::string& source) {
     // Names point into cfg.instances, which never reallocates: reserved here.
     cfg.instances.reserve(list ? list->size() : 0);
     NameLines seen_names;
-    SourcePool sources;
+    InstancesRead read;
     seen_names.reserve(list ? list->size() : 0);
     for (std::size_t i = 0; list && i < list->size(); ++i) {
         const auto node = (*list)[i];
         MapReader m(source, node, "instances[" + std::to_string(i) + "]");
-        auto inst =
-            typo_first(m, [&] { return read_instance(source, m, cfg, base_dir, seen_names); });
+        auto inst = typo_first(
+            m, [&] { return read_instance(source, m, cfg, base_dir, seen_names, read); });
         const int line = node.Mark().line + 1;
         m.finish();
-        sources.share(inst.source);
+        read.sources.share(inst.source);
         const auto& added = cfg.instances.emplace_back(std::move(inst));
         seen_names.emplace(added.name, line);
     }

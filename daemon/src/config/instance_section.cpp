@@ -99,7 +99,8 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
 // One entry of `instances`, with CFG's globals as its defaults. SEEN: the
 // names of the entries before it, with their lines.
 Instance read_instance(const std::string& source, MapReader& m, const Config& cfg,
-                       const std::filesystem::path& base_dir, const NameLines& seen) {
+                       const std::filesystem::path& base_dir, const NameLines& seen,
+                       InstancesRead& read) {
     Instance inst;
     const bool tembo = m.has("org") || m.has("id");
     if (tembo == m.has("source")) {
@@ -111,8 +112,14 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
             *dest = m.required(field);
             if (!is_id(*dest)) raise(m.site(field), "'" + *dest + "' must match ^[A-Za-z0-9_]+$");
         }
-        inst.source = tembo_source(inst, m.parsed<Endpoint>("api_url", parse_https_url),
-                                   std::nullopt, cfg, m);
+        auto api_url = m.parsed<Endpoint>("api_url", parse_https_url);
+        if (!api_url && read.inherited_tembo) {
+            inst.source = *read.inherited_tembo;
+            inst.target = tembo_target(inst);
+        } else {
+            inst.source = tembo_source(inst, api_url, std::nullopt, cfg, m);
+            if (!api_url) read.inherited_tembo = inst.source;
+        }
         inst.name = m.text("name").value_or(inst.id);
     } else {
         if (m.has("api_url")) {

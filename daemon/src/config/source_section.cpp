@@ -27,6 +27,13 @@ Source tembo_source(Instance& inst, const std::optional<Endpoint>& origin,
         origin ? origin : cfg.api, std::move(credential), inst);
 }
 
+std::string tembo_target(const Instance& inst) {
+    static const Preset& tembo = *find_preset("tembo");
+    return expand_path(tembo.path, [&](std::string_view key) -> const std::string& {
+        return key == "org" ? inst.org : inst.id;
+    });
+}
+
 namespace {
 
 // https://host[:port]/path[?query]: the origin and the target.

@@ -30,6 +30,8 @@ std::string credential_name(MapReader& m, const char* key, const Config& cfg);
 Source tembo_source(Instance& inst, const std::optional<Endpoint>& origin,
                     std::optional<std::string> credential, const Config& cfg,
                     const MapReader& where);
+// The target of Tembo instance INST (its org and id).
+std::string tembo_target(const Instance& inst);
 // An instance's `source:`: a provider preset, or a custom url.
 Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path& base_dir,
                    Instance& inst);
@@ -47,10 +49,19 @@ void check_new_name(MapReader& m, const std::string& name, const NameLines& take
 // One entry of `discover`.
 Discovery read_discovery(const std::string& source, MapReader& m, const Config& cfg,
                          const std::filesystem::path& base_dir);
+// What reading `instances` keeps from one entry to the next: equal Sources
+// become one object, and the Source of the Tembo instances that inherit
+// api.url (most of a fleet) is made once, not once per instance.
+struct InstancesRead {
+    SourcePool sources;
+    std::optional<Shared<Source>> inherited_tembo;
+};
+
 // One entry of `instances`, with CFG's globals as its defaults; SEEN: the
 // entries before it.
 Instance read_instance(const std::string& source, MapReader& m, const Config& cfg,
-                       const std::filesystem::path& base_dir, const NameLines& seen);
+                       const std::filesystem::path& base_dir, const NameLines& seen,
+                       InstancesRead& read);
 
 // One entry of `outputs`; TAKEN: instance and output names.
 Output read_output(const std::string& source, MapReader& m, const Config& cfg,
