@@ -17,6 +17,7 @@
 #include "rootcertd/core/sd_notify.hpp"
 #include "rootcertd/net/http_server.hpp"
 #include "rootcertd/runtime/fleet.hpp"
+#include "rootcertd/runtime/fleet_loops.hpp"
 #include "rootcertd/runtime/output_writer.hpp"
 #include "rootcertd/runtime/refresh.hpp"
 #include "rootcertd/runtime/reporter.hpp"
@@ -30,12 +31,6 @@ namespace rootcertd {
 namespace asio = boost::asio;
 
 namespace {
-
-// Loops started per turn of the event loop at start-up and reload. Each turn
-// also runs the TLS handshakes and requests that are ready, so a small chunk
-// gets the first file written sooner (docs/architecture.md, "Start-up in
-// chunks", has the measurements).
-constexpr std::size_t kStartChunk = 16;
 
 // SIGTERM must end the process within 2 s: anything still running after
 // this is abandoned (files are never half-written: installs are atomic).
@@ -70,7 +65,10 @@ class DaemonRunner {
           services_(std::move(services)),
           signals_(ioc_),
           grace_(ioc_),
-          scheduler_(ioc_.get_executor()),
+          loops_(ioc_,
+                 [this](const std::shared_ptr<Services>& s, std::shared_ptr<const Instance> inst) {
+                     return jobs(s, std::move(inst));
+                 }),
           fleet_(services_->config.instances) {}
     DaemonRunner(const DaemonRunner&) = delete;
     DaemonRunner& operator=(const DaemonRunner&) = delete;
@@ -97,11 +95,11 @@ class DaemonRunner {
         signals_.add(SIGINT);
         signals_.add(SIGHUP);
         wait_for_signal();
-        scheduler_.on_empty = [this] {
+        loops_.scheduler().on_empty = [this] {
             if (stopping_) ioc_.stop();
         };
-        scheduler_.on_scheduled = [this](const std::string& name,
-                                         std::chrono::steady_clock::time_point at) {
+        loops_.scheduler().on_scheduled = [this](const std::string& name,
+                                                 std::chrono::steady_clock::time_point at) {
             board_.record_schedule(name,
                                    sys_now() + std::chrono::duration_cast<std::chrono::seconds>(
                                                    at - std::chrono::steady_clock::now()));
@@ -128,7 +126,7 @@ class DaemonRunner {
         asio::co_spawn(ioc_, sweep_loop(), asio::detached);
         spdlog::info("rootcertd {} started: {} instance(s), certs in {}", ROOTCERTD_VERSION,
                      services_->config.instances.size(), services_->config.cert_dir.string());
-        start_all(services_);
+        loops_.start_all(services_);
         start_discovery(services_);
         ready_deadline_.expires_after(
             std::min<Duration>(services_->config.timeout, max_ready_wait));
@@ -159,47 +157,17 @@ class DaemonRunner {
         });
     }
 
-    // Starts every instance of S, a chunk at a time: the loop runs what is
-    // ready between chunks, so the first refreshes are under way before the
-    // last of 5,000 loops has started (starting them all takes ~20 ms).
-    void start_all(const std::shared_ptr<Services>& s) {
-        starting_ = s;
-        next_start_ = 0;
-        start_some(kStartChunk);
-    }
-
-    void start_some(std::size_t chunk) {
-        if (!starting_) return;
-        const auto& list = starting_->config.instances;
-        const auto end = std::min(list.size(), next_start_ + std::min(chunk, list.size()));
-        for (; next_start_ < end; ++next_start_) start(starting_, list[next_start_]);
-        if (next_start_ == list.size()) {
-            starting_.reset();
-            return;
+    // The jobs of INST's loop; each run holds the loop's one copy of it.
+    FleetLoops::Jobs jobs(const std::shared_ptr<Services>& s,
+                          std::shared_ptr<const Instance> inst) {
+        FleetLoops::Jobs out{[this, s, inst] { return refresh_and_record(s, inst); }, {}};
+        if (inst->host) {
+            out.checker = Scheduler::Checker{[this, s, inst] { return check_and_record(s, inst); },
+                                             inst->verify_interval};
         }
-        asio::post(ioc_, [this, s = starting_] {
-            if (starting_ == s) start_some(kStartChunk);
-        });
+        return out;
     }
 
-    void start(const std::shared_ptr<Services>& s, const Instance& inst) {
-        const RetryPolicy policy{inst.refresh_interval, s->config.jitter, s->config.retry_min,
-                                 s->config.retry_max};
-        // One copy shared by the loop's two jobs: an Instance is ~700 bytes,
-        // and a fleet has thousands of loops.
-        auto shared = std::make_shared<const Instance>(inst);
-        std::optional<Scheduler::Checker> checker;
-        if (inst.host) {
-            checker = Scheduler::Checker{[this, s, shared] { return check_and_record(s, shared); },
-                                         inst.verify_interval};
-        }
-        scheduler_.start(
-            inst.name, labels_of(inst), policy,
-            [this, s, shared] { return refresh_and_record(s, shared); }, checker,
-            &s->refreshes_admitted);
-    }
-
-    // Each run holds the loop's one copy of its instance, never a new one.
     asio::awaitable<RefreshResult> refresh_and_record(std::shared_ptr<Services> s,
                                                       std::shared_ptr<const Instance> shared) {
         const Instance& inst = *shared;
@@ -333,12 +301,12 @@ class DaemonRunner {
             spdlog::error("reload failed, still running the previous configuration");
             return;
         }
-        start_some(SIZE_MAX);  // the diff below expects every loop started
+        loops_.finish_starting();  // the diff below expects every loop started
         // SIGHUP keeps what was discovered (of the sources still configured)
         // and lists again.
         fleet_.reload(*cfg);
         if (fresh != services_) {
-            scheduler_.stop_all();
+            loops_.stop_all();
             services_->close_clients();
             services_ = fresh;
             services_->config.instances = composed().instances;
@@ -348,7 +316,7 @@ class DaemonRunner {
             board_.sync(services_->config);
             outputs_.hold(services_, a_source_has_not_listed());
             outputs_.all_due(services_);
-            start_all(services_);
+            loops_.start_all(services_);
             start_discovery(services_);
             spdlog::info("reloaded: global settings changed; restarted all {} instance(s)",
                          services_->config.instances.size());
@@ -371,19 +339,12 @@ class DaemonRunner {
     // board and pg_service.conf's block follow.
     FleetDiff apply_instances(std::vector<Instance> next) {
         auto diff = diff_fleet(services_->config.instances, next);
-        for (const auto& name : diff.removed) scheduler_.stop(name);
         if (diff.empty()) return diff;
         services_->config.instances = std::move(next);
+        loops_.apply(services_, diff);
         board_.sync(services_->config);
         outputs_.all_due(services_);  // members may have joined or left
         rt_.write_service_file(services_->config, a_source_has_not_listed());
-        for (const auto& inst : services_->config.instances) {
-            if (std::find(diff.added.begin(), diff.added.end(), inst.name) != diff.added.end() ||
-                std::find(diff.changed.begin(), diff.changed.end(), inst.name) !=
-                    diff.changed.end()) {
-                start(services_, inst);
-            }
-        }
         return diff;
     }
 
@@ -446,19 +407,18 @@ class DaemonRunner {
         spdlog::info("{}: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         notify_.stopping();
         stopping_ = true;
-        starting_.reset();
         watchdog_.cancel();
         sweep_timer_.cancel();
         ready_deadline_.cancel();
         signals_.cancel();
         for (auto& timer : discovery_timers_) timer->cancel();
-        scheduler_.stop_all();
+        loops_.stop_all();
         services_->close_clients();
         rt_.stop_hook_retries();
         outputs_.stop();
         stop_running_commands(ioc_.get_executor(), command_stop_grace);
         if (server_) server_->stop();
-        if (scheduler_.alive() == 0) {
+        if (loops_.scheduler().alive() == 0) {
             ioc_.stop();
             return;
         }
@@ -478,9 +438,7 @@ class DaemonRunner {
     std::shared_ptr<Services> services_;
     asio::signal_set signals_;
     asio::steady_timer grace_;
-    Scheduler scheduler_;
-    std::shared_ptr<Services> starting_;  // whose instances start_some() is starting
-    std::size_t next_start_ = 0;
+    FleetLoops loops_;
     StatusBoard board_;
     OutputWriter outputs_{rt_};
     std::shared_ptr<HttpServer> server_;
