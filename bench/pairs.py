@@ -6,12 +6,15 @@ one nginx, half the rounds old first and half new first, and every warm
 pass is set against a wrk sample taken right after it. Per build: the
 median and spread of the cold --once (fresh directories, durable writes),
 the warm --once (nothing changed) as a fraction of wrk's rate and against
-the curl|jq loop per instance, and the --once peak RSS. Appends to
+the curl|jq loop per instance, the warm pass's refresh phase alone (its
+summary line: wrk's rate drifts between samples, the phase does not depend
+on it), and the --once peak RSS. Appends to
 bench/RESULTS.md."""
 import argparse
 import json
 import os
 import pathlib
+import re
 import shutil
 import statistics
 import sys
@@ -23,12 +26,16 @@ from harness import FakeApi, Pki, measured_run  # noqa: E402
 from record import SERVICE_ENV, record  # noqa: E402
 
 
-def timed(binary, cfg):
+def timed(binary, cfg, level="warning"):
+    """Wall time and peak RSS of one --once; at level info also its refresh
+    phase (from its summary line), which leaves out process start and the
+    config: the part a warm pass's changes are about."""
     os.sync()  # each pass pays for its own files' flush only
     code, kib, took, stderr = measured_run([binary, "--config", cfg, "--once", "--log-level",
-                                            "warning"], env=SERVICE_ENV)
+                                            level], env=SERVICE_ENV)
     assert code == 0, stderr[-2000:]
-    return took, kib
+    phase = re.search(r"refreshed \d+/\d+ instance\(s\) in (\d+) ms", stderr)
+    return took, kib, int(phase.group(1)) / 1000 if phase else None
 
 
 def spread(values, fmt="{:.2f}"):
@@ -48,7 +55,7 @@ def main():
     names = {args.old: "old", args.new: "new"}
     work = pathlib.Path(tempfile.mkdtemp(prefix="rootcertd-pairs-"))
     api = FakeApi(work / "api", Pki(work / "pki"))
-    runs = {b: {"cold": [], "warm": [], "ratio": [], "rss": []} for b in names}
+    runs = {b: {"cold": [], "warm": [], "phase": [], "ratio": [], "rss": []} for b in names}
     try:
         body = json.dumps({"ca.crt": api.pki.ca("bench-ca", "Bench CA").read_text()})
         for i in range(n):
@@ -60,13 +67,14 @@ def main():
                 name = f"{names[binary]}{r}"
                 cfg = work / f"{name}.json"
                 write_config(cfg, api, n, work / f"{name}-certs", work / f"{name}-state")
-                cold, _ = timed(binary, cfg)  # fresh directories, kept to the end as
+                cold, _, _ = timed(binary, cfg)  # fresh directories, kept to the end as
                 # bench/fleet keeps them: deleting 10,000 files makes the next sync pay for it
-                warm, kib = timed(binary, cfg)
+                warm, kib, phase = timed(binary, cfg, "info")  # a warm pass logs one line
                 rate = wrk_rate(api, seconds=2)
                 run = runs[binary]
                 run["cold"].append(cold)
                 run["warm"].append(warm)
+                run["phase"].append(phase)
                 run["ratio"].append(n / warm / rate)
                 run["rss"].append(kib / 1024)
             print(f"round {r + 1}/{args.rounds} done", flush=True)
@@ -83,6 +91,8 @@ def main():
             (f"{label}: warm --once, x wrk", spread(run["ratio"]),
              f"{statistics.median(loop_each * n / w for w in run['warm']):.0f}x the curl\\|jq loop "
              f"per instance; wall {spread(run['warm'])} s"),
+            (f"{label}:   of which the refreshes", spread(run["phase"], "{:.3f}") + " s",
+             "after start-up and the config, from the pass's summary line"),
             (f"{label}: --once peak RSS", spread(run["rss"], "{:.1f}") + " MiB", ""),
         ]
     record("interleaved pairs, ",
