@@ -64,9 +64,11 @@ void FleetLoops::start(const std::shared_ptr<Services>& s, const Instance& inst)
     const RetryPolicy policy{inst.refresh_interval, s->config.jitter, s->config.retry_min,
                              s->config.retry_max};
     // One copy shared by the loop's two jobs: a fleet has thousands of loops.
-    auto jobs = make_jobs_(s, std::make_shared<const Instance>(inst));
-    scheduler_.start(inst.name, labels_of(inst), policy, std::move(jobs.refresh),
-                     std::move(jobs.checker), &s->refreshes_admitted);
+    auto shared = std::make_shared<const Instance>(inst);
+    auto jobs = make_jobs_(s, shared);
+    scheduler_.start(
+        inst.name, [shared] { return labels_of(*shared); }, policy, std::move(jobs.refresh),
+        std::move(jobs.checker), &s->refreshes_admitted);
 }
 
 }  // namespace rootcertd

@@ -24,7 +24,7 @@ void Reporter::refreshed(const std::string& name, const Labels& labels, const Re
                          std::chrono::steady_clock::time_point now) {
     const auto say = [&](spdlog::level::level_enum level, const std::string& text,
                          const LogFields& extra = {}) {
-        LogFields fields = labels();
+        LogFields fields = labels ? labels() : LogFields{};
         fields.insert(fields.end(), extra.begin(), extra.end());
         log_event(level, name + ": " + text, fields);
     };
@@ -222,16 +222,18 @@ void log_change(const Instance& inst, const std::filesystem::path& path, const I
               fields);
 }
 
-void Reporter::checked(const std::string& name, const LogFields& labels, const CheckResult& c,
+void Reporter::checked(const std::string& name, const Labels& labels, const CheckResult& c,
                        FailureLog& log, std::chrono::steady_clock::time_point now) {
     if (!c.problem) {
-        if (log.on_success() > 0)
-            log_event(spdlog::level::info, name + ": live check passes again", labels);
+        if (log.on_success() > 0) {
+            log_event(spdlog::level::info, name + ": live check passes again",
+                      labels ? labels() : LogFields{});
+        }
         return;
     }
     const std::string key = std::string(stage_name(c.problem->stage)) + (c.refresh_now ? "+" : "");
     if (log.on_failure(key, now) == FailureLog::Verdict::quiet) return;
-    LogFields fields = labels;
+    LogFields fields = labels ? labels() : LogFields{};
     fields.emplace_back("error", c.problem->message);
     fields.emplace_back("stage", stage_name(c.problem->stage));
     log_event(spdlog::level::warn, name + ": live check: " + c.problem->message, fields);

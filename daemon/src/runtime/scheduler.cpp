@@ -45,7 +45,7 @@ asio::awaitable<bool> stopped() {
 
 Scheduler::Scheduler(asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-void Scheduler::start(const std::string& name, LogFields labels, RetryPolicy policy, Job job,
+void Scheduler::start(const std::string& name, Reporter::Labels labels, RetryPolicy policy, Job job,
                       std::optional<Checker> checker, Semaphore* admission) {
     stop(name);
     auto loop = std::make_shared<Loop>();
@@ -82,7 +82,7 @@ void Scheduler::stop_all() {
     while (!loops_.empty()) stop(loops_.begin()->first);
 }
 
-asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPolicy policy,
+asio::awaitable<void> Scheduler::run(std::string name, Reporter::Labels labels, RetryPolicy policy,
                                      Job job, std::optional<Checker> checker,
                                      Semaphore* admission) {
     // A stopped loop ends by returning, never by throwing: in Asio 1.81 a
@@ -144,8 +144,7 @@ asio::awaitable<void> Scheduler::run(std::string name, LogFields labels, RetryPo
         next_refresh = Steady::now() + delay;
         if (checker) next_check = Steady::now() + checker->interval;
         if (on_scheduled) on_scheduled(name, next_refresh);
-        reporter_.refreshed(
-            name, [&labels] { return labels; }, r, log, delay, Steady::now());
+        reporter_.refreshed(name, labels, r, log, delay, Steady::now());
     }
     co_await asio::this_coro::reset_cancellation_state();
 }

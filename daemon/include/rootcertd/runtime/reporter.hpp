@@ -33,7 +33,8 @@ struct InstanceLog {
 class Reporter {
   public:
     // The fields of an instance's lines, built only for a line that is
-    // logged: most refreshes log nothing.
+    // logged: most refreshes log nothing, and a daemon's loop keeps this
+    // instead of the fields. Empty: no fields.
     using Labels = std::function<LogFields()>;
 
     // After a refresh of instance NAME, whose lines carry LABELS(). RETRY is
@@ -45,7 +46,7 @@ class Reporter {
 
     // After a live check of instance NAME: a problem when it starts or
     // changes (and hourly), passing again once (LOG: what was said).
-    static void checked(const std::string& name, const LogFields& labels, const CheckResult& check,
+    static void checked(const std::string& name, const Labels& labels, const CheckResult& check,
                         FailureLog& log, std::chrono::steady_clock::time_point now);
 
     // --once, at the end: "N instance(s) could not reach ORIGIN", per origin,

@@ -52,11 +52,12 @@ class Scheduler {
     // with a checker, also check every checker.interval, and refresh at once
     // when a check asks for it (unless already retrying a failure). A loop
     // already running under NAME is stopped first.
-    // LABELS (name, org, id) go into every structured log record of the loop.
+    // LABELS() (name, org, id) go into every structured log record of the
+    // loop; built for each record, so a loop keeps no fields.
     // With ADMISSION, each refresh first takes one of its slots and holds it
     // while the job runs; the loop waits in its own frame, so no job frame
     // exists until a slot is free. ADMISSION must outlive the loop.
-    void start(const std::string& name, LogFields labels, RetryPolicy policy, Job job,
+    void start(const std::string& name, Reporter::Labels labels, RetryPolicy policy, Job job,
                std::optional<Checker> checker = std::nullopt, Semaphore* admission = nullptr);
     // Ends NAME's loop at its next wait; a refresh in flight completes.
     void stop(const std::string& name);
@@ -75,7 +76,7 @@ class Scheduler {
         boost::asio::cancellation_signal cancel;
     };
     Reporter reporter_;  // the log lines of every loop's refreshes
-    boost::asio::awaitable<void> run(std::string name, LogFields labels, RetryPolicy policy,
+    boost::asio::awaitable<void> run(std::string name, Reporter::Labels labels, RetryPolicy policy,
                                      Job job, std::optional<Checker> checker, Semaphore* admission);
 
     boost::asio::any_io_executor executor_;
