@@ -28,18 +28,6 @@ void read_settings(const std::string& source, MapReader& m, const Config& cfg, I
 
 }  // namespace
 
-void check_new_name(MapReader& m, const std::string& name, const NameLines& taken,
-                    const char* what) {
-    if (!is_safe_name(name)) {
-        raise(m.site("name"),
-              "'" + name + "' is not a safe file name (letters, digits, '_', '.', '-')");
-    }
-    if (const auto it = taken.find(name); it != taken.end()) {
-        raise(m.site("name"), "'" + name + "' is already used by the " + what + " at line " +
-                                  std::to_string(it->second));
-    }
-}
-
 // One entry of `discover`: a control-plane list whose instances are kept.
 Discovery read_discovery(const std::string& source, MapReader& m, const Config& cfg,
                          const std::filesystem::path& base_dir) {

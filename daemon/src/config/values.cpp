@@ -203,4 +203,16 @@ void check_template(MapReader& m, const char* key, const std::string& text) {
     }
 }
 
+void check_new_name(MapReader& m, const std::string& name, const NameLines& taken,
+                    const char* what) {
+    if (!is_safe_name(name)) {
+        raise(m.site("name"),
+              "'" + name + "' is not a safe file name (letters, digits, '_', '.', '-')");
+    }
+    if (const auto it = taken.find(name); it != taken.end()) {
+        raise(m.site("name"), "'" + name + "' is already used by the " + what + " at line " +
+                                  std::to_string(it->second));
+    }
+}
+
 }  // namespace rootcertd::config_read

@@ -7,14 +7,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include "rootcertd/config/map_reader.hpp"
+#include "rootcertd/config/values.hpp"
 
 namespace rootcertd::config_read {
-
-// Instance and output names already read, with their lines.
-using NameLines = std::unordered_map<std::string_view, int>;
 
 // `api`: the default origin, the token, trust, proxy, timeouts.
 void read_api(const std::string& source, MapReader& top, const std::filesystem::path& base_dir,
@@ -40,11 +37,6 @@ Source read_source(MapReader& m, const Config& cfg, const std::filesystem::path&
 // scheduler's, metrics.
 void read_globals(const std::string& source, MapReader& top, const std::filesystem::path& base_dir,
                   Config& cfg);
-
-// NAME, an instance's or an output's: a safe file stem, not one of TAKEN
-// (the entries before it, named "the WHAT at line N" when it is).
-void check_new_name(MapReader& m, const std::string& name, const NameLines& taken,
-                    const char* what);
 
 // One entry of `discover`.
 Discovery read_discovery(const std::string& source, MapReader& m, const Config& cfg,

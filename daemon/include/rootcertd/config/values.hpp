@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "rootcertd/config/map_reader.hpp"
@@ -58,5 +60,13 @@ inline auto whole_number(unsigned lo, unsigned hi) {
 
 // Every '{' of a template opens a field name that a '}' closes.
 void check_template(MapReader& m, const char* key, const std::string& text);
+
+// Instance and output names already read, with their lines.
+using NameLines = std::unordered_map<std::string_view, int>;
+
+// NAME, an instance's or an output's: a safe file stem, not one of TAKEN
+// (the entries before it, named "the WHAT at line N" when it is).
+void check_new_name(MapReader& m, const std::string& name, const NameLines& taken,
+                    const char* what);
 
 }  // namespace rootcertd::config_read
