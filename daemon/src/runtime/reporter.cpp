@@ -11,6 +11,13 @@ LogFields labels_of(const Instance& instance) {
     return {{"name", instance.name}, {"provider", std::string(instance.source->provider)}};
 }
 
+namespace {
+
+// LABELS' fields; none when it is empty.
+LogFields fields_of(const Reporter::Labels& labels) { return labels ? labels() : LogFields{}; }
+
+}  // namespace
+
 std::string human(Duration d) {
     const auto ms = d.count();
     if (ms < 10'000) return std::to_string(ms) + "ms";
@@ -24,7 +31,7 @@ void Reporter::refreshed(const std::string& name, const Labels& labels, const Re
                          std::chrono::steady_clock::time_point now) {
     const auto say = [&](spdlog::level::level_enum level, const std::string& text,
                          const LogFields& extra = {}) {
-        LogFields fields = labels ? labels() : LogFields{};
+        LogFields fields = fields_of(labels);
         fields.insert(fields.end(), extra.begin(), extra.end());
         log_event(level, name + ": " + text, fields);
     };
@@ -226,14 +233,13 @@ void Reporter::checked(const std::string& name, const Labels& labels, const Chec
                        FailureLog& log, std::chrono::steady_clock::time_point now) {
     if (!c.problem) {
         if (log.on_success() > 0) {
-            log_event(spdlog::level::info, name + ": live check passes again",
-                      labels ? labels() : LogFields{});
+            log_event(spdlog::level::info, name + ": live check passes again", fields_of(labels));
         }
         return;
     }
     const std::string key = std::string(stage_name(c.problem->stage)) + (c.refresh_now ? "+" : "");
     if (log.on_failure(key, now) == FailureLog::Verdict::quiet) return;
-    LogFields fields = labels ? labels() : LogFields{};
+    LogFields fields = fields_of(labels);
     fields.emplace_back("error", c.problem->message);
     fields.emplace_back("stage", stage_name(c.problem->stage));
     log_event(spdlog::level::warn, name + ": live check: " + c.problem->message, fields);

@@ -34,18 +34,18 @@ Outcome<void> Fetcher::make_clients(const Config& config) {
         if (!shared) return shared.failure();
         client_ = std::move(shared.value());
     }
-    std::vector<std::filesystem::path> extra;
-    for (const auto& inst : config.instances) {
-        if (inst.source->ca_file) extra.push_back(*inst.source->ca_file);
-    }
-    for (const auto& d : config.discover) {
-        if (d.ca_file) extra.push_back(*d.ca_file);
-    }
-    for (const auto& ca : extra) {
-        if (clients_by_ca_.contains(ca)) continue;
+    const auto add = [&](const std::optional<std::filesystem::path>& ca) -> Outcome<void> {
+        if (!ca || clients_by_ca_.contains(*ca)) return Ok{};
         auto client = make_client_(executor_, options(ca));
         if (!client) return client.failure();
-        clients_by_ca_.emplace(ca, std::move(client.value()));
+        clients_by_ca_.emplace(*ca, std::move(client.value()));
+        return Ok{};
+    };
+    for (const auto& inst : config.instances) {
+        if (auto added = add(inst.source->ca_file); !added) return added;
+    }
+    for (const auto& d : config.discover) {
+        if (auto added = add(d.ca_file); !added) return added;
     }
     return Ok{};
 }
