@@ -64,7 +64,8 @@ void read_credentials(const std::string& source, MapReader& top,
             raise(all.site(node->key(i), name),
                   "'" + name + "' is not a credential name (letters, digits, '_', '.', '-')");
         }
-        MapReader m(source, *all.take(name.c_str()), "credentials." + name);
+        // The tree's text, not NAME: the reader keeps a view of each key taken.
+        MapReader m(source, *all.take(node->key(i).Scalar()), "credentials." + name);
         Credential c;
         c.name = name;
         c.file = m.path("file", base_dir);

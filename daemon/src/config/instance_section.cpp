@@ -39,10 +39,9 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
               "unknown provider '" + d.provider + "' (discovery knows " + list_kind_names() + ")");
     }
     if (!kind->scope_key.empty()) {
-        const std::string key(kind->scope_key);
-        d.scope = m.required(key.c_str());
+        d.scope = m.required(kind->scope_key);
         if (!kind->scope_ok(d.scope)) {
-            raise(m.site(key.c_str()), "'" + d.scope + "' " + std::string(kind->scope_rule));
+            raise(m.site(kind->scope_key), "'" + d.scope + "' " + std::string(kind->scope_rule));
         }
     }
     if (!kind->data_plane.empty()) {  // a control plane lists, data planes hold the CAs
