@@ -38,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         rootcertd::Config c;
         rootcertd::Instance prod;
         prod.name = "prod";
-        prod.host = "db.example";
+        prod.server = rootcertd::PgServer{"db.example", std::nullopt, std::nullopt};
         c.instances.push_back(prod);
         c.cert_dir = "/c";
         return c;

@@ -79,7 +79,7 @@ Discovery read_discovery(const std::string& source, MapReader& m, const Config& 
         }
     }
     read_settings(source, m, cfg, d.defaults);
-    d.defaults.dbname = service_value(m, "dbname");
+    d.dbname = service_value(m, "dbname");
     return d;
 }
 
@@ -119,13 +119,13 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
     }
     check_new_name(m, inst.name, seen, "instance");
     read_settings(source, m, cfg, inst);
-    inst.host = service_value(m, "host");
-    if (inst.host && !is_host(*inst.host)) {
-        if (const auto split = host_with_port(*inst.host)) {
-            raise(m.site("host"), "'" + *inst.host + "' holds a port: write host: " + split->first +
+    const auto host = service_value(m, "host");
+    if (host && !is_host(*host)) {
+        if (const auto split = host_with_port(*host)) {
+            raise(m.site("host"), "'" + *host + "' holds a port: write host: " + split->first +
                                       " and port: " + split->second);
         }
-        raise(m.site("host"), "'" + *inst.host + "' is not a host name or address");
+        raise(m.site("host"), "'" + *host + "' is not a host name or address");
     }
     if (auto p =
             m.parsed<std::uint16_t>("port", [](const std::string& t) -> Outcome<std::uint16_t> {
@@ -138,10 +138,11 @@ Instance read_instance(const std::string& source, MapReader& m, const Config& cf
             })) {
         inst.port = *p;
     }
-    inst.dbname = service_value(m, "dbname");
-    inst.user = service_value(m, "user");
+    auto dbname = service_value(m, "dbname");
+    auto user = service_value(m, "user");
+    if (host) inst.server = PgServer{*host, std::move(dbname), std::move(user)};
     for (const char* key : {"port", "verify_interval", "dbname", "user"}) {
-        if (!inst.host && m.has(key)) {
+        if (!host && m.has(key)) {
             m.raise_typo_of({"host"});
             raise(m.site(key), "needs 'host' (the PostgreSQL server to check)");
         }

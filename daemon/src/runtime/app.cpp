@@ -106,7 +106,7 @@ void check_service_user_can_read(const Config& cfg,
 
 // host:port, or "-" without a host (one word: the table's columns split on spaces).
 std::string server_of(const Instance& instance) {
-    return instance.host ? *instance.host + ":" + std::to_string(instance.port) : "-";
+    return instance.server ? instance.server->host + ":" + std::to_string(instance.port) : "-";
 }
 
 // "a,b,c" (up to 20, then "and N more"), or "none": an output's members.
@@ -224,7 +224,7 @@ int check_config(const std::string& path, bool json) {
             std::printf("  %s: %s, CA from %s, file %s, live check %s\n", inst.name.c_str(),
                         std::string(inst.source->provider).c_str(), ca_url(inst).c_str(),
                         cfg.cert_path(inst).c_str(),
-                        inst.host ? server_of(inst).c_str() : "none (no host)");
+                        inst.server ? server_of(inst).c_str() : "none (no host)");
         }
         for (const auto& d : cfg.discover) {
             std::printf("  discover %s: lists %s%s every %s, files in %s\n", d.label().c_str(),

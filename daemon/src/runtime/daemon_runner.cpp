@@ -161,7 +161,7 @@ class DaemonRunner {
     FleetLoops::Jobs jobs(const std::shared_ptr<Services>& s,
                           std::shared_ptr<const Instance> inst) {
         FleetLoops::Jobs out{[this, s, inst] { return refresh_and_record(s, inst); }, {}};
-        if (inst->host) {
+        if (inst->server) {
             out.checker = Scheduler::Checker{[this, s, inst] { return check_and_record(s, inst); },
                                              inst->verify_interval};
         }

@@ -33,13 +33,15 @@ std::string union_of(const std::string& candidate, const std::string& current) {
     return out;
 }
 
-std::string server_of(const Instance& inst) { return *inst.host + ":" + std::to_string(inst.port); }
+std::string server_of(const Instance& inst) {
+    return inst.server->host + ":" + std::to_string(inst.port);
+}
 
 // Appends W to the "; "-separated list of warnings LIST.
 void add_to(std::string& list, const std::string& w) { list += (list.empty() ? "" : "; ") + w; }
 
 asio::awaitable<Outcome<PresentedChain>> probe(std::shared_ptr<Services> s, const Instance& inst) {
-    return probe_server(s->executor, s->resolver, *inst.host, inst.port,
+    return probe_server(s->executor, s->resolver, inst.server->host, inst.port,
                         {s->config.connect_timeout, s->config.timeout});
 }
 
@@ -140,7 +142,7 @@ Plan plan_file(const Instance& inst, const RotationState& state, const CertBundl
 // CURRENT, both are installed together.
 bool plan_needs_server(const Instance& inst, const Plan& plan,
                        const std::optional<std::string>& current) {
-    return inst.host && current && plan.pem != *current;
+    return inst.server && current && plan.pem != *current;
 }
 
 asio::awaitable<void> consult_server(std::shared_ptr<Services> s, const Instance& inst,
@@ -151,8 +153,9 @@ asio::awaitable<void> consult_server(std::shared_ptr<Services> s, const Instance
         co_return;
     }
     plan.chain = std::move(probed.value());
-    const auto next = verify_chain(*plan.chain, plan.pem, *inst.host);
-    if (!next.ok() && !next.host_mismatch && verify_chain(*plan.chain, current, *inst.host).ok()) {
+    const auto next = verify_chain(*plan.chain, plan.pem, inst.server->host);
+    if (!next.ok() && !next.host_mismatch &&
+        verify_chain(*plan.chain, current, inst.server->host).ok()) {
         plan.pem = union_of(plan.pem, current);
         log_server_behind(inst, server_of(inst));
     }
@@ -230,7 +233,7 @@ asio::awaitable<void> verify_live(std::shared_ptr<Services> s, const Instance& i
         }
         chain = std::move(probed.value());
     }
-    const auto verdict = verify_chain(*chain, installed, *inst.host);
+    const auto verdict = verify_chain(*chain, installed, inst.server->host);
     result.live_ok = verdict.ok();
     result.server_not_after = chain->leaf_not_after;
     if (verdict.host_mismatch) {
@@ -361,7 +364,7 @@ asio::awaitable<RefreshResult> refresh(std::shared_ptr<Services> s, const Instan
     // says next: a change is a change (its hook runs, it is counted).
     record_install(*s, inst, installed.value(), std::move(served->value()), plan, now, result);
     // 6. Verify live: would a verify-full client reach the server now?
-    if (inst.host) co_await verify_live(s, inst, plan.pem, std::move(plan.chain), result);
+    if (inst.server) co_await verify_live(s, inst, plan.pem, std::move(plan.chain), result);
     co_return result;
 }
 
@@ -409,7 +412,7 @@ asio::awaitable<CheckResult> check_live(std::shared_ptr<Services> s, Instance in
         result.problem = fail(Stage::read, "no installed file to check yet");
         co_return result;
     }
-    const auto verdict = verify_chain(probed.value(), *file.value(), *inst.host);
+    const auto verdict = verify_chain(probed.value(), *file.value(), inst.server->host);
     result.live_ok = verdict.ok();
     result.server_not_after = probed->leaf_not_after;
     if (verdict.ok()) co_return result;

@@ -27,7 +27,7 @@ void StatusBoard::sync(const Config& config) {
         s.provider = std::string(inst.source->provider);
         s.file = config.cert_file(inst);
         s.refresh_interval = std::chrono::duration<double>(inst.refresh_interval).count();
-        if (!inst.host) {
+        if (!inst.server) {
             s.live_ok.reset();
             s.server_not_after.reset();
         }

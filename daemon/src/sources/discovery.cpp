@@ -43,15 +43,17 @@ namespace {
 // Fails saying why values from a list may not reach pg_service.conf, a
 // live check, a log line or /status as they are.
 Outcome<void> safe_values(const Instance& inst) {
-    if (inst.host && !is_host(*inst.host)) {
-        return fail("host '" + printable_snippet(*inst.host, 60) +
+    if (!inst.server) return Ok{};
+    const PgServer& server = *inst.server;
+    if (!is_host(server.host)) {
+        return fail("host '" + printable_snippet(server.host, 60) +
                     "' is not a host name or address");
     }
-    if (inst.user && (inst.user->empty() ||
-                      std::any_of(inst.user->begin(), inst.user->end(), [](unsigned char c) {
-                          return c < 0x20 || c == 0x7f || c == ' ';
-                      }))) {
-        return fail("user '" + printable_snippet(*inst.user, 60) +
+    const auto& user = server.user;
+    if (user && (user->empty() || std::any_of(user->begin(), user->end(), [](unsigned char c) {
+                     return c < 0x20 || c == 0x7f || c == ' ';
+                 }))) {
+        return fail("user '" + printable_snippet(*user, 60) +
                     "' is empty or has a space or control character");
     }
     return Ok{};
@@ -99,7 +101,6 @@ Outcome<ListPage> parse_list_page(const Discovery& d, std::string_view body) {
         source.ca_file = d.ca_file;
         inst.source = std::move(source);
         sources.share(inst.source);
-        if (!inst.host) inst.dbname.reset();
         out.instances.push_back(std::move(inst));
     }
     auto next = kind.next(d, page);

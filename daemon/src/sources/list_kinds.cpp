@@ -23,16 +23,22 @@ std::optional<std::string> field(const json::object& o, std::string_view key) {
     return std::nullopt;
 }
 
+// The server at HOST, with the discover entry's dbname and USER.
+SharedOptional<PgServer> server_at(const Discovery& d, std::optional<std::string> host,
+                                   std::optional<std::string> user = std::nullopt) {
+    if (!host) return {};
+    return PgServer{std::move(*host), d.dbname, std::move(user)};
+}
+
 // host, port and user from a connection object, when it has a host.
-void take_connection(const json::value* conn, Instance& inst) {
+void take_connection(const Discovery& d, const json::value* conn, Instance& inst) {
     if (conn == nullptr || !conn->is_object()) return;
     const auto& c = conn->get_object();
-    inst.host = field(c, "host");
     if (auto port = field(c, "port")) {
         const int p = std::atoi(port->c_str());
         if (p > 0 && p < 65536) inst.port = static_cast<std::uint16_t>(p);
     }
-    inst.user = field(c, "user");
+    inst.server = server_at(d, field(c, "host"), field(c, "user"));
 }
 
 // The object at KEY of PAGE, holding the array of listed objects at ITEMS.
@@ -67,7 +73,7 @@ Outcome<bool> tembo_read(const Discovery& d, const json::object& o, Instance& in
     inst.org = d.scope;  // the CA path uses the entry's org
     inst.id = *id;
     item.keys = {{"org", d.scope}, {"id", *id}};
-    if (const auto* conn = o.if_contains("connection_info")) take_connection(conn, inst);
+    if (const auto* conn = o.if_contains("connection_info")) take_connection(d, conn, inst);
     return true;
 }
 
@@ -94,16 +100,17 @@ Outcome<bool> cloudsql_read(const Discovery& d, const json::object& o, Instance&
     if (!name || !is_path_value(*name)) return fail("has no usable name");
     if (!field(o, "databaseVersion").value_or("").starts_with("POSTGRES")) return false;
     item.keys = {{"project", d.scope}, {"instance", *name}};
-    inst.host = field(o, "dnsName");
-    if (inst.host && inst.host->empty()) inst.host.reset();  // no DNS name: its address
-    if (const auto* ips = o.if_contains("ipAddresses"); !inst.host && ips && ips->is_array()) {
+    auto host = field(o, "dnsName");
+    if (host && host->empty()) host.reset();  // no DNS name: its address
+    if (const auto* ips = o.if_contains("ipAddresses"); !host && ips && ips->is_array()) {
         for (const auto& ip : ips->get_array()) {
             if (ip.is_object() && field(ip.get_object(), "type") == "PRIMARY") {
-                inst.host = field(ip.get_object(), "ipAddress");
+                host = field(ip.get_object(), "ipAddress");
                 break;
             }
         }
     }
+    inst.server = server_at(d, std::move(host));
     return true;
 }
 
@@ -124,13 +131,13 @@ Outcome<const json::array*> digitalocean_items(const json::value& page) {
     return items_at(page, "databases");
 }
 
-Outcome<bool> digitalocean_read(const Discovery&, const json::object& o, Instance& inst,
+Outcome<bool> digitalocean_read(const Discovery& d, const json::object& o, Instance& inst,
                                 ListedItem& item) {
     auto id = field(o, "id");
     if (!id || !is_path_value(*id)) return fail("has no usable id");
     if (field(o, "engine") != "pg") return false;
     item.keys = {{"cluster", *id}};
-    if (const auto* conn = o.if_contains("connection")) take_connection(conn, inst);
+    if (const auto* conn = o.if_contains("connection")) take_connection(d, conn, inst);
     return true;
 }
 

@@ -23,14 +23,15 @@ std::string render_service_block(const Config& config, std::string_view kept) {
     std::string out(begin_marker);
     out += "\n";
     for (const auto& inst : config.instances) {
-        if (!inst.host) continue;
+        if (!inst.server) continue;
+        const PgServer& server = *inst.server;
         out += "[" + inst.name + "]\n";
-        out += "host=" + *inst.host + "\n";
+        out += "host=" + server.host + "\n";
         out += "port=" + std::to_string(inst.port) + "\n";
         out += "sslmode=verify-full\n";
         out += "sslrootcert=" + config.cert_path(inst).string() + "\n";
-        if (inst.dbname) out += "dbname=" + *inst.dbname + "\n";
-        if (inst.user) out += "user=" + *inst.user + "\n";
+        if (server.dbname) out += "dbname=" + *server.dbname + "\n";
+        if (server.user) out += "user=" + *server.user + "\n";
         out += "\n";
     }
     out += kept;
@@ -64,7 +65,7 @@ std::string sections_not_in(std::string_view existing, const Config& config) {
     const auto block = existing.substr(begins[0].end, ends[0].begin - begins[0].end);
     std::set<std::string_view> current;
     for (const auto& inst : config.instances) {
-        if (inst.host) current.insert(inst.name);
+        if (inst.server) current.insert(inst.name);
     }
     std::string out;
     bool keep = false;

@@ -227,13 +227,14 @@ instances:
     EXPECT_EQ(cfg.state_dir, "/srv/state");
     EXPECT_EQ(cfg.pg_service_file, "/etc/postgresql-common/pg_service.conf");
     EXPECT_EQ(cfg.instances[0].keep_previous, 72h);
-    EXPECT_FALSE(cfg.instances[0].host.has_value());
+    EXPECT_FALSE(cfg.instances[0].server.has_value());
     EXPECT_EQ(cfg.instances[0].verify_interval, 30s);
     EXPECT_EQ(cfg.instances[1].keep_previous, 0ms);
-    EXPECT_EQ(cfg.instances[1].host, "db.example");
+    ASSERT_TRUE(cfg.instances[1].server.has_value());
+    EXPECT_EQ(cfg.instances[1].server->host, "db.example");
     EXPECT_EQ(cfg.instances[1].port, 6432);
     EXPECT_EQ(cfg.instances[1].verify_interval, 5s);
-    EXPECT_EQ(cfg.instances[1].user, "svc");
+    EXPECT_EQ(cfg.instances[1].server->user, "svc");
 
     const auto defaults = parse_config(minimal, "/etc/x.yaml");
     EXPECT_EQ(defaults.state_dir, "/var/lib/rootcertd/state");

@@ -87,7 +87,7 @@ Discovery source(const char* provider, const char* scope) {
 Instance instance(const char* name, const char* dbname = "postgres") {
     Instance inst;
     inst.name = name;
-    inst.dbname = dbname;
+    inst.server = PgServer{"db.example", dbname, std::nullopt};
     return inst;
 }
 std::vector<std::string> names_of(const Composed& c) {

@@ -67,10 +67,11 @@ TEST(Discovery, TemboListKeepsWhatIsNotBeingDeleted) {
     EXPECT_EQ(a.org, "org_d");
     EXPECT_EQ(a.source->api.origin(), "https://api.data-1.use1.tembo.io");
     EXPECT_EQ(a.target, "/api/v1/orgs/org_d/instances/inst_1/secrets/certificate");
-    EXPECT_EQ(a.host, "alpha.example");
+    ASSERT_TRUE(a.server.has_value());
+    EXPECT_EQ(a.server->host, "alpha.example");
     EXPECT_EQ(a.port, 5433);
-    EXPECT_EQ(a.user, "app");
-    EXPECT_FALSE(page->instances[1].host) << "null connection_info: no live check";
+    EXPECT_EQ(a.server->user, "app");
+    EXPECT_FALSE(page->instances[1].server) << "null connection_info: no live check";
     EXPECT_EQ(page->instances[1].source->api.origin(), "https://api.data-2.euc1.tembo.io");
     EXPECT_FALSE(page->next);
 }
@@ -93,7 +94,8 @@ TEST(Discovery, CloudSqlPagesAndKeepsPostgresOnly) {
         {"name": "m", "databaseVersion": "MYSQL_8_0"}], "nextPageToken": "t/1+="})");
     ASSERT_TRUE(page.ok()) << page.error();
     ASSERT_EQ(page->instances.size(), 1u);
-    EXPECT_EQ(page->instances[0].host, "34.1.2.3");
+    ASSERT_TRUE(page->instances[0].server.has_value());
+    EXPECT_EQ(page->instances[0].server->host, "34.1.2.3");
     EXPECT_EQ(page->instances[0].target, "/v1/projects/proj/instances/a/listServerCas");
     EXPECT_EQ(page->instances[0].source->credential, "gcp");
     EXPECT_EQ(page->next, "/v1/projects/proj/instances?pageToken=t%2F1%2B%3D");

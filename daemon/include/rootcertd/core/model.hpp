@@ -107,6 +107,30 @@ class Shared {
     std::shared_ptr<const T> p_;
 };
 
+// An optional value shared by copies, compared by value, in one pointer:
+// a fleet's instances share the global hook, and an instance without a
+// server holds 16 bytes, not three empty optionals.
+template <class T>
+class SharedOptional {
+  public:
+    SharedOptional() = default;
+    SharedOptional(T value) : p_(std::make_shared<const T>(std::move(value))) {}  // NOLINT
+    SharedOptional(std::optional<T> value) {  // NOLINT: an optional
+        if (value) p_ = std::make_shared<const T>(std::move(*value));
+    }
+    bool has_value() const { return p_ != nullptr; }
+    explicit operator bool() const { return has_value(); }
+    const T& operator*() const { return *p_; }
+    const T* operator->() const { return p_.get(); }
+    void reset() { p_.reset(); }
+    bool operator==(const SharedOptional& other) const {
+        return p_ == other.p_ || (p_ && other.p_ && *p_ == *other.p_);
+    }
+
+  private:
+    std::shared_ptr<const T> p_;
+};
+
 // Makes equal Sources one object, as they are read: instances of one
 // provider, origin and secret differ only in their targets. Remembers the
 // last few distinct Sources (a config lists like instances together).
@@ -116,6 +140,15 @@ class SourcePool {
 
   private:
     std::vector<Shared<Source>> recent_;
+};
+
+// The PostgreSQL server an instance's CA is for: checked live with it, and
+// written to pg_service.conf.
+struct PgServer {
+    std::string host;
+    std::optional<std::string> dbname;
+    std::optional<std::string> user;
+    bool operator==(const PgServer&) const = default;
 };
 
 struct Instance {
@@ -133,16 +166,13 @@ struct Instance {
     std::string fallback_target;
     Duration refresh_interval{};
     FileOwnership file;
-    // Live verification and pg_service.conf: only with a host (PORT sits
+    // Live verification and pg_service.conf: only with a server (PORT sits
     // here, beside FILE, where it packs into FILE's padding).
     std::uint16_t port = 5432;
     Duration keep_previous{};  // rotation.keep_previous
-
-    std::optional<std::string> host;
+    SharedOptional<PgServer> server;
     Duration verify_interval{};
-    std::optional<std::string> dbname;
-    std::optional<std::string> user;
-    std::optional<Hook> on_change;  // its own or the global one
+    SharedOptional<Hook> on_change;  // its own or the global one (one object)
     // The discover entry's label ("tembo:org_abc") that found it; empty
     // when listed in the file. Outputs select by it.
     std::string discovered_by;
@@ -166,7 +196,8 @@ struct Discovery {
     std::string name_template;  // {field}: top-level string fields of a listed object
     std::string data_plane;     // tembo: each instance's CA origin, a template
     std::optional<std::filesystem::path> ca_file;
-    Instance defaults;  // refresh_interval, rotation, on_change, file_mode, ..., dbname
+    Instance defaults;                  // refresh_interval, rotation, on_change, file_mode, ...
+    std::optional<std::string> dbname;  // of the instances listed with a host
     // "tembo:org_abc", "cloudsql:my-proj", "digitalocean": metric and log label.
     std::string label() const { return scope.empty() ? provider : provider + ":" + scope; }
     bool operator==(const Discovery&) const = default;
@@ -220,7 +251,7 @@ struct Config {
     Duration keep_previous{std::chrono::hours(24 * 7)};
     Duration verify_interval{std::chrono::minutes(1)};
     std::optional<std::string> metrics_listen;  // metrics.listen: "host:port"
-    std::optional<Hook> on_change;
+    SharedOptional<Hook> on_change;             // shared by the instances without their own
     Duration refresh_interval{std::chrono::hours(1)};
     double jitter = 0.1;  // fraction of the interval, each way
     Duration retry_min{std::chrono::seconds(5)};
