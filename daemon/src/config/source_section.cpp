@@ -10,28 +10,36 @@
 
 namespace rootcertd::config_read {
 
+namespace {
+
+const Preset& tembo_preset() {
+    static const Preset& tembo = *find_preset("tembo");
+    return tembo;
+}
+
+// The values of the Tembo path's keys: INST's org and id.
+auto tembo_values(const Instance& inst) {
+    return [&inst](std::string_view key) -> const std::string& {
+        return key == "org" ? inst.org : inst.id;
+    };
+}
+
+}  // namespace
+
 // The request of a Tembo instance; ORIGIN: its api_url, else api.url.
 Source tembo_source(Instance& inst, const std::optional<Endpoint>& origin,
                     std::optional<std::string> credential, const Config& cfg,
                     const MapReader& where) {
-    static const Preset& tembo = *find_preset("tembo");
     if (!origin && !cfg.api) raise(where.site(), "no api_url here and no api.url to inherit");
     if (!credential && !cfg.token_file && !cfg.token_env) {
         raise(where.site(), "needs api.token_file or api.token_env (or a source credential)");
     }
-    return preset_source(
-        tembo,
-        [&](std::string_view key) -> const std::string& {
-            return key == "org" ? inst.org : inst.id;
-        },
-        origin ? origin : cfg.api, std::move(credential), inst);
+    return preset_source(tembo_preset(), tembo_values(inst), origin ? origin : cfg.api,
+                         std::move(credential), inst);
 }
 
 std::string tembo_target(const Instance& inst) {
-    static const Preset& tembo = *find_preset("tembo");
-    return expand_path(tembo.path, [&](std::string_view key) -> const std::string& {
-        return key == "org" ? inst.org : inst.id;
-    });
+    return expand_path(tembo_preset().path, tembo_values(inst));
 }
 
 namespace {

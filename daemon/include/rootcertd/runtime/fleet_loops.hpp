@@ -16,7 +16,7 @@ namespace rootcertd {
 
 class FleetLoops {
   public:
-    // The jobs of one instance's loop: its refresh and, with a host, its live
+    // The jobs of one instance's loop: its refresh and, with a server, its live
     // check. Both hold INSTANCE, the loop's one copy.
     struct Jobs {
         Scheduler::Job refresh;
